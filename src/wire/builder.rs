@@ -1,0 +1,527 @@
+//! Writing messages into a caller's buffer (RFC 7252 §3, §3.1; RFC 8974 §2.1).
+
+use core::fmt;
+
+use super::message::read_option;
+use super::{
+    Block, Code, CoapOption, ContentFormat, NoResponse, OptionError, OptionNumber, Type,
+    encode_uint,
+};
+
+/// The longest token RFC 8974 can express: TKL 14 with 0xffff + 269.
+pub const MAX_TOKEN_LEN: usize = 65535 + 269;
+/// The longest option value the option length field can express (§3.1).
+pub const MAX_OPTION_LEN: usize = 65535 + 269;
+
+/// Why a [`MessageBuilder`] call was refused. A refused call leaves the message as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The buffer cannot hold the message; it would need `needed` bytes in all.
+    BufferTooSmall {
+        /// The buffer length the call would have needed.
+        needed: usize,
+    },
+    /// An Empty message (0.00) cannot carry a token, options or a payload (§4.1).
+    EmptyMessageWithContent,
+    /// The token is longer than [`MAX_TOKEN_LEN`].
+    TokenTooLong,
+    /// The token must be set before any option or payload.
+    TokenAfterOptions,
+    /// Options must be added before the payload.
+    OptionAfterPayload,
+    /// The payload was already written.
+    PayloadAlreadySet,
+    /// An option value longer than [`MAX_OPTION_LEN`].
+    OptionTooLong,
+    /// A typed setter was given a value its option does not permit.
+    InvalidOption(OptionError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BuildError::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: the message needs {needed} bytes")
+            }
+            BuildError::EmptyMessageWithContent => {
+                f.write_str("an Empty message cannot carry a token, options or payload")
+            }
+            BuildError::TokenTooLong => write!(f, "token longer than {MAX_TOKEN_LEN} bytes"),
+            BuildError::TokenAfterOptions => f.write_str("token set after options or payload"),
+            BuildError::OptionAfterPayload => f.write_str("option added after the payload"),
+            BuildError::PayloadAlreadySet => f.write_str("payload already written"),
+            BuildError::OptionTooLong => {
+                write!(f, "option value longer than {MAX_OPTION_LEN} bytes")
+            }
+            BuildError::InvalidOption(e) => write!(f, "invalid option: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            BuildError::InvalidOption(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<OptionError> for BuildError {
+    fn from(e: OptionError) -> Self {
+        BuildError::InvalidOption(e)
+    }
+}
+
+/// Bytes an extended delta or length field takes for `v` (§3.1).
+#[inline(always)]
+const fn extended_len(v: usize) -> usize {
+    if v < 13 {
+        0
+    } else if v < 269 {
+        1
+    } else {
+        2
+    }
+}
+
+/// Bytes an option header takes for `delta` and a value of `len` bytes.
+#[inline(always)]
+const fn header_len(delta: usize, len: usize) -> usize {
+    1 + extended_len(delta) + extended_len(len)
+}
+
+/// The nibble for `v` and its extended bytes (§3.1, also used for TKL by RFC 8974).
+#[inline(always)]
+fn nibble(v: usize) -> (u8, [u8; 2], usize) {
+    if v < 13 {
+        (v as u8, [0; 2], 0)
+    } else if v < 269 {
+        (13, [(v - 13) as u8, 0], 1)
+    } else {
+        let x = ((v - 269) as u16).to_be_bytes();
+        (14, x, 2)
+    }
+}
+
+/// Writes an option header into `out`, which holds at least `header_len(delta, len)`
+/// bytes; returns the bytes written.
+#[inline(always)]
+fn write_header(out: &mut [u8], delta: usize, len: usize) -> usize {
+    let (dn, dx, dl) = nibble(delta);
+    let (ln, lx, ll) = nibble(len);
+    let total = 1 + dl + ll;
+    if let Some(out) = out.get_mut(..total) {
+        out[0] = (dn << 4) | ln;
+        out[1..1 + dl].copy_from_slice(&dx[..dl]);
+        out[1 + dl..].copy_from_slice(&lx[..ll]);
+    }
+    total
+}
+
+/// The option in front of which an insertion goes.
+#[derive(Clone, Copy)]
+struct NextOption {
+    number: usize,
+    value_len: usize,
+    header_len: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Token,
+    Options,
+    Payload,
+}
+
+/// Writes one CoAP message into a caller-provided buffer (RFC 7252 §3).
+///
+/// Call order: [`new`](Self::new) writes the header; then optionally
+/// [`token`](Self::token); then options in **any order**; then at most one payload;
+/// then [`finish`](Self::finish). Options added out of order are inserted where they
+/// belong (equal numbers keep the order they were added in), so the result is always
+/// sorted as §3.1 requires. Appending in ascending order is the fast path.
+///
+/// Every call either succeeds or returns a [`BuildError`] and leaves the message as it
+/// was — in particular [`BuildError::BufferTooSmall`] reports the buffer size the call
+/// needed. Whatever the builder produces, [`Message::parse`](super::Message::parse)
+/// accepts and reads back the same.
+///
+/// Typed setters (`uri_path`, `content_format`, `block2` …) encode minimally and check
+/// the value against the option's registration; [`option`](Self::option) writes any
+/// value as given.
+///
+/// ```
+/// use coap_proto::wire::{Code, ContentFormat, Message, MessageBuilder, Type};
+///
+/// let mut buf = [0u8; 128];
+/// let mut b = MessageBuilder::new(&mut buf, Type::Con, Code::GET, 0x1234)?;
+/// b.token(&[0xde, 0xad, 0xbe, 0xef])?;
+/// b.accept(ContentFormat::JSON)?; // out of order: inserted after the path
+/// b.uri_path("/sensors/temperature")?;
+/// let bytes = b.finish();
+/// assert_eq!(bytes.len(), 30);
+///
+/// let msg = Message::parse(bytes)?;
+/// assert!(msg.uri_path().matches("/sensors/temperature"));
+/// assert_eq!(msg.accept()?, Some(ContentFormat::JSON));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct MessageBuilder<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+    options_start: usize,
+    last_number: u16,
+    stage: Stage,
+}
+
+impl<'b> MessageBuilder<'b> {
+    /// Starts a message: writes the 4-byte header into `buf`.
+    pub fn new(
+        buf: &'b mut [u8],
+        ty: Type,
+        code: Code,
+        message_id: u16,
+    ) -> Result<MessageBuilder<'b>, BuildError> {
+        let Some(header) = buf.first_chunk_mut::<4>() else {
+            return Err(BuildError::BufferTooSmall { needed: 4 });
+        };
+        let [m0, m1] = message_id.to_be_bytes();
+        *header = [0x40 | (ty.bits() << 4), code.to_u8(), m0, m1];
+        Ok(MessageBuilder {
+            buf,
+            len: 4,
+            options_start: 4,
+            last_number: 0,
+            stage: Stage::Token,
+        })
+    }
+
+    fn is_empty_code(&self) -> bool {
+        self.buf.get(1) == Some(&0)
+    }
+
+    fn ensure(&self, needed: usize) -> Result<(), BuildError> {
+        if needed > self.buf.len() {
+            Err(BuildError::BufferTooSmall { needed })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sets the token (0–65804 bytes, RFC 8974 §2.1). It may be set again, but only
+    /// before any option or payload.
+    pub fn token(&mut self, token: &[u8]) -> Result<&mut Self, BuildError> {
+        if self.stage != Stage::Token {
+            return Err(BuildError::TokenAfterOptions);
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(BuildError::TokenTooLong);
+        }
+        if !token.is_empty() && self.is_empty_code() {
+            return Err(BuildError::EmptyMessageWithContent);
+        }
+        let (tkl, ext, ext_len) = nibble(token.len());
+        let end = 4 + ext_len + token.len();
+        self.ensure(end)?;
+        self.buf[0] = (self.buf[0] & 0xf0) | tkl;
+        self.buf[4..4 + ext_len].copy_from_slice(&ext[..ext_len]);
+        self.buf[4 + ext_len..end].copy_from_slice(token);
+        self.len = end;
+        self.options_start = end;
+        Ok(self)
+    }
+
+    /// Adds an option with `value` written as given (not checked against the registry).
+    ///
+    /// Options may come in any order; see the type's documentation.
+    pub fn option(&mut self, number: OptionNumber, value: &[u8]) -> Result<&mut Self, BuildError> {
+        if value.len() > MAX_OPTION_LEN {
+            return Err(BuildError::OptionTooLong);
+        }
+        self.put(number.0, core::iter::once(value))?;
+        Ok(self)
+    }
+
+    /// Writes a run of options that share `number` where they belong: at the end when
+    /// `number` is at least the largest so far, else in front of the first option with a
+    /// larger number, whose delta then shrinks and is re-encoded. The exact size is
+    /// computed first, so a refusal changes nothing.
+    #[inline]
+    fn put<'v>(
+        &mut self,
+        number: u16,
+        values: impl Iterator<Item = &'v [u8]> + Clone,
+    ) -> Result<(), BuildError> {
+        if self.stage == Stage::Payload {
+            return Err(BuildError::OptionAfterPayload);
+        }
+        if self.is_empty_code() {
+            return Err(BuildError::EmptyMessageWithContent);
+        }
+        let number = number as usize;
+        let (at, prev, next) = if number >= self.last_number as usize {
+            (self.len, self.last_number as usize, None)
+        } else {
+            self.slot(number)
+        };
+        let mut run = 0;
+        let mut delta = number - prev;
+        for v in values.clone() {
+            run += header_len(delta, v.len()) + v.len();
+            delta = 0;
+        }
+        if run == 0 {
+            return Ok(());
+        }
+        let mut new_len = self.len + run;
+        if let Some(next) = next {
+            // Never below self.len: splitting a delta saves at most one extended byte,
+            // and the run's own header is at least one byte.
+            new_len = new_len + header_len(next.number - number, next.value_len) - next.header_len;
+        }
+        self.ensure(new_len)?;
+        if let Some(next) = next {
+            let tail_to = at + run + header_len(next.number - number, next.value_len);
+            self.buf.copy_within(at + next.header_len..self.len, tail_to);
+            write_header(&mut self.buf[at + run..], next.number - number, next.value_len);
+        }
+        let mut pos = at;
+        let mut delta = number - prev;
+        for v in values {
+            pos += write_header(&mut self.buf[pos..], delta, v.len());
+            self.buf[pos..pos + v.len()].copy_from_slice(v);
+            pos += v.len();
+            delta = 0;
+        }
+        self.len = new_len;
+        self.last_number = self.last_number.max(number as u16);
+        self.stage = Stage::Options;
+        Ok(())
+    }
+
+    /// Where an option numbered `number` (below the largest so far) goes: the offset of
+    /// the first option with a larger number, the number before it, and that option.
+    fn slot(&self, number: usize) -> (usize, usize, Option<NextOption>) {
+        let mut rest = self.buf.get(self.options_start..self.len).unwrap_or(&[]);
+        let mut prev = 0;
+        // The region holds only options this builder wrote, so reading cannot fail,
+        // and since number < last_number a larger option exists.
+        while let Some(at) = self.len.checked_sub(rest.len()) {
+            let Ok((delta, value)) = read_option(&mut rest) else {
+                break;
+            };
+            if prev + delta > number {
+                let header_len = (self.len - rest.len()) - at - value.len();
+                let next = NextOption {
+                    number: prev + delta,
+                    value_len: value.len(),
+                    header_len,
+                };
+                return (at, prev, Some(next));
+            }
+            prev += delta;
+        }
+        (self.len, prev, None)
+    }
+
+    /// Adds an option after checking `value` against the registry.
+    fn checked_option(&mut self, number: OptionNumber, value: &[u8]) -> Result<&mut Self, BuildError> {
+        CoapOption { number, value }.check()?;
+        self.option(number, value)
+    }
+
+    /// Adds a uint option, minimally encoded (RFC 7252 §3.2).
+    pub fn uint_option(&mut self, number: OptionNumber, value: u32) -> Result<&mut Self, BuildError> {
+        let mut tmp = [0; 4];
+        let bytes = encode_uint(value, &mut tmp);
+        self.checked_option(number, bytes)
+    }
+
+    /// Adds one Uri-Path option per segment of `path`, split at `/`; one leading `/` is
+    /// ignored and `""` or `"/"` adds nothing (RFC 7252 §6.4 step 8). Segments are
+    /// written as given, without percent-decoding.
+    pub fn uri_path(&mut self, path: &str) -> Result<&mut Self, BuildError> {
+        self.segments(OptionNumber::URI_PATH, path)
+    }
+
+    /// Adds one Location-Path option per segment of `path`, as [`uri_path`](Self::uri_path) does.
+    pub fn location_path(&mut self, path: &str) -> Result<&mut Self, BuildError> {
+        self.segments(OptionNumber::LOCATION_PATH, path)
+    }
+
+    fn segments(&mut self, number: OptionNumber, path: &str) -> Result<&mut Self, BuildError> {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        if path.is_empty() {
+            return Ok(self);
+        }
+        let segments = path.split('/').map(str::as_bytes);
+        for value in segments.clone() {
+            CoapOption { number, value }.check()?;
+        }
+        self.put(number.0, segments)?;
+        Ok(self)
+    }
+
+    /// Adds one Uri-Query option (one `name=value` argument, §5.10.1).
+    pub fn uri_query(&mut self, argument: &str) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::URI_QUERY, argument.as_bytes())
+    }
+
+    /// Adds one Location-Query option (§5.10.7).
+    pub fn location_query(&mut self, argument: &str) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::LOCATION_QUERY, argument.as_bytes())
+    }
+
+    /// Adds Uri-Host (§5.10.1).
+    pub fn uri_host(&mut self, host: &str) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::URI_HOST, host.as_bytes())
+    }
+
+    /// Adds Uri-Port (§5.10.1).
+    pub fn uri_port(&mut self, port: u16) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::URI_PORT, port as u32)
+    }
+
+    /// Adds Content-Format (§5.10.3).
+    pub fn content_format(&mut self, format: ContentFormat) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::CONTENT_FORMAT, format.0 as u32)
+    }
+
+    /// Adds Accept (§5.10.4).
+    pub fn accept(&mut self, format: ContentFormat) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::ACCEPT, format.0 as u32)
+    }
+
+    /// Adds Max-Age in seconds (§5.10.5).
+    pub fn max_age(&mut self, seconds: u32) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::MAX_AGE, seconds)
+    }
+
+    /// Adds an ETag of 1–8 bytes (§5.10.6).
+    pub fn etag(&mut self, etag: &[u8]) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::ETAG, etag)
+    }
+
+    /// Adds an If-Match of 0–8 bytes (§5.10.8.1).
+    pub fn if_match(&mut self, etag: &[u8]) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::IF_MATCH, etag)
+    }
+
+    /// Adds If-None-Match (§5.10.8.2).
+    pub fn if_none_match(&mut self) -> Result<&mut Self, BuildError> {
+        self.option(OptionNumber::IF_NONE_MATCH, &[])
+    }
+
+    /// Adds Observe, a value of at most 24 bits (RFC 7641 §2).
+    pub fn observe(&mut self, value: u32) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::OBSERVE, value)
+    }
+
+    /// Adds Block1 (RFC 7959 §2.1).
+    pub fn block1(&mut self, block: Block) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::BLOCK1, block.to_uint())
+    }
+
+    /// Adds Block2 (RFC 7959 §2.1).
+    pub fn block2(&mut self, block: Block) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::BLOCK2, block.to_uint())
+    }
+
+    /// Adds Size1 (RFC 7959 §4).
+    pub fn size1(&mut self, size: u32) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::SIZE1, size)
+    }
+
+    /// Adds Size2 (RFC 7959 §4).
+    pub fn size2(&mut self, size: u32) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::SIZE2, size)
+    }
+
+    /// Adds Proxy-Uri (§5.10.2).
+    pub fn proxy_uri(&mut self, uri: &str) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::PROXY_URI, uri.as_bytes())
+    }
+
+    /// Adds Proxy-Scheme (§5.10.2).
+    pub fn proxy_scheme(&mut self, scheme: &str) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::PROXY_SCHEME, scheme.as_bytes())
+    }
+
+    /// Adds No-Response (RFC 7967 §2).
+    pub fn no_response(&mut self, value: NoResponse) -> Result<&mut Self, BuildError> {
+        self.uint_option(OptionNumber::NO_RESPONSE, value.0 as u32)
+    }
+
+    /// Adds Echo, 1–40 bytes (RFC 9175 §2.2.1).
+    pub fn echo(&mut self, value: &[u8]) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::ECHO, value)
+    }
+
+    /// Adds a Request-Tag of 0–8 bytes (RFC 9175 §3.2).
+    pub fn request_tag(&mut self, tag: &[u8]) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::REQUEST_TAG, tag)
+    }
+
+    /// Adds Hop-Limit (RFC 8768 §3).
+    pub fn hop_limit(&mut self, limit: u8) -> Result<&mut Self, BuildError> {
+        self.checked_option(OptionNumber::HOP_LIMIT, &[limit])
+    }
+
+    /// How many payload bytes still fit after the payload marker; 0 if not even the
+    /// marker and one byte fit, or the payload was already written.
+    pub fn payload_capacity(&self) -> usize {
+        if self.stage == Stage::Payload || self.is_empty_code() {
+            return 0;
+        }
+        self.buf.len().saturating_sub(self.len + 1)
+    }
+
+    /// Writes the payload marker and `payload`. An empty payload writes nothing (§3: no
+    /// marker without payload).
+    pub fn payload(&mut self, payload: &[u8]) -> Result<&mut Self, BuildError> {
+        self.payload_mut(payload.len())?.copy_from_slice(payload);
+        Ok(self)
+    }
+
+    /// Writes the payload marker and reserves `len` payload bytes, returned for the
+    /// caller to fill in place (e.g. straight from flash). The bytes start zeroed only if
+    /// the buffer was; whatever is left in them is sent.
+    pub fn payload_mut(&mut self, len: usize) -> Result<&mut [u8], BuildError> {
+        if self.stage == Stage::Payload {
+            return Err(BuildError::PayloadAlreadySet);
+        }
+        if len == 0 {
+            self.stage = Stage::Payload;
+            return Ok(&mut []);
+        }
+        if self.is_empty_code() {
+            return Err(BuildError::EmptyMessageWithContent);
+        }
+        let start = self.len + 1;
+        self.ensure(start + len)?;
+        self.buf[self.len] = 0xff;
+        self.len = start + len;
+        self.stage = Stage::Payload;
+        Ok(&mut self.buf[start..start + len])
+    }
+
+    /// The length of the message written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: the header is there from the start.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Finishes the message and returns its bytes.
+    pub fn finish(self) -> &'b [u8] {
+        let len = self.len;
+        let buf: &'b [u8] = self.buf;
+        &buf[..len]
+    }
+}
