@@ -98,7 +98,11 @@ impl Block {
         }
         let log2 = usize::BITS - 1 - size.leading_zeros();
         let szx = log2 - 4;
-        Some(if szx > Self::MAX_SZX as u32 { Self::MAX_SZX } else { szx as u8 })
+        Some(if szx > Self::MAX_SZX as u32 {
+            Self::MAX_SZX
+        } else {
+            szx as u8
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use core::fmt;
 
 use super::message::read_option;
 use super::{
-    Block, Code, CoapOption, ContentFormat, NoResponse, OptionError, OptionNumber, Type,
+    Block, CoapOption, Code, ContentFormat, Message, NoResponse, OptionError, OptionNumber, Type,
     encode_uint,
 };
 
@@ -199,6 +199,32 @@ impl<'b> MessageBuilder<'b> {
         })
     }
 
+    /// Starts a copy of `msg` in `buf`: header, token and options, each option value as
+    /// it was on the wire. The payload is left to the caller, so options may still be
+    /// added. Followed by `.payload(msg.payload())` the result is byte-identical to `msg`.
+    ///
+    /// ```
+    /// use coap_proto::wire::{Message, MessageBuilder};
+    /// let bytes = b"\x44\x01\x12\x34\xde\xad\xbe\xef\xb1a\xff!";
+    /// let msg = Message::parse(bytes)?;
+    /// let mut buf = [0u8; 32];
+    /// let mut b = MessageBuilder::from_message(&mut buf, &msg)?;
+    /// b.payload(msg.payload())?;
+    /// assert_eq!(b.finish(), bytes);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_message(
+        buf: &'b mut [u8],
+        msg: &Message<'_>,
+    ) -> Result<MessageBuilder<'b>, BuildError> {
+        let mut b = MessageBuilder::new(buf, msg.ty(), msg.code(), msg.message_id())?;
+        b.token(msg.token())?;
+        for opt in msg.options() {
+            b.option(opt.number, opt.value)?;
+        }
+        Ok(b)
+    }
+
     fn is_empty_code(&self) -> bool {
         self.buf.get(1) == Some(&0)
     }
@@ -285,8 +311,13 @@ impl<'b> MessageBuilder<'b> {
         self.ensure(new_len)?;
         if let Some(next) = next {
             let tail_to = at + run + header_len(next.number - number, next.value_len);
-            self.buf.copy_within(at + next.header_len..self.len, tail_to);
-            write_header(&mut self.buf[at + run..], next.number - number, next.value_len);
+            self.buf
+                .copy_within(at + next.header_len..self.len, tail_to);
+            write_header(
+                &mut self.buf[at + run..],
+                next.number - number,
+                next.value_len,
+            );
         }
         let mut pos = at;
         let mut delta = number - prev;
@@ -328,13 +359,21 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Adds an option after checking `value` against the registry.
-    fn checked_option(&mut self, number: OptionNumber, value: &[u8]) -> Result<&mut Self, BuildError> {
+    fn checked_option(
+        &mut self,
+        number: OptionNumber,
+        value: &[u8],
+    ) -> Result<&mut Self, BuildError> {
         CoapOption { number, value }.check()?;
         self.option(number, value)
     }
 
     /// Adds a uint option, minimally encoded (RFC 7252 §3.2).
-    pub fn uint_option(&mut self, number: OptionNumber, value: u32) -> Result<&mut Self, BuildError> {
+    pub fn uint_option(
+        &mut self,
+        number: OptionNumber,
+        value: u32,
+    ) -> Result<&mut Self, BuildError> {
         let mut tmp = [0; 4];
         let bytes = encode_uint(value, &mut tmp);
         self.checked_option(number, bytes)
@@ -511,6 +550,11 @@ impl<'b> MessageBuilder<'b> {
     /// The length of the message written so far.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The message written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
     }
 
     /// Always `false`: the header is there from the start.

@@ -4,7 +4,7 @@
 use core::fmt;
 
 use super::option::write_hex;
-use super::{Block, Code, CoapOption, ContentFormat, NoResponse, OptionError, OptionNumber, Type};
+use super::{Block, CoapOption, Code, ContentFormat, NoResponse, OptionError, OptionNumber, Type};
 
 /// Why a datagram is not a well-formed CoAP message (RFC 7252 §3, §4.1; RFC 8974 §2.1).
 ///
@@ -57,9 +57,7 @@ impl fmt::Display for ParseError {
             ParseError::TruncatedToken => f.write_str("datagram ends in the token"),
             ParseError::ReservedOptionNibble => f.write_str("option uses the reserved nibble 15"),
             ParseError::TruncatedOptionDelta => f.write_str("datagram ends in an option delta"),
-            ParseError::TruncatedOptionLength => {
-                f.write_str("datagram ends in an option length")
-            }
+            ParseError::TruncatedOptionLength => f.write_str("datagram ends in an option length"),
             ParseError::TruncatedOptionValue => f.write_str("datagram ends in an option value"),
             ParseError::OptionNumberOverflow => f.write_str("option number exceeds 65535"),
             ParseError::EmptyPayload => f.write_str("payload marker without payload"),
@@ -404,7 +402,9 @@ impl<'a> Message<'a> {
 
     /// Content-Format (§5.10.3).
     pub fn content_format(&self) -> Result<Option<ContentFormat>, OptionError> {
-        Ok(self.uint(OptionNumber::CONTENT_FORMAT)?.map(|v| ContentFormat(v as u16)))
+        Ok(self
+            .uint(OptionNumber::CONTENT_FORMAT)?
+            .map(|v| ContentFormat(v as u16)))
     }
 
     /// Max-Age in seconds (§5.10.5); absent means the default of 60.
@@ -424,7 +424,9 @@ impl<'a> Message<'a> {
 
     /// Accept (§5.10.4).
     pub fn accept(&self) -> Result<Option<ContentFormat>, OptionError> {
-        Ok(self.uint(OptionNumber::ACCEPT)?.map(|v| ContentFormat(v as u16)))
+        Ok(self
+            .uint(OptionNumber::ACCEPT)?
+            .map(|v| ContentFormat(v as u16)))
     }
 
     /// Location-Query arguments (§5.10.7).
@@ -471,7 +473,9 @@ impl<'a> Message<'a> {
 
     /// No-Response (RFC 7967 §2).
     pub fn no_response(&self) -> Result<Option<NoResponse>, OptionError> {
-        Ok(self.uint(OptionNumber::NO_RESPONSE)?.map(|v| NoResponse(v as u8)))
+        Ok(self
+            .uint(OptionNumber::NO_RESPONSE)?
+            .map(|v| NoResponse(v as u8)))
     }
 
     /// Every Request-Tag (RFC 9175 §3.2); a request may carry several.
@@ -484,7 +488,13 @@ impl<'a> Message<'a> {
 /// `CON GET MID 0x1234 token 0xdeadbeef; Uri-Path: "sensors"; Accept: 50 (application/json)`.
 impl fmt::Display for Message<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} MID {:#06x}", self.ty(), self.code(), self.message_id())?;
+        write!(
+            f,
+            "{} {} MID {:#06x}",
+            self.ty(),
+            self.code(),
+            self.message_id()
+        )?;
         if !self.token().is_empty() {
             f.write_str(" token ")?;
             write_hex(f, self.token())?;
@@ -522,7 +532,9 @@ struct DebugList<'a>(Options<'a>);
 
 impl fmt::Debug for DebugList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.clone().map(DisplayAsDebug)).finish()
+        f.debug_list()
+            .entries(self.0.clone().map(DisplayAsDebug))
+            .finish()
     }
 }
 

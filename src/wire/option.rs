@@ -205,7 +205,10 @@ impl fmt::Display for OptionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             OptionError::BadLength { number, len } => {
-                write!(f, "{number} value of {len} bytes is outside its permitted length")
+                write!(
+                    f,
+                    "{number} value of {len} bytes is outside its permitted length"
+                )
             }
             OptionError::UintTooLong { number, len } => {
                 write!(f, "{number} value of {len} bytes is too long for a uint")
