@@ -67,42 +67,44 @@ fn model() -> impl Strategy<Value = Model> {
         })
 }
 
-/// Applies the model to a builder over `buf`, checking the builder's contract at every
-/// call: success, or `BufferTooSmall` reporting more than the buffer and no change.
+/// Runs one builder call and checks the contract: success, or `BufferTooSmall` reporting
+/// more than the buffer holds and leaving the message as it was.
+fn step(
+    b: &mut MessageBuilder<'_>,
+    cap: usize,
+    call: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    let before = b.as_bytes().to_vec();
+    let r = call(b);
+    match r {
+        Ok(()) => {}
+        Err(BuildError::BufferTooSmall { needed }) => {
+            assert!(needed > cap, "needed {needed} fits in {cap}");
+            assert_eq!(
+                b.as_bytes(),
+                &before[..],
+                "refused call changed the message"
+            );
+        }
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+    r
+}
+
+/// Applies the model to a builder over `buf`, checking every call; the first refusal is
+/// returned after all calls were tried.
 fn build<'b>(m: &Model, buf: &'b mut [u8]) -> Result<&'b [u8], BuildError> {
     let cap = buf.len();
     let mut b = MessageBuilder::new(buf, m.ty, m.code, m.mid)?;
-    let mut step =
-        |b: &mut MessageBuilder<'_>,
-         f: &dyn Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>| {
-            let before = b.as_bytes().to_vec();
-            let r = f(b);
-            if let Err(e) = r {
-                match e {
-                    BuildError::BufferTooSmall { needed } => assert!(needed > cap),
-                    other => panic!("unexpected {other:?}"),
-                }
-                assert_eq!(
-                    b.as_bytes(),
-                    &before[..],
-                    "refused call changed the message"
-                );
-            }
-            r
-        };
-    let mut first_err = None;
-    let r = step(&mut b, &|b| b.token(&m.token).map(|_| ()));
-    first_err = first_err.or(r.err());
+    let mut results = vec![step(&mut b, cap, |b| b.token(&m.token).map(drop))];
     for (n, v) in &m.options {
-        let r = step(&mut b, &|b| b.option(OptionNumber(*n), v).map(|_| ()));
-        first_err = first_err.or(r.err());
+        results.push(step(&mut b, cap, |b| {
+            b.option(OptionNumber(*n), v).map(drop)
+        }));
     }
-    let r = step(&mut b, &|b| b.payload(&m.payload).map(|_| ()));
-    first_err = first_err.or(r.err());
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(b.finish()),
-    }
+    results.push(step(&mut b, cap, |b| b.payload(&m.payload).map(drop)));
+    results.into_iter().collect::<Result<(), _>>()?;
+    Ok(b.finish())
 }
 
 fn rebuild(msg: &Message<'_>) -> Vec<u8> {
@@ -220,5 +222,30 @@ proptest! {
             read_everything(&msg);
             prop_assert_eq!(rebuild(&msg), data);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// The builder's word-at-a-time path splitter must agree with `str::split` for
+    /// separators at every alignment, runs of slashes, and multibyte characters.
+    #[test]
+    fn uri_path_splits_like_str_split(path in "[ab/é]{0,70}", host in "[a-z]{1,5}") {
+        let mut buf = [0u8; 512];
+        let mut b = MessageBuilder::new(&mut buf, Type::Con, Code::GET, 1).unwrap();
+        b.uri_host(&host).unwrap();
+        b.uri_path(&path).unwrap();
+        let bytes = b.finish().to_vec();
+        let msg = Message::parse(&bytes).unwrap();
+        let trimmed = path.strip_prefix('/').unwrap_or(&path);
+        let expected: Vec<&[u8]> = if trimmed.is_empty() {
+            vec![]
+        } else {
+            trimmed.split('/').map(str::as_bytes).collect()
+        };
+        prop_assert_eq!(msg.uri_path().collect::<Vec<_>>(), expected);
+        prop_assert!(msg.uri_path().matches(&path));
+        prop_assert_eq!(msg.uri_host(), Ok(Some(host.as_str())));
     }
 }

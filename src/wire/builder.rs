@@ -114,10 +114,28 @@ fn write_header(out: &mut [u8], delta: usize, len: usize) -> usize {
     let total = 1 + dl + ll;
     if let Some(out) = out.get_mut(..total) {
         out[0] = (dn << 4) | ln;
-        out[1..1 + dl].copy_from_slice(&dx[..dl]);
-        out[1 + dl..].copy_from_slice(&lx[..ll]);
+        // Byte by byte: a variable-length slice copy would become a memcpy call.
+        let mut i = 1;
+        for (x, n) in [(dx, dl), (lx, ll)] {
+            if n >= 1 {
+                out[i] = x[0];
+                i += 1;
+            }
+            if n == 2 {
+                out[i] = x[1];
+                i += 1;
+            }
+        }
     }
     total
+}
+
+fn too_long(number: OptionNumber, len: usize, max_len: usize) -> BuildError {
+    if max_len == MAX_OPTION_LEN {
+        BuildError::OptionTooLong
+    } else {
+        BuildError::InvalidOption(OptionError::BadLength { number, len })
+    }
 }
 
 /// The option in front of which an insertion goes.
@@ -126,6 +144,79 @@ struct NextOption {
     number: usize,
     value_len: usize,
     header_len: usize,
+}
+
+/// Copies `src` into `dst` (same length). Values up to 16 bytes — most tokens and
+/// options — are copied with two overlapping fixed-size moves instead of a call to
+/// `memcpy`, which costs more than the copy at these sizes.
+#[inline(always)]
+fn copy_value(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if n != dst.len() {
+        return;
+    }
+    match n {
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// Splits a path at `/` like `split(|&b| b == b'/')`, but looks for the separator eight
+/// bytes at a time.
+#[derive(Clone)]
+struct PathSegments<'p> {
+    rest: Option<&'p [u8]>,
+}
+
+impl<'p> Iterator for PathSegments<'p> {
+    type Item = &'p [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'p [u8]> {
+        let rest = self.rest?;
+        match find_slash(rest) {
+            Some(i) => {
+                self.rest = rest.get(i + 1..);
+                rest.get(..i)
+            }
+            None => self.rest.take(),
+        }
+    }
+}
+
+#[inline(always)]
+fn find_slash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ (ONES * b'/' as u64);
+        // A zero byte in `word` is a '/' in the chunk; the lowest flagged byte is exact.
+        let found = word.wrapping_sub(ONES) & !word & HIGHS;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'/')
+        .map(|i| at + i)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,10 +266,13 @@ pub struct MessageBuilder<'b> {
     options_start: usize,
     last_number: u16,
     stage: Stage,
+    /// Code 0.00: nothing may follow the header (§4.1).
+    empty_code: bool,
 }
 
 impl<'b> MessageBuilder<'b> {
     /// Starts a message: writes the 4-byte header into `buf`.
+    #[inline]
     pub fn new(
         buf: &'b mut [u8],
         ty: Type,
@@ -196,6 +290,7 @@ impl<'b> MessageBuilder<'b> {
             options_start: 4,
             last_number: 0,
             stage: Stage::Token,
+            empty_code: code.is_empty(),
         })
     }
 
@@ -213,6 +308,7 @@ impl<'b> MessageBuilder<'b> {
     /// assert_eq!(b.finish(), bytes);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn from_message(
         buf: &'b mut [u8],
         msg: &Message<'_>,
@@ -225,10 +321,12 @@ impl<'b> MessageBuilder<'b> {
         Ok(b)
     }
 
+    #[inline]
     fn is_empty_code(&self) -> bool {
-        self.buf.get(1) == Some(&0)
+        self.empty_code
     }
 
+    #[inline]
     fn ensure(&self, needed: usize) -> Result<(), BuildError> {
         if needed > self.buf.len() {
             Err(BuildError::BufferTooSmall { needed })
@@ -239,6 +337,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// Sets the token (0–65804 bytes, RFC 8974 §2.1). It may be set again, but only
     /// before any option or payload.
+    #[inline]
     pub fn token(&mut self, token: &[u8]) -> Result<&mut Self, BuildError> {
         if self.stage != Stage::Token {
             return Err(BuildError::TokenAfterOptions);
@@ -254,7 +353,7 @@ impl<'b> MessageBuilder<'b> {
         self.ensure(end)?;
         self.buf[0] = (self.buf[0] & 0xf0) | tkl;
         self.buf[4..4 + ext_len].copy_from_slice(&ext[..ext_len]);
-        self.buf[4 + ext_len..end].copy_from_slice(token);
+        copy_value(&mut self.buf[4 + ext_len..end], token);
         self.len = end;
         self.options_start = end;
         Ok(self)
@@ -263,23 +362,20 @@ impl<'b> MessageBuilder<'b> {
     /// Adds an option with `value` written as given (not checked against the registry).
     ///
     /// Options may come in any order; see the type's documentation.
+    #[inline]
     pub fn option(&mut self, number: OptionNumber, value: &[u8]) -> Result<&mut Self, BuildError> {
-        if value.len() > MAX_OPTION_LEN {
-            return Err(BuildError::OptionTooLong);
-        }
-        self.put(number.0, core::iter::once(value))?;
+        self.put(number, core::iter::once(value), MAX_OPTION_LEN)?;
         Ok(self)
     }
 
-    /// Writes a run of options that share `number` where they belong: at the end when
-    /// `number` is at least the largest so far, else in front of the first option with a
-    /// larger number, whose delta then shrinks and is re-encoded. The exact size is
-    /// computed first, so a refusal changes nothing.
+    /// Writes a run of options that share `number`, each value at most `max_len` bytes,
+    /// where they belong. A refused call leaves `len` — and so the message — as it was.
     #[inline]
     fn put<'v>(
         &mut self,
-        number: u16,
+        number: OptionNumber,
         values: impl Iterator<Item = &'v [u8]> + Clone,
+        max_len: usize,
     ) -> Result<(), BuildError> {
         if self.stage == Stage::Payload {
             return Err(BuildError::OptionAfterPayload);
@@ -287,32 +383,86 @@ impl<'b> MessageBuilder<'b> {
         if self.is_empty_code() {
             return Err(BuildError::EmptyMessageWithContent);
         }
-        let number = number as usize;
-        let (at, prev, next) = if number >= self.last_number as usize {
-            (self.len, self.last_number as usize, None)
+        if number.0 >= self.last_number {
+            self.append_run(number, values, max_len)
         } else {
-            self.slot(number)
-        };
+            self.insert_run(number, values, max_len)
+        }
+    }
+
+    /// The fast path: options at the end. They are written straight into the buffer
+    /// beyond `len`, which only moves once all of them fit.
+    #[inline]
+    fn append_run<'v>(
+        &mut self,
+        number: OptionNumber,
+        mut values: impl Iterator<Item = &'v [u8]>,
+        max_len: usize,
+    ) -> Result<(), BuildError> {
+        let mut pos = self.len;
+        let mut delta = (number.0 - self.last_number) as usize;
+        while let Some(v) = values.next() {
+            if v.len() > max_len {
+                return Err(too_long(number, v.len(), max_len));
+            }
+            let value_at = pos + header_len(delta, v.len());
+            let end = value_at + v.len();
+            if end > self.buf.len() {
+                let mut needed = end;
+                for v in values {
+                    if v.len() > max_len {
+                        return Err(too_long(number, v.len(), max_len));
+                    }
+                    needed += header_len(0, v.len()) + v.len();
+                }
+                return Err(BuildError::BufferTooSmall { needed });
+            }
+            write_header(&mut self.buf[pos..], delta, v.len());
+            copy_value(&mut self.buf[value_at..end], v);
+            pos = end;
+            delta = 0;
+        }
+        if pos != self.len {
+            self.len = pos;
+            self.last_number = number.0;
+            self.stage = Stage::Options;
+        }
+        Ok(())
+    }
+
+    /// Options below the largest so far go in front of the first option with a larger
+    /// number, whose delta then shrinks and is re-encoded. The size is computed first.
+    #[cold]
+    #[inline(never)]
+    fn insert_run<'v>(
+        &mut self,
+        number: OptionNumber,
+        values: impl Iterator<Item = &'v [u8]> + Clone,
+        max_len: usize,
+    ) -> Result<(), BuildError> {
+        let number = number.0 as usize;
+        let (at, prev, next) = self.slot(number);
         let mut run = 0;
         let mut delta = number - prev;
         for v in values.clone() {
+            if v.len() > max_len {
+                return Err(too_long(OptionNumber(number as u16), v.len(), max_len));
+            }
             run += header_len(delta, v.len()) + v.len();
             delta = 0;
         }
         if run == 0 {
             return Ok(());
         }
-        let mut new_len = self.len + run;
-        if let Some(next) = next {
-            // Never below self.len: splitting a delta saves at most one extended byte,
-            // and the run's own header is at least one byte.
-            new_len = new_len + header_len(next.number - number, next.value_len) - next.header_len;
-        }
+        let next_header = next.map_or(0, |n| header_len(n.number - number, n.value_len));
+        let old_header = next.map_or(0, |n| n.header_len);
+        // Never below self.len: splitting a delta saves at most one extended byte, and
+        // the run's own header is at least one byte.
+        let new_len = self.len + run + next_header - old_header;
         self.ensure(new_len)?;
         if let Some(next) = next {
-            let tail_to = at + run + header_len(next.number - number, next.value_len);
             self.buf
-                .copy_within(at + next.header_len..self.len, tail_to);
+                .copy_within(at + old_header..self.len, at + run + next_header);
             write_header(
                 &mut self.buf[at + run..],
                 next.number - number,
@@ -328,7 +478,6 @@ impl<'b> MessageBuilder<'b> {
             delta = 0;
         }
         self.len = new_len;
-        self.last_number = self.last_number.max(number as u16);
         self.stage = Stage::Options;
         Ok(())
     }
@@ -359,6 +508,7 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Adds an option after checking `value` against the registry.
+    #[inline]
     fn checked_option(
         &mut self,
         number: OptionNumber,
@@ -368,7 +518,9 @@ impl<'b> MessageBuilder<'b> {
         self.option(number, value)
     }
 
-    /// Adds a uint option, minimally encoded (RFC 7252 §3.2).
+    /// Adds a uint option, minimally encoded (RFC 7252 §3.2), after checking its length
+    /// against the registry.
+    #[inline]
     pub fn uint_option(
         &mut self,
         number: OptionNumber,
@@ -379,138 +531,168 @@ impl<'b> MessageBuilder<'b> {
         self.checked_option(number, bytes)
     }
 
+    /// A uint option whose type already guarantees a permitted length.
+    #[inline]
+    fn small_uint(&mut self, number: OptionNumber, value: u32) -> Result<&mut Self, BuildError> {
+        let mut tmp = [0; 4];
+        let bytes = encode_uint(value, &mut tmp);
+        self.put(number, core::iter::once(bytes), 4)?;
+        Ok(self)
+    }
+
     /// Adds one Uri-Path option per segment of `path`, split at `/`; one leading `/` is
     /// ignored and `""` or `"/"` adds nothing (RFC 7252 §6.4 step 8). Segments are
     /// written as given, without percent-decoding.
+    #[inline]
     pub fn uri_path(&mut self, path: &str) -> Result<&mut Self, BuildError> {
         self.segments(OptionNumber::URI_PATH, path)
     }
 
     /// Adds one Location-Path option per segment of `path`, as [`uri_path`](Self::uri_path) does.
+    #[inline]
     pub fn location_path(&mut self, path: &str) -> Result<&mut Self, BuildError> {
         self.segments(OptionNumber::LOCATION_PATH, path)
     }
 
+    #[inline]
     fn segments(&mut self, number: OptionNumber, path: &str) -> Result<&mut Self, BuildError> {
-        let path = path.strip_prefix('/').unwrap_or(path);
-        if path.is_empty() {
-            return Ok(self);
+        let path = path.strip_prefix('/').unwrap_or(path).as_bytes();
+        if !path.is_empty() {
+            // A &str is UTF-8 already, so only the length needs checking.
+            self.put(number, PathSegments { rest: Some(path) }, 255)?;
         }
-        let segments = path.split('/').map(str::as_bytes);
-        for value in segments.clone() {
-            CoapOption { number, value }.check()?;
-        }
-        self.put(number.0, segments)?;
         Ok(self)
     }
 
     /// Adds one Uri-Query option (one `name=value` argument, §5.10.1).
+    #[inline]
     pub fn uri_query(&mut self, argument: &str) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::URI_QUERY, argument.as_bytes())
     }
 
     /// Adds one Location-Query option (§5.10.7).
+    #[inline]
     pub fn location_query(&mut self, argument: &str) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::LOCATION_QUERY, argument.as_bytes())
     }
 
     /// Adds Uri-Host (§5.10.1).
+    #[inline]
     pub fn uri_host(&mut self, host: &str) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::URI_HOST, host.as_bytes())
     }
 
     /// Adds Uri-Port (§5.10.1).
+    #[inline]
     pub fn uri_port(&mut self, port: u16) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::URI_PORT, port as u32)
+        self.small_uint(OptionNumber::URI_PORT, port as u32)
     }
 
     /// Adds Content-Format (§5.10.3).
+    #[inline]
     pub fn content_format(&mut self, format: ContentFormat) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::CONTENT_FORMAT, format.0 as u32)
+        self.small_uint(OptionNumber::CONTENT_FORMAT, format.0 as u32)
     }
 
     /// Adds Accept (§5.10.4).
+    #[inline]
     pub fn accept(&mut self, format: ContentFormat) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::ACCEPT, format.0 as u32)
+        self.small_uint(OptionNumber::ACCEPT, format.0 as u32)
     }
 
     /// Adds Max-Age in seconds (§5.10.5).
+    #[inline]
     pub fn max_age(&mut self, seconds: u32) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::MAX_AGE, seconds)
+        self.small_uint(OptionNumber::MAX_AGE, seconds)
     }
 
     /// Adds an ETag of 1–8 bytes (§5.10.6).
+    #[inline]
     pub fn etag(&mut self, etag: &[u8]) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::ETAG, etag)
     }
 
     /// Adds an If-Match of 0–8 bytes (§5.10.8.1).
+    #[inline]
     pub fn if_match(&mut self, etag: &[u8]) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::IF_MATCH, etag)
     }
 
     /// Adds If-None-Match (§5.10.8.2).
+    #[inline]
     pub fn if_none_match(&mut self) -> Result<&mut Self, BuildError> {
         self.option(OptionNumber::IF_NONE_MATCH, &[])
     }
 
     /// Adds Observe, a value of at most 24 bits (RFC 7641 §2).
+    #[inline]
     pub fn observe(&mut self, value: u32) -> Result<&mut Self, BuildError> {
         self.uint_option(OptionNumber::OBSERVE, value)
     }
 
     /// Adds Block1 (RFC 7959 §2.1).
+    #[inline]
     pub fn block1(&mut self, block: Block) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::BLOCK1, block.to_uint())
+        self.small_uint(OptionNumber::BLOCK1, block.to_uint())
     }
 
     /// Adds Block2 (RFC 7959 §2.1).
+    #[inline]
     pub fn block2(&mut self, block: Block) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::BLOCK2, block.to_uint())
+        self.small_uint(OptionNumber::BLOCK2, block.to_uint())
     }
 
     /// Adds Size1 (RFC 7959 §4).
+    #[inline]
     pub fn size1(&mut self, size: u32) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::SIZE1, size)
+        self.small_uint(OptionNumber::SIZE1, size)
     }
 
     /// Adds Size2 (RFC 7959 §4).
+    #[inline]
     pub fn size2(&mut self, size: u32) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::SIZE2, size)
+        self.small_uint(OptionNumber::SIZE2, size)
     }
 
     /// Adds Proxy-Uri (§5.10.2).
+    #[inline]
     pub fn proxy_uri(&mut self, uri: &str) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::PROXY_URI, uri.as_bytes())
     }
 
     /// Adds Proxy-Scheme (§5.10.2).
+    #[inline]
     pub fn proxy_scheme(&mut self, scheme: &str) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::PROXY_SCHEME, scheme.as_bytes())
     }
 
     /// Adds No-Response (RFC 7967 §2).
+    #[inline]
     pub fn no_response(&mut self, value: NoResponse) -> Result<&mut Self, BuildError> {
-        self.uint_option(OptionNumber::NO_RESPONSE, value.0 as u32)
+        self.small_uint(OptionNumber::NO_RESPONSE, value.0 as u32)
     }
 
     /// Adds Echo, 1–40 bytes (RFC 9175 §2.2.1).
+    #[inline]
     pub fn echo(&mut self, value: &[u8]) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::ECHO, value)
     }
 
     /// Adds a Request-Tag of 0–8 bytes (RFC 9175 §3.2).
+    #[inline]
     pub fn request_tag(&mut self, tag: &[u8]) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::REQUEST_TAG, tag)
     }
 
     /// Adds Hop-Limit (RFC 8768 §3).
+    #[inline]
     pub fn hop_limit(&mut self, limit: u8) -> Result<&mut Self, BuildError> {
         self.checked_option(OptionNumber::HOP_LIMIT, &[limit])
     }
 
     /// How many payload bytes still fit after the payload marker; 0 if not even the
     /// marker and one byte fit, or the payload was already written.
+    #[inline]
     pub fn payload_capacity(&self) -> usize {
         if self.stage == Stage::Payload || self.is_empty_code() {
             return 0;
@@ -520,6 +702,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// Writes the payload marker and `payload`. An empty payload writes nothing (§3: no
     /// marker without payload).
+    #[inline]
     pub fn payload(&mut self, payload: &[u8]) -> Result<&mut Self, BuildError> {
         self.payload_mut(payload.len())?.copy_from_slice(payload);
         Ok(self)
@@ -528,6 +711,7 @@ impl<'b> MessageBuilder<'b> {
     /// Writes the payload marker and reserves `len` payload bytes, returned for the
     /// caller to fill in place (e.g. straight from flash). The bytes start zeroed only if
     /// the buffer was; whatever is left in them is sent.
+    #[inline]
     pub fn payload_mut(&mut self, len: usize) -> Result<&mut [u8], BuildError> {
         if self.stage == Stage::Payload {
             return Err(BuildError::PayloadAlreadySet);
@@ -548,21 +732,25 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// The length of the message written so far.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// The message written so far.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or(&[])
     }
 
     /// Always `false`: the header is there from the start.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         false
     }
 
     /// Finishes the message and returns its bytes.
+    #[inline]
     pub fn finish(self) -> &'b [u8] {
         let len = self.len;
         let buf: &'b [u8] = self.buf;

@@ -174,10 +174,10 @@ pub(crate) fn read_option<'a>(rest: &mut &'a [u8]) -> Result<(usize, &'a [u8]), 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Message<'a> {
     bytes: &'a [u8],
-    token_start: usize,
-    options_start: usize,
-    /// Where the options end: the payload marker, or the end of the datagram.
-    options_end: usize,
+    token: &'a [u8],
+    /// The option headers and values, without the payload marker.
+    options: &'a [u8],
+    payload: &'a [u8],
 }
 
 impl<'a> Message<'a> {
@@ -186,6 +186,7 @@ impl<'a> Message<'a> {
     /// Token lengths follow RFC 8974 (up to 65804 bytes); which lengths to accept is the
     /// endpoint's policy, not the codec's. Option values are not checked against their
     /// registered formats here: that is for the typed getters and [`CoapOption::check`].
+    #[inline]
     pub fn parse(datagram: &'a [u8]) -> Result<Message<'a>, ParseError> {
         let [b0, code, _, _, after_header @ ..] = datagram else {
             return Err(ParseError::TruncatedHeader);
@@ -201,9 +202,9 @@ impl<'a> Message<'a> {
             return if tkl == 0 && after_header.is_empty() {
                 Ok(Message {
                     bytes: datagram,
-                    token_start: 4,
-                    options_start: 4,
-                    options_end: 4,
+                    token: &[],
+                    options: &[],
+                    payload: &[],
                 })
             } else if tkl == 15 {
                 Err(ParseError::ReservedTokenLength)
@@ -223,10 +224,13 @@ impl<'a> Message<'a> {
             },
             _ => return Err(ParseError::ReservedTokenLength),
         };
-        let options_start = token_start + token_len;
-        let Some(mut rest) = datagram.get(options_start..) else {
+        let Some((token, options)) = datagram
+            .get(token_start..)
+            .and_then(|t| t.split_at_checked(token_len))
+        else {
             return Err(ParseError::TruncatedToken);
         };
+        let mut rest = options;
         let mut number = 0usize;
         while let Some(&first) = rest.first() {
             if first == 0xff {
@@ -237,15 +241,19 @@ impl<'a> Message<'a> {
             }
             let (delta, _) = read_option(&mut rest)?;
             number += delta;
-            if number > u16::MAX as usize {
-                return Err(ParseError::OptionNumberOverflow);
-            }
         }
+        // The number only grows, so one check at the end finds any overflow. It cannot
+        // wrap: each delta is at most 65804 and takes at least one byte.
+        if number > u16::MAX as usize {
+            return Err(ParseError::OptionNumberOverflow);
+        }
+        let options = options.get(..options.len() - rest.len()).unwrap_or(options);
         Ok(Message {
             bytes: datagram,
-            token_start,
-            options_start,
-            options_end: datagram.len() - rest.len(),
+            token,
+            options,
+            // Skips the marker; empty when there is no payload.
+            payload: rest.get(1..).unwrap_or(&[]),
         })
     }
 
@@ -278,9 +286,7 @@ impl<'a> Message<'a> {
 
     /// The token (0 to 65804 bytes).
     pub fn token(&self) -> &'a [u8] {
-        self.bytes
-            .get(self.token_start..self.options_start)
-            .unwrap_or(&[])
+        self.token
     }
 
     /// Whether this is an Empty message (code 0.00): a ping, an empty ACK or a RST.
@@ -292,10 +298,7 @@ impl<'a> Message<'a> {
     /// options keep their order.
     pub fn options(&self) -> Options<'a> {
         Options {
-            rest: self
-                .bytes
-                .get(self.options_start..self.options_end)
-                .unwrap_or(&[]),
+            rest: self.options,
             number: 0,
         }
     }
@@ -322,7 +325,7 @@ impl<'a> Message<'a> {
 
     /// The payload; empty when there is none.
     pub fn payload(&self) -> &'a [u8] {
-        self.bytes.get(self.options_end + 1..).unwrap_or(&[])
+        self.payload
     }
 
     fn first_byte(&self) -> u8 {
