@@ -3,6 +3,7 @@
 use core::fmt;
 
 use super::message::read_option;
+use super::option::{PathSegments, registered_len};
 use super::{
     Block, CoapOption, Code, ContentFormat, Message, NoResponse, OptionError, OptionNumber, Type,
     encode_uint,
@@ -75,7 +76,7 @@ impl From<OptionError> for BuildError {
 }
 
 /// Bytes an extended delta or length field takes for `v` (§3.1).
-#[inline(always)]
+#[inline]
 const fn extended_len(v: usize) -> usize {
     if v < 13 {
         0
@@ -87,47 +88,43 @@ const fn extended_len(v: usize) -> usize {
 }
 
 /// Bytes an option header takes for `delta` and a value of `len` bytes.
-#[inline(always)]
+#[inline]
 const fn header_len(delta: usize, len: usize) -> usize {
     1 + extended_len(delta) + extended_len(len)
 }
 
-/// The nibble for `v` and its extended bytes (§3.1, also used for TKL by RFC 8974).
-#[inline(always)]
-fn nibble(v: usize) -> (u8, [u8; 2], usize) {
-    if v < 13 {
-        (v as u8, [0; 2], 0)
+/// Writes the extended bytes for `v` at `out[*at..]` and returns its nibble (§3.1; also
+/// the TKL encoding of RFC 8974). `out` was sized with `extended_len`, so the writes
+/// always land; a short `out` would only lose bytes, never panic.
+#[inline]
+fn put_extended(out: &mut [u8], at: &mut usize, v: usize) -> u8 {
+    let (nibble, ext) = if v < 13 {
+        return v as u8;
     } else if v < 269 {
-        (13, [(v - 13) as u8, 0], 1)
+        (13, [(v - 13) as u8, 0])
     } else {
-        let x = ((v - 269) as u16).to_be_bytes();
-        (14, x, 2)
+        (14, ((v - 269) as u16).to_be_bytes())
+    };
+    for &b in &ext[..extended_len(v)] {
+        if let Some(slot) = out.get_mut(*at) {
+            *slot = b;
+        }
+        *at += 1;
     }
+    nibble
 }
 
 /// Writes an option header into `out`, which holds at least `header_len(delta, len)`
 /// bytes; returns the bytes written.
-#[inline(always)]
+#[inline]
 fn write_header(out: &mut [u8], delta: usize, len: usize) -> usize {
-    let (dn, dx, dl) = nibble(delta);
-    let (ln, lx, ll) = nibble(len);
-    let total = 1 + dl + ll;
-    if let Some(out) = out.get_mut(..total) {
-        out[0] = (dn << 4) | ln;
-        // Byte by byte: a variable-length slice copy would become a memcpy call.
-        let mut i = 1;
-        for (x, n) in [(dx, dl), (lx, ll)] {
-            if n >= 1 {
-                out[i] = x[0];
-                i += 1;
-            }
-            if n == 2 {
-                out[i] = x[1];
-                i += 1;
-            }
-        }
+    let mut at = 1;
+    let d = put_extended(out, &mut at, delta);
+    let l = put_extended(out, &mut at, len);
+    if let Some(first) = out.first_mut() {
+        *first = (d << 4) | l;
     }
-    total
+    at
 }
 
 fn too_long(number: OptionNumber, len: usize, max_len: usize) -> BuildError {
@@ -149,7 +146,7 @@ struct NextOption {
 /// Copies `src` into `dst` (same length). Values up to 16 bytes — most tokens and
 /// options — are copied with two overlapping fixed-size moves instead of a call to
 /// `memcpy`, which costs more than the copy at these sizes.
-#[inline(always)]
+#[inline]
 fn copy_value(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     if n != dst.len() {
@@ -172,51 +169,6 @@ fn copy_value(dst: &mut [u8], src: &[u8]) {
         }
         _ => dst.copy_from_slice(src),
     }
-}
-
-/// Splits a path at `/` like `split(|&b| b == b'/')`, but looks for the separator eight
-/// bytes at a time.
-#[derive(Clone)]
-struct PathSegments<'p> {
-    rest: Option<&'p [u8]>,
-}
-
-impl<'p> Iterator for PathSegments<'p> {
-    type Item = &'p [u8];
-
-    #[inline]
-    fn next(&mut self) -> Option<&'p [u8]> {
-        let rest = self.rest?;
-        match find_slash(rest) {
-            Some(i) => {
-                self.rest = rest.get(i + 1..);
-                rest.get(..i)
-            }
-            None => self.rest.take(),
-        }
-    }
-}
-
-#[inline(always)]
-fn find_slash(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut at = 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ (ONES * b'/' as u64);
-        // A zero byte in `word` is a '/' in the chunk; the lowest flagged byte is exact.
-        let found = word.wrapping_sub(ONES) & !word & HIGHS;
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'/')
-        .map(|i| at + i)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,12 +300,13 @@ impl<'b> MessageBuilder<'b> {
         if !token.is_empty() && self.is_empty_code() {
             return Err(BuildError::EmptyMessageWithContent);
         }
-        let (tkl, ext, ext_len) = nibble(token.len());
-        let end = 4 + ext_len + token.len();
+        let token_at = 4 + extended_len(token.len());
+        let end = token_at + token.len();
         self.ensure(end)?;
+        let mut at = 4;
+        let tkl = put_extended(self.buf, &mut at, token.len());
         self.buf[0] = (self.buf[0] & 0xf0) | tkl;
-        self.buf[4..4 + ext_len].copy_from_slice(&ext[..ext_len]);
-        copy_value(&mut self.buf[4 + ext_len..end], token);
+        copy_value(&mut self.buf[token_at..end], token);
         self.len = end;
         self.options_start = end;
         Ok(self)
@@ -507,15 +460,16 @@ impl<'b> MessageBuilder<'b> {
         (self.len, prev, None)
     }
 
-    /// Adds an option after checking `value` against the registry.
+    /// Adds option `N` after checking the length of `value` against its registration;
+    /// the range is known at compile time.
     #[inline]
-    fn checked_option(
-        &mut self,
-        number: OptionNumber,
-        value: &[u8],
-    ) -> Result<&mut Self, BuildError> {
-        CoapOption { number, value }.check()?;
-        self.option(number, value)
+    fn checked<const N: u16>(&mut self, value: &[u8]) -> Result<&mut Self, BuildError> {
+        let (min, max) = const { registered_len::<N>() };
+        if value.len() < min {
+            return Err(too_long(OptionNumber(N), value.len(), 0));
+        }
+        self.put(OptionNumber(N), core::iter::once(value), max)?;
+        Ok(self)
     }
 
     /// Adds a uint option, minimally encoded (RFC 7252 §3.2), after checking its length
@@ -528,7 +482,12 @@ impl<'b> MessageBuilder<'b> {
     ) -> Result<&mut Self, BuildError> {
         let mut tmp = [0; 4];
         let bytes = encode_uint(value, &mut tmp);
-        self.checked_option(number, bytes)
+        CoapOption {
+            number,
+            value: bytes,
+        }
+        .check()?;
+        self.option(number, bytes)
     }
 
     /// A uint option whose type already guarantees a permitted length.
@@ -556,30 +515,27 @@ impl<'b> MessageBuilder<'b> {
 
     #[inline]
     fn segments(&mut self, number: OptionNumber, path: &str) -> Result<&mut Self, BuildError> {
-        let path = path.strip_prefix('/').unwrap_or(path).as_bytes();
-        if !path.is_empty() {
-            // A &str is UTF-8 already, so only the length needs checking.
-            self.put(number, PathSegments { rest: Some(path) }, 255)?;
-        }
+        // A &str is UTF-8 already, so only the length needs checking.
+        self.put(number, PathSegments::new(path), 255)?;
         Ok(self)
     }
 
     /// Adds one Uri-Query option (one `name=value` argument, §5.10.1).
     #[inline]
     pub fn uri_query(&mut self, argument: &str) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::URI_QUERY, argument.as_bytes())
+        self.checked::<{ OptionNumber::URI_QUERY.0 }>(argument.as_bytes())
     }
 
     /// Adds one Location-Query option (§5.10.7).
     #[inline]
     pub fn location_query(&mut self, argument: &str) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::LOCATION_QUERY, argument.as_bytes())
+        self.checked::<{ OptionNumber::LOCATION_QUERY.0 }>(argument.as_bytes())
     }
 
     /// Adds Uri-Host (§5.10.1).
     #[inline]
     pub fn uri_host(&mut self, host: &str) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::URI_HOST, host.as_bytes())
+        self.checked::<{ OptionNumber::URI_HOST.0 }>(host.as_bytes())
     }
 
     /// Adds Uri-Port (§5.10.1).
@@ -609,13 +565,13 @@ impl<'b> MessageBuilder<'b> {
     /// Adds an ETag of 1–8 bytes (§5.10.6).
     #[inline]
     pub fn etag(&mut self, etag: &[u8]) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::ETAG, etag)
+        self.checked::<{ OptionNumber::ETAG.0 }>(etag)
     }
 
     /// Adds an If-Match of 0–8 bytes (§5.10.8.1).
     #[inline]
     pub fn if_match(&mut self, etag: &[u8]) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::IF_MATCH, etag)
+        self.checked::<{ OptionNumber::IF_MATCH.0 }>(etag)
     }
 
     /// Adds If-None-Match (§5.10.8.2).
@@ -657,13 +613,13 @@ impl<'b> MessageBuilder<'b> {
     /// Adds Proxy-Uri (§5.10.2).
     #[inline]
     pub fn proxy_uri(&mut self, uri: &str) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::PROXY_URI, uri.as_bytes())
+        self.checked::<{ OptionNumber::PROXY_URI.0 }>(uri.as_bytes())
     }
 
     /// Adds Proxy-Scheme (§5.10.2).
     #[inline]
     pub fn proxy_scheme(&mut self, scheme: &str) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::PROXY_SCHEME, scheme.as_bytes())
+        self.checked::<{ OptionNumber::PROXY_SCHEME.0 }>(scheme.as_bytes())
     }
 
     /// Adds No-Response (RFC 7967 §2).
@@ -675,19 +631,19 @@ impl<'b> MessageBuilder<'b> {
     /// Adds Echo, 1–40 bytes (RFC 9175 §2.2.1).
     #[inline]
     pub fn echo(&mut self, value: &[u8]) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::ECHO, value)
+        self.checked::<{ OptionNumber::ECHO.0 }>(value)
     }
 
     /// Adds a Request-Tag of 0–8 bytes (RFC 9175 §3.2).
     #[inline]
     pub fn request_tag(&mut self, tag: &[u8]) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::REQUEST_TAG, tag)
+        self.checked::<{ OptionNumber::REQUEST_TAG.0 }>(tag)
     }
 
     /// Adds Hop-Limit (RFC 8768 §3).
     #[inline]
     pub fn hop_limit(&mut self, limit: u8) -> Result<&mut Self, BuildError> {
-        self.checked_option(OptionNumber::HOP_LIMIT, &[limit])
+        self.checked::<{ OptionNumber::HOP_LIMIT.0 }>(&[limit])
     }
 
     /// How many payload bytes still fit after the payload marker; 0 if not even the

@@ -3,8 +3,11 @@
 
 use core::fmt;
 
-use super::option::write_hex;
-use super::{Block, CoapOption, Code, ContentFormat, NoResponse, OptionError, OptionNumber, Type};
+use super::option::{PathSegments, registered_len, write_hex};
+use super::{
+    Block, CoapOption, Code, ContentFormat, NoResponse, OptionError, OptionNumber, Type,
+    decode_uint,
+};
 
 /// Why a datagram is not a well-formed CoAP message (RFC 7252 §3, §4.1; RFC 8974 §2.1).
 ///
@@ -104,7 +107,7 @@ impl Header {
 
 /// Reads an extended option delta or length (§3.1): nibbles 13 and 14 take one or two
 /// more bytes from `rest`.
-#[inline(always)]
+#[inline]
 fn read_extended(nibble: u8, rest: &mut &[u8], truncated: ParseError) -> Result<usize, ParseError> {
     match nibble {
         0..=12 => Ok(nibble as usize),
@@ -128,7 +131,7 @@ fn read_extended(nibble: u8, rest: &mut &[u8], truncated: ParseError) -> Result<
 
 /// Reads one option header and value from `rest` (which must not start at the payload
 /// marker): its delta and value.
-#[inline(always)]
+#[inline]
 pub(crate) fn read_option<'a>(rest: &mut &'a [u8]) -> Result<(usize, &'a [u8]), ParseError> {
     let Some((&first, mut tail)) = rest.split_first() else {
         return Err(ParseError::TruncatedOptionDelta);
@@ -332,28 +335,42 @@ impl<'a> Message<'a> {
         self.bytes.first().copied().unwrap_or(0)
     }
 
-    /// The first occurrence of `number`, checked against its registration.
-    fn checked(&self, number: OptionNumber) -> Result<Option<CoapOption<'a>>, OptionError> {
-        match self.option(number) {
-            Some(opt) => opt.check().map(|()| Some(opt)),
-            None => Ok(None),
+    /// The first occurrence of option `N`, its length checked against the registration.
+    #[inline]
+    fn ranged<const N: u16>(&self) -> Result<Option<CoapOption<'a>>, OptionError> {
+        let (min, max) = const { registered_len::<N>() };
+        match self.option(OptionNumber(N)) {
+            Some(opt) if opt.value.len() < min || opt.value.len() > max => {
+                Err(OptionError::BadLength {
+                    number: opt.number,
+                    len: opt.value.len(),
+                })
+            }
+            found => Ok(found),
         }
     }
 
-    fn uint(&self, number: OptionNumber) -> Result<Option<u32>, OptionError> {
-        self.checked(number)?.map(|o| o.as_uint()).transpose()
+    #[inline]
+    fn uint<const N: u16>(&self) -> Result<Option<u32>, OptionError> {
+        // Registered uints are at most 4 bytes, so decoding cannot fail.
+        Ok(self
+            .ranged::<N>()?
+            .map(|o| decode_uint(o.value).unwrap_or(0)))
     }
 
-    fn string(&self, number: OptionNumber) -> Result<Option<&'a str>, OptionError> {
-        self.checked(number)?.map(|o| o.as_str()).transpose()
+    #[inline]
+    fn string<const N: u16>(&self) -> Result<Option<&'a str>, OptionError> {
+        self.ranged::<N>()?.map(|o| o.as_str()).transpose()
     }
 
-    fn opaque(&self, number: OptionNumber) -> Result<Option<&'a [u8]>, OptionError> {
-        Ok(self.checked(number)?.map(|o| o.value))
+    #[inline]
+    fn opaque<const N: u16>(&self) -> Result<Option<&'a [u8]>, OptionError> {
+        Ok(self.ranged::<N>()?.map(|o| o.value))
     }
 
-    fn block(&self, number: OptionNumber) -> Result<Option<Block>, OptionError> {
-        self.checked(number)?.map(|o| o.as_block()).transpose()
+    #[inline]
+    fn block<const N: u16>(&self) -> Result<Option<Block>, OptionError> {
+        self.ranged::<N>()?.map(|o| o.as_block()).transpose()
     }
 
     /// If-Match values (RFC 7252 §5.10.8.1), each 0–8 bytes.
@@ -363,12 +380,12 @@ impl<'a> Message<'a> {
 
     /// Uri-Host (§5.10.1).
     pub fn uri_host(&self) -> Result<Option<&'a str>, OptionError> {
-        self.string(OptionNumber::URI_HOST)
+        self.string::<{ OptionNumber::URI_HOST.0 }>()
     }
 
     /// The first ETag (§5.10.6): the entity tag of a response.
     pub fn etag(&self) -> Result<Option<&'a [u8]>, OptionError> {
-        self.opaque(OptionNumber::ETAG)
+        self.opaque::<{ OptionNumber::ETAG.0 }>()
     }
 
     /// Every ETag, as a request may carry several (§5.10.6.2).
@@ -384,12 +401,14 @@ impl<'a> Message<'a> {
     /// Observe (RFC 7641 §2): a registration value in a request, a sequence number in a
     /// notification.
     pub fn observe(&self) -> Result<Option<u32>, OptionError> {
-        self.uint(OptionNumber::OBSERVE)
+        self.uint::<{ OptionNumber::OBSERVE.0 }>()
     }
 
     /// Uri-Port (§5.10.1).
     pub fn uri_port(&self) -> Result<Option<u16>, OptionError> {
-        Ok(self.uint(OptionNumber::URI_PORT)?.map(|v| v as u16))
+        Ok(self
+            .uint::<{ OptionNumber::URI_PORT.0 }>()?
+            .map(|v| v as u16))
     }
 
     /// Location-Path segments (§5.10.7).
@@ -406,13 +425,13 @@ impl<'a> Message<'a> {
     /// Content-Format (§5.10.3).
     pub fn content_format(&self) -> Result<Option<ContentFormat>, OptionError> {
         Ok(self
-            .uint(OptionNumber::CONTENT_FORMAT)?
+            .uint::<{ OptionNumber::CONTENT_FORMAT.0 }>()?
             .map(|v| ContentFormat(v as u16)))
     }
 
     /// Max-Age in seconds (§5.10.5); absent means the default of 60.
     pub fn max_age(&self) -> Result<Option<u32>, OptionError> {
-        self.uint(OptionNumber::MAX_AGE)
+        self.uint::<{ OptionNumber::MAX_AGE.0 }>()
     }
 
     /// Uri-Query arguments (§5.10.1).
@@ -422,13 +441,15 @@ impl<'a> Message<'a> {
 
     /// Hop-Limit (RFC 8768 §3).
     pub fn hop_limit(&self) -> Result<Option<u8>, OptionError> {
-        Ok(self.uint(OptionNumber::HOP_LIMIT)?.map(|v| v as u8))
+        Ok(self
+            .uint::<{ OptionNumber::HOP_LIMIT.0 }>()?
+            .map(|v| v as u8))
     }
 
     /// Accept (§5.10.4).
     pub fn accept(&self) -> Result<Option<ContentFormat>, OptionError> {
         Ok(self
-            .uint(OptionNumber::ACCEPT)?
+            .uint::<{ OptionNumber::ACCEPT.0 }>()?
             .map(|v| ContentFormat(v as u16)))
     }
 
@@ -439,45 +460,45 @@ impl<'a> Message<'a> {
 
     /// Block2 (RFC 7959 §2.1).
     pub fn block2(&self) -> Result<Option<Block>, OptionError> {
-        self.block(OptionNumber::BLOCK2)
+        self.block::<{ OptionNumber::BLOCK2.0 }>()
     }
 
     /// Block1 (RFC 7959 §2.1).
     pub fn block1(&self) -> Result<Option<Block>, OptionError> {
-        self.block(OptionNumber::BLOCK1)
+        self.block::<{ OptionNumber::BLOCK1.0 }>()
     }
 
     /// Size2 (RFC 7959 §4): the size of the response body, or 0 in a request that asks
     /// for it.
     pub fn size2(&self) -> Result<Option<u32>, OptionError> {
-        self.uint(OptionNumber::SIZE2)
+        self.uint::<{ OptionNumber::SIZE2.0 }>()
     }
 
     /// Proxy-Uri (§5.10.2).
     pub fn proxy_uri(&self) -> Result<Option<&'a str>, OptionError> {
-        self.string(OptionNumber::PROXY_URI)
+        self.string::<{ OptionNumber::PROXY_URI.0 }>()
     }
 
     /// Proxy-Scheme (§5.10.2).
     pub fn proxy_scheme(&self) -> Result<Option<&'a str>, OptionError> {
-        self.string(OptionNumber::PROXY_SCHEME)
+        self.string::<{ OptionNumber::PROXY_SCHEME.0 }>()
     }
 
     /// Size1 (§5.10.9, RFC 7959 §4): the size of the request body, or in a 4.13 response
     /// the largest body the server accepts.
     pub fn size1(&self) -> Result<Option<u32>, OptionError> {
-        self.uint(OptionNumber::SIZE1)
+        self.uint::<{ OptionNumber::SIZE1.0 }>()
     }
 
     /// Echo (RFC 9175 §2.2.1).
     pub fn echo(&self) -> Result<Option<&'a [u8]>, OptionError> {
-        self.opaque(OptionNumber::ECHO)
+        self.opaque::<{ OptionNumber::ECHO.0 }>()
     }
 
     /// No-Response (RFC 7967 §2).
     pub fn no_response(&self) -> Result<Option<NoResponse>, OptionError> {
         Ok(self
-            .uint(OptionNumber::NO_RESPONSE)?
+            .uint::<{ OptionNumber::NO_RESPONSE.0 }>()?
             .map(|v| NoResponse(v as u8)))
     }
 
@@ -611,19 +632,7 @@ impl<'a> Values<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn matches(self, path: &str) -> bool {
-        let path = path.strip_prefix('/').unwrap_or(path);
-        if path.is_empty() {
-            return self.count() == 0;
-        }
-        let mut wanted = path.split('/');
-        let mut got = self;
-        loop {
-            match (wanted.next(), got.next()) {
-                (None, None) => return true,
-                (Some(w), Some(g)) if w.as_bytes() == g => {}
-                _ => return false,
-            }
-        }
+        self.eq(PathSegments::new(path))
     }
 }
 

@@ -160,6 +160,15 @@ impl OptionNumber {
     }
 }
 
+/// The registered value length range of option `N`, evaluated at compile time by the
+/// typed getters and setters, so they need no registry lookup at run time.
+pub(crate) const fn registered_len<const N: u16>() -> (usize, usize) {
+    match OptionNumber(N).info() {
+        Some(info) => (info.min_len as usize, info.max_len as usize),
+        None => panic!("typed accessor for an unregistered option"),
+    }
+}
+
 impl fmt::Display for OptionNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
@@ -415,4 +424,61 @@ impl NoResponse {
         };
         self.0 & bit != 0
     }
+}
+
+/// Splits a path at `/` like `split(|&b| b == b'/')`, but looks for the separator eight
+/// bytes at a time.
+///
+/// One leading `/` is ignored, and `""` or `"/"` has no segments at all (RFC 7252 §6.4
+/// step 8), so `"/a//b/"` gives `a`, ``, `b`, ``.
+#[derive(Clone)]
+pub(crate) struct PathSegments<'p> {
+    rest: Option<&'p [u8]>,
+}
+
+impl<'p> PathSegments<'p> {
+    pub(crate) fn new(path: &'p str) -> PathSegments<'p> {
+        let path = path.strip_prefix('/').unwrap_or(path).as_bytes();
+        PathSegments {
+            rest: if path.is_empty() { None } else { Some(path) },
+        }
+    }
+}
+
+impl<'p> Iterator for PathSegments<'p> {
+    type Item = &'p [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'p [u8]> {
+        let rest = self.rest?;
+        match find_slash(rest) {
+            Some(i) => {
+                self.rest = rest.get(i + 1..);
+                rest.get(..i)
+            }
+            None => self.rest.take(),
+        }
+    }
+}
+
+#[inline]
+fn find_slash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ (ONES * b'/' as u64);
+        // A zero byte in `word` is a '/' in the chunk; the lowest flagged byte is exact.
+        let found = word.wrapping_sub(ONES) & !word & HIGHS;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'/')
+        .map(|i| at + i)
 }

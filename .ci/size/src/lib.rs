@@ -1,0 +1,84 @@
+//! Exports what a CoAP server's hot path uses from the codec, so that LTO keeps exactly
+//! that: parse, a walk over the options, the typed getters a server reads, and a
+//! response built with the typed setters. Edition 2021, so `no_mangle` needs no
+//! `unsafe` marker (the probe is a measuring tool, not part of the crate).
+#![no_std]
+
+use coap_proto::wire::{Block, Code, ContentFormat, Message, MessageBuilder, Type};
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// Parses and walks every option; reads the getters a server uses.
+#[cfg(not(feature = "only-build"))]
+#[no_mangle]
+pub fn probe_parse(datagram: &[u8]) -> usize {
+    let Ok(msg) = Message::parse(datagram) else {
+        return 0;
+    };
+    let mut acc = msg.token().len() + msg.payload().len() + msg.message_id() as usize;
+    for o in msg.options() {
+        acc += o.number.0 as usize + o.value.len();
+    }
+    acc += msg.uri_path().matches("/sensors/temperature") as usize;
+    acc += msg.uri_query().count();
+    if let Ok(Some(b)) = msg.block2() {
+        acc += b.offset();
+    }
+    if let Ok(Some(b)) = msg.block1() {
+        acc += b.offset();
+    }
+    if let Ok(Some(cf)) = msg.content_format() {
+        acc += cf.0 as usize;
+    }
+    if let Ok(Some(cf)) = msg.accept() {
+        acc += cf.0 as usize;
+    }
+    acc + msg.code().to_u8() as usize + msg.ty() as usize
+}
+
+/// Builds a block-wise response with the typed setters.
+#[cfg(not(feature = "only-parse"))]
+#[no_mangle]
+pub fn probe_build(buf: &mut [u8], token: &[u8], path: &str, body: &[u8], num: u32) -> usize {
+    let Ok(mut b) = MessageBuilder::new(buf, Type::Ack, Code::CONTENT, 0x1234) else {
+        return 0;
+    };
+    let block = Block::new(num, true, 6).unwrap_or(Block::new(0, false, 0).unwrap());
+    let ok = b.token(token).is_ok()
+        && b.location_path(path).is_ok()
+        && b.etag(&[1, 2, 3, 4]).is_ok()
+        && b.content_format(ContentFormat::JSON).is_ok()
+        && b.block2(block).is_ok()
+        && b.size2(5000).is_ok()
+        && b.payload(body).is_ok();
+    if ok {
+        b.finish().len()
+    } else {
+        0
+    }
+}
+
+/// With `--features fmt`: formats a message, which links core::fmt.
+#[cfg(feature = "fmt")]
+#[no_mangle]
+pub fn probe_display(datagram: &[u8], out: &mut [u8]) -> usize {
+    use core::fmt::Write;
+    struct W<'a>(&'a mut [u8], usize);
+    impl Write for W<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let end = self.1 + s.len();
+            let dst = self.0.get_mut(self.1..end).ok_or(core::fmt::Error)?;
+            dst.copy_from_slice(s.as_bytes());
+            self.1 = end;
+            Ok(())
+        }
+    }
+    let mut w = W(out, 0);
+    if let Ok(msg) = Message::parse(datagram) {
+        let _ = write!(w, "{msg}");
+    }
+    w.1
+}
