@@ -68,3 +68,8 @@
 extern crate std;
 
 pub mod wire;
+
+/// The README's examples, run as doctests so that they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

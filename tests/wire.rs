@@ -633,3 +633,11 @@ fn payload_mut_writes_in_place() {
     let bytes = b.finish().to_vec();
     assert_eq!(Message::parse(&bytes).unwrap().payload(), b"abc");
 }
+
+#[test]
+fn message_view_is_four_slices() {
+    assert_eq!(
+        std::mem::size_of::<Message<'_>>(),
+        4 * std::mem::size_of::<&[u8]>()
+    );
+}

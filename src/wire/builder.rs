@@ -127,7 +127,9 @@ fn write_header(out: &mut [u8], delta: usize, len: usize) -> usize {
     at
 }
 
-fn too_long(number: OptionNumber, len: usize, max_len: usize) -> BuildError {
+/// The error for a value longer than `max_len`: a raw option beyond what the length
+/// field can express, or a typed one beyond its registration.
+fn bad_length(number: OptionNumber, len: usize, max_len: usize) -> BuildError {
     if max_len == MAX_OPTION_LEN {
         BuildError::OptionTooLong
     } else {
@@ -356,7 +358,7 @@ impl<'b> MessageBuilder<'b> {
         let mut delta = (number.0 - self.last_number) as usize;
         while let Some(v) = values.next() {
             if v.len() > max_len {
-                return Err(too_long(number, v.len(), max_len));
+                return Err(bad_length(number, v.len(), max_len));
             }
             let value_at = pos + header_len(delta, v.len());
             let end = value_at + v.len();
@@ -364,7 +366,7 @@ impl<'b> MessageBuilder<'b> {
                 let mut needed = end;
                 for v in values {
                     if v.len() > max_len {
-                        return Err(too_long(number, v.len(), max_len));
+                        return Err(bad_length(number, v.len(), max_len));
                     }
                     needed += header_len(0, v.len()) + v.len();
                 }
@@ -399,7 +401,7 @@ impl<'b> MessageBuilder<'b> {
         let mut delta = number - prev;
         for v in values.clone() {
             if v.len() > max_len {
-                return Err(too_long(OptionNumber(number as u16), v.len(), max_len));
+                return Err(bad_length(OptionNumber(number as u16), v.len(), max_len));
             }
             run += header_len(delta, v.len()) + v.len();
             delta = 0;
@@ -466,7 +468,10 @@ impl<'b> MessageBuilder<'b> {
     fn checked<const N: u16>(&mut self, value: &[u8]) -> Result<&mut Self, BuildError> {
         let (min, max) = const { registered_len::<N>() };
         if value.len() < min {
-            return Err(too_long(OptionNumber(N), value.len(), 0));
+            return Err(BuildError::InvalidOption(OptionError::BadLength {
+                number: OptionNumber(N),
+                len: value.len(),
+            }));
         }
         self.put(OptionNumber(N), core::iter::once(value), max)?;
         Ok(self)

@@ -151,6 +151,9 @@ pub(crate) fn read_option<'a>(rest: &mut &'a [u8]) -> Result<(usize, &'a [u8]), 
 /// without failing and nothing is copied — tokens, option values and the payload are
 /// slices of the datagram.
 ///
+/// The view is four slices — 64 bytes on 64-bit targets, 32 on 32-bit ones — and
+/// `Copy`.
+///
 /// Typed getters return `Ok(None)` when the option is absent, `Ok(Some(_))` for a valid
 /// value, and an [`OptionError`] for a value outside its registered length or format
 /// (which RFC 7252 §5.4.3 says to treat like an unrecognized option). For options that
