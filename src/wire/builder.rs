@@ -224,6 +224,8 @@ pub struct MessageBuilder<'b> {
     empty_code: bool,
 }
 
+// A builder always holds at least the header, so an `is_empty` would always be false.
+#[allow(clippy::len_without_is_empty)]
 impl<'b> MessageBuilder<'b> {
     /// Starts a message: writes the 4-byte header into `buf`.
     #[inline]
@@ -702,12 +704,6 @@ impl<'b> MessageBuilder<'b> {
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or(&[])
-    }
-
-    /// Always `false`: the header is there from the start.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Finishes the message and returns its bytes.
