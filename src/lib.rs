@@ -69,6 +69,22 @@ extern crate std;
 
 pub mod wire;
 
+mod dedup;
+mod endpoint;
+mod params;
+mod retransmit;
+mod rng;
+mod time;
+
+pub use dedup::{DedupCache, Reply};
+pub use endpoint::{
+    Config, Endpoint, Error, Event, Incoming, IncomingHandle, MAX_TOKEN_LEN, Output, RequestHandle,
+    RequestOptions, ResponseMode, Stats, Transmit,
+};
+pub use params::{ParamsError, TransmissionParams};
+pub use retransmit::{Retransmission, RetransmitAction};
+pub use time::Instant;
+
 /// The README's examples, run as doctests so that they cannot go stale.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,270 @@
+//! Duplicate detection with reply replay (RFC 7252 §4.5).
+//!
+//! §4.5: a recipient must acknowledge each duplicate of a CON within EXCHANGE_LIFETIME
+//! but process it only once, ideally answering with the same reply again; it should
+//! ignore duplicates of a NON within NON_LIFETIME. §4.4 makes the key the pair of source
+//! endpoint and message ID.
+//!
+//! Capacity is fixed: `N` entries and an arena of `A` bytes for stored replies.
+//! - When all entries are in use, a new message replaces the entry closest to expiry
+//!   (an expired one if there is one). Duplicates of the replaced message are then no
+//!   longer recognized. Counted in [`DedupCache::evictions`].
+//! - The arena is a ring: storing a reply overwrites the oldest stored replies it
+//!   overlaps. Their entries stay (duplicates are still recognized and not processed
+//!   again) but answer with [`Reply::Evicted`]: the endpoint then sends nothing, as if
+//!   the reply had been lost on the way. Counted in [`DedupCache::replies_evicted`].
+
+use core::time::Duration;
+
+use crate::Instant;
+
+/// What a duplicate of a remembered message gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Nothing: a duplicate NON, or a message whose answer is not decided yet.
+    Nothing,
+    /// An empty ACK with the message's ID.
+    EmptyAck,
+    /// A reply kept in the arena, sent again byte for byte.
+    Stored {
+        /// Offset in the arena.
+        at: u32,
+        /// Length in bytes.
+        len: u32,
+    },
+    /// A stored reply that was overwritten to make room.
+    Evicted,
+    /// A value the owner of the cache interprets (the endpoint: a deferred exchange).
+    Pending(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry<P> {
+    peer: P,
+    mid: u16,
+    expires: Instant,
+    reply: Reply,
+}
+
+/// The duplicate cache: `N` remembered messages and `A` bytes of stored replies.
+///
+/// ```
+/// use coap_proto::{DedupCache, Instant, Reply};
+/// use core::time::Duration;
+/// let mut cache: DedupCache<u8, 4, 64> = DedupCache::new();
+/// let now = Instant::ZERO;
+/// assert_eq!(cache.find(now, 1, 0x10), None);
+/// let i = cache.insert(now, 1, 0x10, Duration::from_secs(247), Reply::Nothing);
+/// cache.store(i, &[0x60, 0x45, 0x00, 0x10]);
+/// let dup = cache.find(Instant::from_secs(5), 1, 0x10).unwrap();
+/// assert_eq!(cache.stored(dup), Some(&[0x60, 0x45, 0x00, 0x10][..]));
+/// assert_eq!(cache.find(Instant::from_secs(248), 1, 0x10), None); // expired
+/// ```
+#[derive(Clone, Debug)]
+pub struct DedupCache<P, const N: usize, const A: usize> {
+    entries: [Option<Entry<P>>; N],
+    arena: [u8; A],
+    head: usize,
+    evictions: u64,
+    replies_evicted: u64,
+}
+
+impl<P: Copy + Eq, const N: usize, const A: usize> Default for DedupCache<P, N, A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
+    /// An empty cache.
+    pub const fn new() -> Self {
+        DedupCache {
+            entries: [None; N],
+            arena: [0; A],
+            head: 0,
+            evictions: 0,
+            replies_evicted: 0,
+        }
+    }
+
+    /// The entry for `(peer, mid)` if it is remembered and has not expired at `now`.
+    pub fn find(&self, now: Instant, peer: P, mid: u16) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| matches!(e, Some(e) if e.mid == mid && e.peer == peer && e.expires > now))
+    }
+
+    /// Remembers `(peer, mid)` until `now + lifetime` and returns its entry. A full
+    /// cache gives up the entry closest to expiry.
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        peer: P,
+        mid: u16,
+        lifetime: Duration,
+        reply: Reply,
+    ) -> usize {
+        let mut slot = 0;
+        let mut soonest = Instant::MAX;
+        for (i, e) in self.entries.iter().enumerate() {
+            match e {
+                None => {
+                    slot = i;
+                    soonest = Instant::ZERO;
+                    break;
+                }
+                Some(e) if e.expires < soonest => {
+                    slot = i;
+                    soonest = e.expires;
+                }
+                Some(_) => {}
+            }
+        }
+        if soonest > now {
+            // A live entry is given up (an empty or expired one costs nothing).
+            self.evictions += 1;
+        }
+        if let Some(e) = self.entries.get_mut(slot) {
+            *e = Some(Entry {
+                peer,
+                mid,
+                expires: now + lifetime,
+                reply,
+            });
+        }
+        slot
+    }
+
+    /// What a duplicate of entry `i` gets.
+    pub fn reply(&self, i: usize) -> Reply {
+        match self.entries.get(i) {
+            Some(Some(e)) => e.reply,
+            _ => Reply::Nothing,
+        }
+    }
+
+    /// Sets what a duplicate of entry `i` gets.
+    pub fn set_reply(&mut self, i: usize, reply: Reply) {
+        if let Some(Some(e)) = self.entries.get_mut(i) {
+            e.reply = reply;
+        }
+    }
+
+    /// Keeps `bytes` as the reply of entry `i`, overwriting the oldest stored replies if
+    /// the arena is short. A reply larger than the arena is not kept
+    /// ([`Reply::Evicted`]).
+    pub fn store(&mut self, i: usize, bytes: &[u8]) {
+        let len = bytes.len();
+        if len > A || u32::try_from(len).is_err() {
+            self.set_reply(i, Reply::Evicted);
+            return;
+        }
+        let at = if self.head + len > A { 0 } else { self.head };
+        for e in self.entries.iter_mut().flatten() {
+            if let Reply::Stored { at: a, len: l } = e.reply {
+                let (a, l) = (a as usize, l as usize);
+                if a < at + len && at < a + l {
+                    e.reply = Reply::Evicted;
+                    self.replies_evicted += 1;
+                }
+            }
+        }
+        self.arena[at..at + len].copy_from_slice(bytes);
+        self.head = at + len;
+        self.set_reply(
+            i,
+            Reply::Stored {
+                at: at as u32,
+                len: len as u32,
+            },
+        );
+    }
+
+    /// The stored reply of entry `i`, if it has one.
+    pub fn stored(&self, i: usize) -> Option<&[u8]> {
+        match self.reply(i) {
+            Reply::Stored { at, len } => self.arena.get(at as usize..(at + len) as usize),
+            _ => None,
+        }
+    }
+
+    /// Forgets every entry whose [`Reply::Pending`] value is `value`, replacing it
+    /// with `reply`.
+    pub fn resolve_pending(&mut self, value: u32, reply: Reply) {
+        for e in self.entries.iter_mut().flatten() {
+            if e.reply == Reply::Pending(value) {
+                e.reply = reply;
+            }
+        }
+    }
+
+    /// Entries in use, expired ones included until they are reused.
+    pub fn len(&self) -> usize {
+        self.entries.iter().flatten().count()
+    }
+
+    /// Whether no entry is in use.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Live entries replaced because the cache was full.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Stored replies overwritten because the arena was full.
+    pub fn replies_evicted(&self) -> u64 {
+        self.replies_evicted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIFE: Duration = Duration::from_secs(247);
+
+    #[test]
+    fn full_cache_replaces_the_entry_closest_to_expiry() {
+        let mut c: DedupCache<u8, 2, 16> = DedupCache::new();
+        let t = Instant::from_secs;
+        c.insert(t(0), 1, 1, LIFE, Reply::EmptyAck);
+        c.insert(t(1), 1, 2, LIFE, Reply::EmptyAck);
+        assert_eq!(c.evictions(), 0);
+        c.insert(t(2), 1, 3, LIFE, Reply::EmptyAck);
+        assert_eq!(c.evictions(), 1);
+        assert_eq!(c.find(t(3), 1, 1), None, "oldest entry was given up");
+        assert!(c.find(t(3), 1, 2).is_some());
+        assert!(c.find(t(3), 1, 3).is_some());
+        // An expired entry is reused without counting as an eviction.
+        c.insert(t(300), 1, 4, LIFE, Reply::Nothing);
+        assert_eq!(c.evictions(), 1);
+    }
+
+    #[test]
+    fn peers_are_part_of_the_key() {
+        let mut c: DedupCache<u8, 4, 16> = DedupCache::new();
+        c.insert(Instant::ZERO, 1, 7, LIFE, Reply::EmptyAck);
+        assert!(c.find(Instant::ZERO, 2, 7).is_none());
+    }
+
+    #[test]
+    fn arena_overwrites_oldest_replies_and_keeps_the_entry() {
+        let mut c: DedupCache<u8, 4, 10> = DedupCache::new();
+        let a = c.insert(Instant::ZERO, 1, 1, LIFE, Reply::Nothing);
+        c.store(a, &[1; 6]);
+        let b = c.insert(Instant::ZERO, 1, 2, LIFE, Reply::Nothing);
+        c.store(b, &[2; 6]); // wraps to 0, overwriting a
+        assert_eq!(c.reply(a), Reply::Evicted);
+        assert_eq!(c.stored(b), Some(&[2u8; 6][..]));
+        assert_eq!(c.replies_evicted(), 1);
+        assert!(
+            c.find(Instant::ZERO, 1, 1).is_some(),
+            "still recognized as duplicate"
+        );
+        let big = c.insert(Instant::ZERO, 1, 3, LIFE, Reply::Nothing);
+        c.store(big, &[3; 11]);
+        assert_eq!(c.reply(big), Reply::Evicted);
+    }
+}

@@ -1,0 +1,1473 @@
+//! The endpoint: one local CoAP endpoint talking to any number of peers, in both the
+//! client and the server role (RFC 7252 §4 message layer, §5 request/response layer;
+//! RFC 7967 No-Response; RFC 8974 §2.2 token lengths).
+//!
+//! Transition rules, by the section they implement:
+//!
+//! - §4.2 CON: retransmitted with randomized exponential back-off until ACK or RST;
+//!   given up after MAX_RETRANSMIT ([`crate::retransmit`]). A CON that is Empty (ping),
+//!   malformed, or of a reserved class is rejected with RST. ACK and RST are never
+//!   answered; an unexpected one is ignored.
+//! - §4.3 NON: never acknowledged. A malformed or Empty NON is ignored; a NON request
+//!   with an unrecognized critical option is rejected with RST.
+//! - §4.4 Message IDs: random start, then sequential; ACK/RST matched by peer and ID.
+//! - §4.5 Deduplication ([`crate::dedup`]): a duplicate CON within EXCHANGE_LIFETIME gets
+//!   its first reply again (stored piggybacked response, or empty ACK) and is not
+//!   delivered again; a duplicate NON within NON_LIFETIME is ignored.
+//! - §4.7 NSTART: at most NSTART outstanding interactions per peer; more requests wait,
+//!   in order, in their slots.
+//! - §5.2.1 piggybacked responses: an answer given before the empty-ACK timer fires
+//!   rides in the ACK. §5.2.2 separate responses: otherwise an empty ACK goes out and the
+//!   answer follows as CON (retransmitted until ACKed) or NON. §5.2.3 a NON request is
+//!   answered with NON.
+//! - §5.3.2 responses are matched by token **and** peer; a CON response nobody waits for
+//!   is rejected with RST, a NON one is ignored.
+//! - §5.4.1, §5.4.3 an unrecognized critical option, or a recognized one with a value of
+//!   the wrong length, makes a CON request fail with 4.02 Bad Option. §5.8 an
+//!   unassigned method code gets 4.05.
+//! - RFC 7967: No-Response suppresses responses of the classes it names (a CON request
+//!   still gets its empty ACK).
+//! - RFC 8974 §2.2.2: a request whose token is longer than the endpoint accepts is a
+//!   message format error.
+//! - A full exchange table answers a new request with 5.03 Service Unavailable and
+//!   Max-Age; a full table refuses a new client request with [`Error::TableFull`].
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::dedup::{DedupCache, Reply};
+use crate::retransmit::{RetransmitAction, step};
+use crate::rng::Rng;
+use crate::wire::{
+    BuildError, Code, Header, Message, MessageBuilder, NoResponse, OptionNumber, ParseError, Type,
+    encode_uint,
+};
+use crate::{Instant, ParamsError, Retransmission, TransmissionParams};
+
+/// Longest token this endpoint stores: the 8 bytes of RFC 7252. RFC 8974 tokens are
+/// parsed by the codec but refused here (§2.2.2: as a format error).
+pub const MAX_TOKEN_LEN: usize = 8;
+
+/// How long the application may take to answer a request, and other endpoint-wide
+/// settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Seed of the PRNG behind message IDs, tokens and jitter. Same seed, same outputs.
+    /// Seed it from a real entropy source in production: RFC 7252 §5.3.1 wants tokens
+    /// hard to guess where off-path attackers matter.
+    pub seed: u64,
+    /// Transmission parameters for everything not given its own (RFC 7252 §4.8).
+    pub params: TransmissionParams,
+    /// Length of generated tokens, 0–8 bytes (default 4).
+    pub token_len: u8,
+    /// Longest token accepted in requests, at most [`MAX_TOKEN_LEN`] (RFC 8974 §2.2).
+    pub max_token_len: u8,
+    /// How long a CON request may wait for an answer before the endpoint sends an empty
+    /// ACK and the answer becomes a separate response (default 0: at the next
+    /// `poll_output`).
+    pub empty_ack_delay: Duration,
+    /// How long the endpoint keeps a request the application has not answered; then
+    /// [`Event::RequestExpired`] (default: EXCHANGE_LIFETIME).
+    pub deferred_response_timeout: Option<Duration>,
+    /// How long a client waits for a separate response after an empty ACK (default:
+    /// EXCHANGE_LIFETIME).
+    pub separate_response_timeout: Option<Duration>,
+    /// How long a client waits for the response to a NON request (default:
+    /// MAX_TRANSMIT_WAIT).
+    pub non_response_timeout: Option<Duration>,
+    /// Max-Age, in seconds, of the 5.03 sent when the exchange table is full.
+    pub overload_max_age: u32,
+    /// Critical options the application understands beyond those of RFC 7252 and
+    /// RFC 7959; a request with any other critical option gets 4.02 Bad Option.
+    pub known_critical_options: &'static [u16],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 0,
+            params: TransmissionParams::RFC7252,
+            token_len: 4,
+            max_token_len: MAX_TOKEN_LEN as u8,
+            empty_ack_delay: Duration::ZERO,
+            deferred_response_timeout: None,
+            separate_response_timeout: None,
+            non_response_timeout: None,
+            overload_max_age: 5,
+            known_critical_options: &[],
+        }
+    }
+}
+
+/// Per-request settings for [`Endpoint::request`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestOptions<'t> {
+    /// Send as NON instead of CON.
+    pub non_confirmable: bool,
+    /// Transmission parameters for this request only.
+    pub params: Option<TransmissionParams>,
+    /// Use this token instead of a random one (at most 8 bytes).
+    pub token: Option<&'t [u8]>,
+    /// For a NON request: how long to wait for the response after sending it
+    /// (default [`Config::non_response_timeout`]). A CON request ends by the back-off
+    /// of §4.2 and, after an empty ACK, by [`Config::separate_response_timeout`].
+    pub timeout: Option<Duration>,
+}
+
+/// How [`Endpoint::respond_with`] sends an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResponseMode {
+    /// Piggybacked in the ACK if it has not gone out yet; otherwise separate, as CON
+    /// for a CON request and NON for a NON request.
+    Auto,
+    /// A separate CON response, retransmitted until acknowledged.
+    Confirmable,
+    /// A separate NON response.
+    NonConfirmable,
+}
+
+/// A client request in flight. Small and `Copy`; stale handles are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestHandle {
+    index: u16,
+    generation: u16,
+}
+
+/// A request received by the server role, to answer with [`Endpoint::respond`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IncomingHandle {
+    index: u16,
+    generation: u16,
+}
+
+impl fmt::Display for RequestHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request {}.{}", self.index, self.generation)
+    }
+}
+
+impl fmt::Display for IncomingHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "incoming {}.{}", self.index, self.generation)
+    }
+}
+
+/// A request or response handed to the application, borrowing the datagram it came in.
+#[derive(Clone, Copy, Debug)]
+pub enum Incoming<'b> {
+    /// A new request (never a duplicate). Answer it with [`Endpoint::respond`] — before
+    /// the next [`Endpoint::poll_output`] to piggyback the answer.
+    Request {
+        /// What to answer with.
+        handle: IncomingHandle,
+        /// The request.
+        message: Message<'b>,
+    },
+    /// The response to one of this endpoint's requests; the request is finished.
+    Response {
+        /// The request it answers.
+        handle: RequestHandle,
+        /// The response.
+        message: Message<'b>,
+    },
+}
+
+/// Outcomes other than responses, reported by [`Endpoint::poll_output`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Event {
+    /// A request got no response in time (for CON: no ACK after MAX_RETRANSMIT
+    /// retransmissions, or no separate response after the empty ACK).
+    TimedOut(RequestHandle),
+    /// The peer rejected a request with RST.
+    Reset(RequestHandle),
+    /// A ping was answered (RST, or ACK from a peer that answers pings that way).
+    Pong(RequestHandle),
+    /// A separate CON response was acknowledged.
+    ResponseAcknowledged(IncomingHandle),
+    /// A separate CON response was never acknowledged.
+    ResponseTimedOut(IncomingHandle),
+    /// The client rejected a separate CON response with RST.
+    ResponseReset(IncomingHandle),
+    /// A request was not answered within the deferred-response timeout; the endpoint
+    /// forgot it.
+    RequestExpired(IncomingHandle),
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::TimedOut(h) => write!(f, "{h} timed out"),
+            Event::Reset(h) => write!(f, "{h} was reset by the peer"),
+            Event::Pong(h) => write!(f, "{h}: pong"),
+            Event::ResponseAcknowledged(h) => write!(f, "response to {h} acknowledged"),
+            Event::ResponseTimedOut(h) => write!(f, "response to {h} never acknowledged"),
+            Event::ResponseReset(h) => write!(f, "response to {h} was reset by the peer"),
+            Event::RequestExpired(h) => write!(f, "{h} expired unanswered"),
+        }
+    }
+}
+
+/// A datagram to send: `data` borrows the endpoint until the next call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit<'a, P> {
+    /// The peer to send to.
+    pub to: P,
+    /// The datagram.
+    pub data: &'a [u8],
+}
+
+/// What [`Endpoint::poll_output`] has for the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output<'a, P> {
+    /// Send this datagram, then poll again.
+    Transmit(Transmit<'a, P>),
+    /// Something finished; poll again.
+    Event(Event),
+    /// Nothing more now. Call [`Endpoint::handle_timeout`] (or `poll_output`) at this
+    /// instant, or earlier when a datagram arrives; `None`: only a datagram or a command
+    /// can create work.
+    Timeout(Option<Instant>),
+}
+
+/// A command the endpoint refused. The endpoint is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// Every exchange slot is in use.
+    TableFull,
+    /// The handle is stale: its exchange already finished.
+    UnknownHandle,
+    /// The code is not a request method (for `request`) or not a response (for
+    /// `respond`).
+    WrongCode(Code),
+    /// A token longer than 8 bytes was given.
+    TokenTooLong,
+    /// The message did not fit or was malformed.
+    Build(BuildError),
+    /// Unusable transmission parameters.
+    Params(ParamsError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::TableFull => f.write_str("every exchange slot is in use"),
+            Error::UnknownHandle => f.write_str("the handle's exchange already finished"),
+            Error::WrongCode(c) => write!(f, "code {c} is not allowed here"),
+            Error::TokenTooLong => f.write_str("tokens are at most 8 bytes"),
+            Error::Build(e) => write!(f, "building the message failed: {e}"),
+            Error::Params(e) => write!(f, "bad transmission parameters: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Build(e) => Some(e),
+            Error::Params(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<BuildError> for Error {
+    fn from(e: BuildError) -> Self {
+        Error::Build(e)
+    }
+}
+
+/// Counters for what the endpoint absorbed or had to drop; all start at zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams that failed to parse.
+    pub malformed: u64,
+    /// Duplicates recognized and not delivered again.
+    pub duplicates: u64,
+    /// Retransmissions sent.
+    pub retransmissions: u64,
+    /// ACK, RST or replies not queued because the control queue was full (the peer's
+    /// retransmission gets another chance).
+    pub control_dropped: u64,
+    /// Requests answered 5.03 because the exchange table was full.
+    pub overloaded: u64,
+    /// ACK and RST messages that matched nothing.
+    pub unmatched: u64,
+}
+
+/// Where a slot is in its exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Client request built, waiting for NSTART; `deadline` orders the queue.
+    Queued,
+    /// Client CON (request or ping) sent, retransmitting until ACK/RST.
+    AwaitingAck,
+    /// Client NON request sent, waiting for the response until `deadline`.
+    AwaitingNonResponse,
+    /// Client CON request acknowledged, waiting for the separate response.
+    AwaitingSeparate,
+    /// Client outcome decided, to be reported.
+    ClientDone(ClientOutcome),
+    /// Server: CON request delivered, empty ACK not sent yet (due at `deadline`).
+    DeferredCon,
+    /// Server: CON request acknowledged empty, or NON request, waiting for the answer
+    /// until `deadline`.
+    Deferred,
+    /// Server: piggybacked response built, to be sent once and stored for replay.
+    Piggybacked,
+    /// Server: NON response built, to be sent once.
+    SendingNon,
+    /// Server: separate CON response sent, retransmitting until ACK/RST.
+    RespondingCon,
+    /// Server outcome decided, to be reported.
+    ServerDone(ServerOutcome),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientOutcome {
+    TimedOut,
+    Reset,
+    Pong,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerOutcome {
+    Acknowledged,
+    TimedOut,
+    Reset,
+    Expired,
+}
+
+/// One exchange. Its message bytes live in the endpoint's parallel buffer array, so
+/// this is all the state an exchange has beyond them: 32 bytes plus the peer address.
+#[derive(Clone, Copy, Debug)]
+struct Slot<P> {
+    peer: P,
+    /// When the slot next needs attention (retransmission, give-up, ACK, expiry); for a
+    /// queued request, when it was queued.
+    deadline: Instant,
+    /// The retransmission timeout now running, in µs; for a queued NON request, its
+    /// response timeout in µs (0: the default).
+    timeout_us: u32,
+    /// ID of the message this slot last sent (server: of the request until the
+    /// response is built).
+    mid: u16,
+    /// Bytes of the message in the slot's buffer.
+    len: u16,
+    /// Server: the dedup entry of the request.
+    dedup: u16,
+    token: [u8; MAX_TOKEN_LEN],
+    /// Token length (bits 0–3) and the `SEND`, `CON` and `PING` flags.
+    bits: u8,
+    retransmits_left: u8,
+    state: State,
+    /// Server: the request's No-Response value (RFC 7967).
+    no_response: u8,
+}
+
+const SEND: u8 = 0x10;
+const CON: u8 = 0x20;
+const PING: u8 = 0x40;
+
+impl<P> Slot<P> {
+    fn new(peer: P, deadline: Instant, state: State, token: &[u8], flags: u8) -> Slot<P> {
+        let mut t = [0; MAX_TOKEN_LEN];
+        let n = token.len().min(MAX_TOKEN_LEN);
+        t[..n].copy_from_slice(&token[..n]);
+        Slot {
+            peer,
+            deadline,
+            timeout_us: 0,
+            mid: 0,
+            len: 0,
+            dedup: 0,
+            token: t,
+            bits: n as u8 | flags,
+            retransmits_left: 0,
+            state,
+            no_response: 0,
+        }
+    }
+
+    fn token(&self) -> &[u8] {
+        self.token.get(..(self.bits & 0x0f) as usize).unwrap_or(&[])
+    }
+
+    /// The message in the buffer waits to be sent.
+    fn sending(&self) -> bool {
+        self.bits & SEND != 0
+    }
+
+    fn set_sending(&mut self, on: bool) {
+        self.bits = if on {
+            self.bits | SEND
+        } else {
+            self.bits & !SEND
+        };
+    }
+
+    /// Client: the request is CON; server: the request was CON.
+    fn con(&self) -> bool {
+        self.bits & CON != 0
+    }
+
+    fn is_ping(&self) -> bool {
+        self.bits & PING != 0
+    }
+
+    fn is_client(&self) -> bool {
+        matches!(
+            self.state,
+            State::Queued
+                | State::AwaitingAck
+                | State::AwaitingNonResponse
+                | State::AwaitingSeparate
+                | State::ClientDone(_)
+        )
+    }
+
+    /// Counts toward NSTART (§4.7): a CON awaiting its ACK, or a request awaiting a
+    /// response that was not acknowledged.
+    fn is_outstanding(&self) -> bool {
+        matches!(
+            self.state,
+            State::AwaitingAck | State::AwaitingNonResponse | State::RespondingCon
+        )
+    }
+}
+
+/// A small control message waiting to be sent: built on the spot when popped.
+#[derive(Clone, Copy, Debug)]
+struct Control<P> {
+    to: P,
+    kind: ControlKind,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ControlKind {
+    EmptyAck(u16),
+    Rst(u16),
+    /// The stored reply of a dedup entry, if the entry still belongs to this MID.
+    Replay {
+        entry: u16,
+        mid: u16,
+    },
+    /// A short message built when queued (error responses to NON requests).
+    Bytes {
+        len: u8,
+        bytes: [u8; CONTROL_BYTES],
+    },
+}
+
+const CONTROL_QUEUE: usize = 8;
+const CONTROL_BYTES: usize = 24;
+
+/// One local CoAP endpoint: client and server at once, any number of peers.
+///
+/// Type parameters: the peer address `P` (any `Copy + Eq`: a socket address, a smoltcp
+/// endpoint, a DTLS session id); `E` exchange slots, each with an `M`-byte message
+/// buffer; `D` dedup entries and `R` bytes for stored replies. The defaults —
+/// `Endpoint<SocketAddr, 16, 32, 1152, 4608>` — take about 25 KiB; see the crate docs
+/// for the exact `size_of`.
+///
+/// # The run loop
+///
+/// After any input (`handle_datagram`, `handle_timeout`) or command (`request`,
+/// `respond`, `ping`, `cancel`), drain [`poll_output`](Self::poll_output) until it
+/// returns [`Output::Timeout`]; then wait for a datagram or that instant. The crate docs
+/// show the loop over a `std::net::UdpSocket`.
+pub struct Endpoint<
+    P = core::net::SocketAddr,
+    const E: usize = 16,
+    const D: usize = 32,
+    const M: usize = 1152,
+    const R: usize = 4608,
+> {
+    config: Config,
+    rng: Rng,
+    next_mid: u16,
+    last_now: Instant,
+    slots: [Option<Slot<P>>; E],
+    /// Generation of each slot's latest exchange, so stale handles are refused.
+    gens: [u16; E],
+    bufs: [[u8; M]; E],
+    dedup: DedupCache<P, D, R>,
+    control: [Option<Control<P>>; CONTROL_QUEUE],
+    control_head: usize,
+    control_len: usize,
+    scratch: [u8; CONTROL_BYTES],
+    stats: Stats,
+}
+
+impl<P, const E: usize, const D: usize, const M: usize, const R: usize> fmt::Debug
+    for Endpoint<P, E, D, M, R>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("slots_in_use", &self.slots.iter().flatten().count())
+            .field("slots", &E)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
+    Endpoint<P, E, D, M, R>
+{
+    const CHECK: () = {
+        assert!(E > 0 && E <= u16::MAX as usize, "E must be 1..=65535");
+        assert!(D > 0 && D <= u16::MAX as usize, "D must be 1..=65535");
+        assert!(M >= 64 && M <= u16::MAX as usize, "M must be 64..=65535");
+        assert!(R >= M, "R must hold at least one message of M bytes");
+    };
+
+    /// A new endpoint. Fails only for unusable transmission parameters.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let () = Self::CHECK;
+        config.params.validate().map_err(Error::Params)?;
+        let mut rng = Rng::new(config.seed);
+        let next_mid = rng.next_u64() as u16;
+        Ok(Endpoint {
+            config,
+            rng,
+            next_mid,
+            last_now: Instant::ZERO,
+            slots: [None; E],
+            gens: [0; E],
+            bufs: [[0; M]; E],
+            dedup: DedupCache::new(),
+            control: [None; CONTROL_QUEUE],
+            control_head: 0,
+            control_len: 0,
+            scratch: [0; CONTROL_BYTES],
+            stats: Stats::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters of what was absorbed or dropped.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Exchange slots in use.
+    pub fn exchanges_in_flight(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+
+    /// The dedup cache (for inspection).
+    pub fn dedup(&self) -> &DedupCache<P, D, R> {
+        &self.dedup
+    }
+
+    /// `now`, never earlier than any `now` seen before.
+    fn clamp(&mut self, now: Instant) -> Instant {
+        if now > self.last_now {
+            self.last_now = now;
+        }
+        self.last_now
+    }
+
+    fn new_mid(&mut self) -> u16 {
+        let mid = self.next_mid;
+        self.next_mid = self.next_mid.wrapping_add(1);
+        mid
+    }
+
+    fn free_index(&self) -> Option<usize> {
+        self.slots.iter().position(Option::is_none)
+    }
+
+    fn slot_mut(&mut self, index: u16, generation: u16) -> Option<&mut Slot<P>> {
+        match self.slots.get_mut(index as usize) {
+            Some(Some(s)) if self.gens.get(index as usize) == Some(&generation) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Puts `slot` in place `index` under a new generation.
+    fn occupy(&mut self, index: usize, slot: Slot<P>) -> u16 {
+        let generation = self.gens[index].wrapping_add(1);
+        self.gens[index] = generation;
+        self.slots[index] = Some(slot);
+        generation
+    }
+
+    fn queue_control(&mut self, to: P, kind: ControlKind) {
+        if self.control_len == CONTROL_QUEUE {
+            self.stats.control_dropped += 1;
+            return;
+        }
+        self.control[(self.control_head + self.control_len) % CONTROL_QUEUE] =
+            Some(Control { to, kind });
+        self.control_len += 1;
+    }
+
+    fn pop_control(&mut self) -> Option<Control<P>> {
+        if self.control_len == 0 {
+            return None;
+        }
+        let c = self.control[self.control_head].take();
+        self.control_head = (self.control_head + 1) % CONTROL_QUEUE;
+        self.control_len -= 1;
+        c
+    }
+
+    // ---- client commands -------------------------------------------------------
+
+    /// Starts a request to `peer` with `method`, its options and payload added by
+    /// `build` (header and token are already written). Returns the handle the
+    /// response or outcome will name.
+    ///
+    /// ```
+    /// # use coap_proto::{Endpoint, Config, RequestOptions, Instant, Output};
+    /// # use coap_proto::wire::Code;
+    /// let mut ep: Endpoint<u8> = Endpoint::new(Config::default()).unwrap();
+    /// let h = ep.request(Instant::ZERO, 7, Code::GET, &RequestOptions::default(), |b| {
+    ///     b.uri_path("/sensors/temperature")?;
+    ///     Ok(())
+    /// })?;
+    /// assert!(matches!(ep.poll_output(Instant::ZERO), Output::Transmit(t) if t.to == 7));
+    /// # let _ = h;
+    /// # Ok::<(), coap_proto::Error>(())
+    /// ```
+    pub fn request(
+        &mut self,
+        now: Instant,
+        peer: P,
+        method: Code,
+        options: &RequestOptions<'_>,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<RequestHandle, Error> {
+        let now = self.clamp(now);
+        if !method.is_request() {
+            return Err(Error::WrongCode(method));
+        }
+        let params = options.params.unwrap_or(self.config.params);
+        params.validate().map_err(Error::Params)?;
+        let index = self.free_index().ok_or(Error::TableFull)?;
+        let mut token = [0u8; MAX_TOKEN_LEN];
+        let token = match options.token {
+            Some(t) if t.len() > MAX_TOKEN_LEN => return Err(Error::TokenTooLong),
+            Some(t) => t,
+            None => {
+                let n = self.fresh_token(peer, &mut token);
+                &token[..n]
+            }
+        };
+        let ty = if options.non_confirmable {
+            Type::Non
+        } else {
+            Type::Con
+        };
+        // The MID is patched in when the message is sent (queued requests wait).
+        let mut b = MessageBuilder::new(&mut self.bufs[index], ty, method, 0)?;
+        b.token(token)?;
+        build(&mut b)?;
+        let mut slot = Slot::new(
+            peer,
+            now,
+            State::Queued,
+            token,
+            if options.non_confirmable { 0 } else { CON },
+        );
+        slot.len = b.len() as u16;
+        slot.timeout_us = options
+            .timeout
+            .map_or(0, |d| d.as_micros().clamp(1, u32::MAX as u128) as u32);
+        slot.retransmits_left = params.max_retransmit;
+        let generation = self.occupy(index, slot);
+        self.try_start(now, index, &params);
+        Ok(RequestHandle {
+            index: index as u16,
+            generation,
+        })
+    }
+
+    /// Sends a CoAP ping (an Empty CON, §4.2); the outcome is [`Event::Pong`] or
+    /// [`Event::TimedOut`].
+    pub fn ping(&mut self, now: Instant, peer: P) -> Result<RequestHandle, Error> {
+        let now = self.clamp(now);
+        let index = self.free_index().ok_or(Error::TableFull)?;
+        MessageBuilder::new(&mut self.bufs[index], Type::Con, Code::EMPTY, 0)?;
+        let mut slot = Slot::new(peer, now, State::Queued, &[], CON | PING);
+        slot.len = 4;
+        slot.retransmits_left = self.config.params.max_retransmit;
+        let generation = self.occupy(index, slot);
+        let params = self.config.params;
+        self.try_start(now, index, &params);
+        Ok(RequestHandle {
+            index: index as u16,
+            generation,
+        })
+    }
+
+    /// Abandons a request: no more retransmissions, no outcome event; a late response
+    /// will be rejected. Fails for a handle whose request already finished.
+    pub fn cancel(&mut self, now: Instant, handle: RequestHandle) -> Result<(), Error> {
+        let now = self.clamp(now);
+        let slot = self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(Error::UnknownHandle)?;
+        if !slot.is_client() {
+            return Err(Error::UnknownHandle);
+        }
+        let peer = slot.peer;
+        self.slots[handle.index as usize] = None;
+        self.start_queued(now, peer);
+        Ok(())
+    }
+
+    fn fresh_token(&mut self, peer: P, token: &mut [u8; MAX_TOKEN_LEN]) -> usize {
+        let len = (self.config.token_len as usize).min(MAX_TOKEN_LEN);
+        // A few draws make a clash with a request in flight to the same peer
+        // vanishingly unlikely for any token of 2 bytes or more.
+        for _ in 0..8 {
+            self.rng.fill(&mut token[..len]);
+            let clash = self
+                .slots
+                .iter()
+                .flatten()
+                .any(|s| s.is_client() && s.peer == peer && s.token() == &token[..len]);
+            if !clash {
+                break;
+            }
+        }
+        len
+    }
+
+    /// Sends queued slot `index` if NSTART allows (§4.7); otherwise it stays queued.
+    fn try_start(&mut self, now: Instant, index: usize, params: &TransmissionParams) {
+        let Some(Some(slot)) = self.slots.get(index) else {
+            return;
+        };
+        let peer = slot.peer;
+        let outstanding = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| s.peer == peer && s.is_outstanding())
+            .count();
+        if outstanding >= params.nstart as usize {
+            return;
+        }
+        let mid = self.new_mid();
+        let random = self.rng.next_u64();
+        let non_wait = self
+            .config
+            .non_response_timeout
+            .unwrap_or(params.max_transmit_wait());
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        slot.mid = mid;
+        if let Some(b) = self.bufs[index].get_mut(2..4) {
+            b.copy_from_slice(&mid.to_be_bytes());
+        }
+        slot.set_sending(true);
+        if slot.con() {
+            let r = Retransmission::new(now, Retransmission::initial_timeout(params, random), 0);
+            slot.timeout_us = r.timeout().as_micros() as u32;
+            slot.deadline = r.deadline();
+            slot.state = State::AwaitingAck;
+        } else {
+            let wait = match slot.timeout_us {
+                0 => non_wait,
+                us => Duration::from_micros(us as u64),
+            };
+            slot.deadline = now + wait;
+            slot.state = State::AwaitingNonResponse;
+        }
+    }
+
+    /// Starts queued requests to `peer` (oldest first) while NSTART allows.
+    fn start_queued(&mut self, now: Instant, peer: P) {
+        loop {
+            let next = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+                .filter(|(_, s)| s.peer == peer && s.state == State::Queued)
+                .min_by_key(|(i, s)| (s.deadline, *i))
+                .map(|(i, _)| i);
+            let Some(index) = next else {
+                return;
+            };
+            let params = self.config.params;
+            self.try_start(now, index, &params);
+            if matches!(&self.slots[index], Some(s) if s.state == State::Queued) {
+                return;
+            }
+        }
+    }
+
+    // ---- server commands -------------------------------------------------------
+
+    /// Answers a request: piggybacked if its ACK has not gone out, else as a separate
+    /// response (CON for a CON request, NON for a NON one). `build` adds options and
+    /// payload; header and token are already written.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        code: Code,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        self.respond_with(now, handle, ResponseMode::Auto, code, build)
+    }
+
+    /// [`respond`](Self::respond) with the way of sending chosen explicitly.
+    pub fn respond_with(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        mode: ResponseMode,
+        code: Code,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        let now = self.clamp(now);
+        if !code.is_response() {
+            return Err(Error::WrongCode(code));
+        }
+        let index = handle.index as usize;
+        let slot = *self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(Error::UnknownHandle)?;
+        if !matches!(slot.state, State::DeferredCon | State::Deferred) {
+            return Err(Error::UnknownHandle);
+        }
+        let piggyback = slot.state == State::DeferredCon && mode == ResponseMode::Auto;
+        let ty = match (piggyback, mode, slot.con()) {
+            (true, _, _) => Type::Ack,
+            (false, ResponseMode::Confirmable, _) | (false, ResponseMode::Auto, true) => Type::Con,
+            _ => Type::Non,
+        };
+        if NoResponse(slot.no_response).suppresses(code) {
+            // RFC 7967 §2: not sending is the answer; a CON still gets its empty ACK.
+            if slot.state == State::DeferredCon {
+                self.queue_control(slot.peer, ControlKind::EmptyAck(slot.mid));
+                self.dedup.set_reply(slot.dedup as usize, Reply::EmptyAck);
+            }
+            self.slots[index] = None;
+            return Ok(());
+        }
+        let mid = if piggyback { slot.mid } else { self.new_mid() };
+        let mut b = MessageBuilder::new(&mut self.bufs[index], ty, code, mid)?;
+        b.token(slot.token())?;
+        build(&mut b)?;
+        let len = b.len() as u16;
+        if !piggyback && slot.state == State::DeferredCon {
+            // A separate response to a CON not yet acknowledged: ACK it first (§5.2.2).
+            self.queue_control(slot.peer, ControlKind::EmptyAck(slot.mid));
+            self.dedup.set_reply(slot.dedup as usize, Reply::EmptyAck);
+        }
+        let random = self.rng.next_u64();
+        let params = self.config.params;
+        let Some(Some(s)) = self.slots.get_mut(index) else {
+            return Err(Error::UnknownHandle);
+        };
+        s.len = len;
+        s.set_sending(true);
+        s.mid = mid;
+        s.state = match ty {
+            Type::Ack => State::Piggybacked,
+            Type::Con => {
+                let r =
+                    Retransmission::new(now, Retransmission::initial_timeout(&params, random), 0);
+                s.timeout_us = r.timeout().as_micros() as u32;
+                s.deadline = r.deadline();
+                s.retransmits_left = params.max_retransmit;
+                State::RespondingCon
+            }
+            _ => State::SendingNon,
+        };
+        Ok(())
+    }
+
+    // ---- inputs ----------------------------------------------------------------
+
+    /// Processes one datagram from `from`. Returns the request or response it carries
+    /// for the application, borrowing `datagram`; everything else (ACKs, RSTs,
+    /// duplicates, pings, malformed input) is absorbed and answered as RFC 7252 says.
+    pub fn handle_datagram<'b>(
+        &mut self,
+        now: Instant,
+        from: P,
+        datagram: &'b [u8],
+    ) -> Option<Incoming<'b>> {
+        let now = self.clamp(now);
+        let msg = match Message::parse(datagram) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.stats.malformed += 1;
+                // §3: unknown versions are ignored outright; §4.2: other format
+                // errors in a CON are rejected with RST; §4.3: in a NON, ignored.
+                if !matches!(e, ParseError::BadVersion(_)) {
+                    if let Some(h) = Header::peek(datagram) {
+                        if h.ty == Type::Con {
+                            self.queue_control(from, ControlKind::Rst(h.message_id));
+                        }
+                    }
+                }
+                return None;
+            }
+        };
+        match msg.ty() {
+            Type::Ack => {
+                self.on_ack(now, from, &msg);
+                self.take_response(from, &msg, true)
+            }
+            Type::Rst => {
+                self.on_rst(now, from, &msg);
+                None
+            }
+            Type::Con | Type::Non if msg.is_empty() => {
+                if msg.ty() == Type::Con {
+                    // A ping: rejecting it is the answer (§4.2, §4.3).
+                    self.queue_control(from, ControlKind::Rst(msg.message_id()));
+                }
+                None
+            }
+            Type::Con | Type::Non if msg.code().is_request() => self.on_request(now, from, msg),
+            Type::Con | Type::Non => self.on_response(now, from, msg),
+        }
+    }
+
+    /// An ACK: acknowledges a CON of ours with the same peer and MID (§4.2, §4.4).
+    fn on_ack(&mut self, now: Instant, from: P, msg: &Message<'_>) {
+        if msg.code().is_request() {
+            // §4.2: an ACK carries a response or nothing; reject by ignoring.
+            return;
+        }
+        let Some(index) = self.find_sent(from, msg.message_id()) else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        match slot.state {
+            State::AwaitingAck if slot.is_ping() => {
+                slot.state = State::ClientDone(ClientOutcome::Pong);
+            }
+            State::AwaitingAck if msg.is_empty() => {
+                slot.state = State::AwaitingSeparate;
+                slot.deadline = now
+                    + self
+                        .config
+                        .separate_response_timeout
+                        .unwrap_or(self.config.params.exchange_lifetime());
+                self.start_queued(now, from);
+            }
+            State::AwaitingAck => {} // piggybacked response: take_response finishes it
+            State::RespondingCon => slot.state = State::ServerDone(ServerOutcome::Acknowledged),
+            _ => {}
+        }
+    }
+
+    /// A RST: rejects a CON of ours with the same peer and MID (§4.2).
+    fn on_rst(&mut self, now: Instant, from: P, msg: &Message<'_>) {
+        if !msg.is_empty() {
+            return; // §4.2: a RST must be Empty; reject by ignoring.
+        }
+        let Some(index) = self.find_sent(from, msg.message_id()) else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        slot.state = match slot.state {
+            State::AwaitingAck if slot.is_ping() => State::ClientDone(ClientOutcome::Pong),
+            State::AwaitingAck | State::AwaitingNonResponse | State::AwaitingSeparate => {
+                State::ClientDone(ClientOutcome::Reset)
+            }
+            State::RespondingCon => State::ServerDone(ServerOutcome::Reset),
+            other => other,
+        };
+        self.start_queued(now, from);
+    }
+
+    /// The slot whose last sent message has this peer and MID and may be answered.
+    fn find_sent(&self, from: P, mid: u16) -> Option<usize> {
+        self.slots.iter().position(|s| {
+            matches!(s, Some(s) if s.mid == mid && s.peer == from
+                && matches!(s.state, State::AwaitingAck | State::AwaitingNonResponse
+                    | State::AwaitingSeparate | State::RespondingCon))
+        })
+    }
+
+    /// A response carried in `msg` for one of our requests, matched by token and peer
+    /// (§5.3.2); `piggybacked` responses must also match the request's MID.
+    fn take_response<'b>(
+        &mut self,
+        from: P,
+        msg: &Message<'b>,
+        piggybacked: bool,
+    ) -> Option<Incoming<'b>> {
+        if !msg.code().is_response() {
+            return None;
+        }
+        let index = self.slots.iter().position(|s| {
+            matches!(s, Some(s) if s.peer == from && s.token() == msg.token()
+                && !s.is_ping()
+                && matches!(s.state, State::AwaitingAck | State::AwaitingNonResponse | State::AwaitingSeparate)
+                && (!piggybacked || (s.state == State::AwaitingAck && s.mid == msg.message_id())))
+        })?;
+        let slot = self.slots[index].take()?;
+        self.start_queued(self.last_now, slot.peer);
+        Some(Incoming::Response {
+            handle: RequestHandle {
+                index: index as u16,
+                generation: self.gens[index],
+            },
+            message: *msg,
+        })
+    }
+
+    /// A separate or NON response (§5.2.2, §5.2.3).
+    fn on_response<'b>(&mut self, now: Instant, from: P, msg: Message<'b>) -> Option<Incoming<'b>> {
+        let con = msg.ty() == Type::Con;
+        if let Some(entry) = self.dedup.find(now, from, msg.message_id()) {
+            self.stats.duplicates += 1;
+            if con {
+                self.replay(from, msg.message_id(), entry);
+            }
+            return None;
+        }
+        match self.take_response(from, &msg, false) {
+            Some(incoming) => {
+                if con {
+                    let life = self.config.params.exchange_lifetime();
+                    self.dedup
+                        .insert(now, from, msg.message_id(), life, Reply::EmptyAck);
+                    self.queue_control(from, ControlKind::EmptyAck(msg.message_id()));
+                } else {
+                    let life = self.config.params.non_lifetime();
+                    self.dedup
+                        .insert(now, from, msg.message_id(), life, Reply::Nothing);
+                }
+                Some(incoming)
+            }
+            None => {
+                // §5.3.2: a response nobody waits for is rejected.
+                if con {
+                    self.queue_control(from, ControlKind::Rst(msg.message_id()));
+                }
+                None
+            }
+        }
+    }
+
+    /// Sends a duplicate of a remembered CON its first reply again (§4.5).
+    fn replay(&mut self, to: P, mid: u16, entry: usize) {
+        match self.dedup.reply(entry) {
+            Reply::EmptyAck => self.queue_control(to, ControlKind::EmptyAck(mid)),
+            Reply::Stored { .. } => self.queue_control(
+                to,
+                ControlKind::Replay {
+                    entry: entry as u16,
+                    mid,
+                },
+            ),
+            Reply::Pending(tag) => {
+                // The request is still with the application. Its client is
+                // retransmitting, so acknowledge now rather than wait for the timer.
+                let (index, generation) = ((tag >> 16) as u16, tag as u16);
+                let wait = self
+                    .config
+                    .deferred_response_timeout
+                    .unwrap_or(self.config.params.exchange_lifetime());
+                match self.slot_mut(index, generation) {
+                    Some(slot) if slot.state == State::DeferredCon => {
+                        slot.state = State::Deferred;
+                        slot.deadline = slot.deadline + wait;
+                        self.queue_control(to, ControlKind::EmptyAck(mid));
+                        self.dedup.set_reply(entry, Reply::EmptyAck);
+                    }
+                    // A piggybacked answer is about to leave: it is the reply.
+                    Some(slot) if slot.state == State::Piggybacked => {}
+                    _ => self.queue_control(to, ControlKind::EmptyAck(mid)),
+                }
+            }
+            Reply::Nothing | Reply::Evicted => {}
+        }
+    }
+
+    /// A request (§5.1): deduplicated, checked, then handed to the application.
+    fn on_request<'b>(&mut self, now: Instant, from: P, msg: Message<'b>) -> Option<Incoming<'b>> {
+        let con = msg.ty() == Type::Con;
+        let mid = msg.message_id();
+        if let Some(entry) = self.dedup.find(now, from, mid) {
+            self.stats.duplicates += 1;
+            if con {
+                self.replay(from, mid, entry);
+            }
+            return None;
+        }
+        if msg.token().len() > self.config.max_token_len.min(MAX_TOKEN_LEN as u8) as usize {
+            // RFC 8974 §2.2.2: a token longer than supported is a format error.
+            self.stats.malformed += 1;
+            if con {
+                self.queue_control(from, ControlKind::Rst(mid));
+            }
+            return None;
+        }
+        let error = if !is_assigned_method(msg.code()) {
+            Some(Code::METHOD_NOT_ALLOWED)
+        } else if self.has_bad_critical_option(&msg) {
+            if !con {
+                // §5.4.1: a NON with an unrecognized critical option is rejected.
+                self.queue_control(from, ControlKind::Rst(mid));
+                return None;
+            }
+            Some(Code::BAD_OPTION)
+        } else {
+            None
+        };
+        let lifetime = if con {
+            self.config.params.exchange_lifetime()
+        } else {
+            self.config.params.non_lifetime()
+        };
+        let index = match (error, self.free_index()) {
+            (None, Some(index)) => index,
+            (error, _) => {
+                let code = error.unwrap_or_else(|| {
+                    self.stats.overloaded += 1;
+                    Code::SERVICE_UNAVAILABLE
+                });
+                self.reply_error(now, from, &msg, code, lifetime);
+                return None;
+            }
+        };
+        let generation = self.gens[index].wrapping_add(1);
+        let entry = self.dedup.insert(
+            now,
+            from,
+            mid,
+            lifetime,
+            if con {
+                Reply::Pending(((index as u32) << 16) | generation as u32)
+            } else {
+                Reply::Nothing
+            },
+        );
+        let wait = self
+            .config
+            .deferred_response_timeout
+            .unwrap_or(self.config.params.exchange_lifetime());
+        let (deadline, state) = if con {
+            (now + self.config.empty_ack_delay, State::DeferredCon)
+        } else {
+            (now + wait, State::Deferred)
+        };
+        let mut slot = Slot::new(
+            from,
+            deadline,
+            state,
+            msg.token(),
+            if con { CON } else { 0 },
+        );
+        slot.mid = mid;
+        slot.dedup = entry as u16;
+        slot.no_response = match msg.no_response() {
+            Ok(Some(nr)) => nr.0,
+            _ => 0,
+        };
+        let generation = self.occupy(index, slot);
+        Some(Incoming::Request {
+            handle: IncomingHandle {
+                index: index as u16,
+                generation,
+            },
+            message: msg,
+        })
+    }
+
+    /// §5.4.1, §5.4.3: a critical option the endpoint does not recognize, or a
+    /// recognized one whose value has the wrong length.
+    fn has_bad_critical_option(&self, msg: &Message<'_>) -> bool {
+        msg.options().any(|o| {
+            o.number.is_critical()
+                && (!self.knows(o.number) || (o.number.info().is_some() && o.check().is_err()))
+        })
+    }
+
+    fn knows(&self, n: OptionNumber) -> bool {
+        matches!(
+            n,
+            OptionNumber::IF_MATCH
+                | OptionNumber::URI_HOST
+                | OptionNumber::IF_NONE_MATCH
+                | OptionNumber::URI_PORT
+                | OptionNumber::URI_PATH
+                | OptionNumber::URI_QUERY
+                | OptionNumber::ACCEPT
+                | OptionNumber::BLOCK2
+                | OptionNumber::BLOCK1
+                | OptionNumber::PROXY_URI
+                | OptionNumber::PROXY_SCHEME
+        ) || self.config.known_critical_options.contains(&n.0)
+    }
+
+    /// Answers a request the endpoint itself refuses (4.02, 4.05, 5.03): piggybacked
+    /// and stored for replay if CON, a NON response otherwise.
+    fn reply_error(
+        &mut self,
+        now: Instant,
+        to: P,
+        msg: &Message<'_>,
+        code: Code,
+        lifetime: Duration,
+    ) {
+        let con = msg.ty() == Type::Con;
+        let (ty, mid) = if con {
+            (Type::Ack, msg.message_id())
+        } else {
+            (Type::Non, self.new_mid())
+        };
+        let mut bytes = [0u8; CONTROL_BYTES];
+        let Ok(mut b) = MessageBuilder::new(&mut bytes, ty, code, mid) else {
+            return;
+        };
+        let token = msg.token();
+        let max_age = self.config.overload_max_age;
+        let built = b.token(token).and_then(|b| {
+            if code == Code::SERVICE_UNAVAILABLE {
+                let mut tmp = [0; 4];
+                b.option(OptionNumber::MAX_AGE, encode_uint(max_age, &mut tmp))?;
+            }
+            Ok(())
+        });
+        if built.is_err() {
+            return;
+        }
+        let len = b.len();
+        if NoResponse(msg.no_response().ok().flatten().map_or(0, |n| n.0)).suppresses(code) {
+            if con {
+                self.dedup
+                    .insert(now, to, msg.message_id(), lifetime, Reply::EmptyAck);
+                self.queue_control(to, ControlKind::EmptyAck(msg.message_id()));
+            }
+            return;
+        }
+        if con {
+            let entry = self
+                .dedup
+                .insert(now, to, msg.message_id(), lifetime, Reply::Nothing);
+            self.dedup.store(entry, &bytes[..len]);
+            self.queue_control(
+                to,
+                ControlKind::Replay {
+                    entry: entry as u16,
+                    mid: msg.message_id(),
+                },
+            );
+        } else {
+            self.dedup
+                .insert(now, to, msg.message_id(), lifetime, Reply::Nothing);
+            self.queue_control(
+                to,
+                ControlKind::Bytes {
+                    len: len as u8,
+                    bytes,
+                },
+            );
+        }
+    }
+
+    /// Fires every timer due at `now`: retransmissions, give-ups, empty ACKs and
+    /// expiries. [`poll_output`](Self::poll_output) calls it too.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clamp(now);
+        for index in 0..E {
+            let Some(Some(slot)) = self.slots.get_mut(index) else {
+                continue;
+            };
+            if slot.deadline > now || slot.sending() {
+                continue;
+            }
+            match slot.state {
+                State::AwaitingAck | State::RespondingCon => {
+                    match step(
+                        &mut slot.deadline,
+                        &mut slot.timeout_us,
+                        &mut slot.retransmits_left,
+                        now,
+                    ) {
+                        RetransmitAction::Wait => {}
+                        RetransmitAction::Retransmit => {
+                            slot.set_sending(true);
+                            self.stats.retransmissions += 1;
+                        }
+                        RetransmitAction::GiveUp => {
+                            slot.state = if slot.state == State::AwaitingAck {
+                                State::ClientDone(ClientOutcome::TimedOut)
+                            } else {
+                                State::ServerDone(ServerOutcome::TimedOut)
+                            };
+                        }
+                    }
+                }
+                State::AwaitingNonResponse | State::AwaitingSeparate => {
+                    slot.state = State::ClientDone(ClientOutcome::TimedOut);
+                }
+                State::DeferredCon => {
+                    // §5.2.2: no answer in time; acknowledge now, answer later.
+                    let (peer, mid, entry) = (slot.peer, slot.mid, slot.dedup);
+                    slot.state = State::Deferred;
+                    let rest = self
+                        .config
+                        .deferred_response_timeout
+                        .unwrap_or(self.config.params.exchange_lifetime())
+                        .saturating_sub(self.config.empty_ack_delay);
+                    slot.deadline = now + rest;
+                    self.queue_control(peer, ControlKind::EmptyAck(mid));
+                    self.dedup.set_reply(entry as usize, Reply::EmptyAck);
+                }
+                State::Deferred => slot.state = State::ServerDone(ServerOutcome::Expired),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next thing to do: a datagram to send, an event, or the instant to call
+    /// again. Fires due timers first. Drain it after every input and command.
+    pub fn poll_output(&mut self, now: Instant) -> Output<'_, P> {
+        let now = self.clamp(now);
+        self.handle_timeout(now);
+        // Control messages first: they are small and answer what the peer just sent.
+        while let Some(control) = self.pop_control() {
+            let len = match control.kind {
+                ControlKind::EmptyAck(mid) | ControlKind::Rst(mid) => {
+                    let ty = if matches!(control.kind, ControlKind::Rst(_)) {
+                        Type::Rst
+                    } else {
+                        Type::Ack
+                    };
+                    let [m0, m1] = mid.to_be_bytes();
+                    self.scratch[..4].copy_from_slice(&[0x40 | (ty.bits() << 4), 0, m0, m1]);
+                    4
+                }
+                ControlKind::Bytes { len, bytes } => {
+                    self.scratch = bytes;
+                    len as usize
+                }
+                ControlKind::Replay { entry, mid } => {
+                    let entry = entry as usize;
+                    // The entry may have been reused for another message since.
+                    if self.dedup.find(now, control.to, mid) != Some(entry) {
+                        continue;
+                    }
+                    if self.dedup.stored(entry).is_none() {
+                        continue;
+                    }
+                    return Output::Transmit(Transmit {
+                        to: control.to,
+                        data: self.dedup.stored(entry).unwrap_or(&[]),
+                    });
+                }
+            };
+            return Output::Transmit(Transmit {
+                to: control.to,
+                data: &self.scratch[..len],
+            });
+        }
+        for index in 0..E {
+            let Some(Some(slot)) = self.slots.get_mut(index) else {
+                continue;
+            };
+            if slot.sending() {
+                slot.set_sending(false);
+                let (to, len, state) = (slot.peer, slot.len as usize, slot.state);
+                let (peer, mid, entry) = (slot.peer, slot.mid, slot.dedup as usize);
+                match state {
+                    State::Piggybacked => {
+                        self.slots[index] = None;
+                        // Keep the reply for duplicates of the request (§4.5) — if the
+                        // dedup entry still belongs to it.
+                        if self.dedup.find(now, peer, mid) == Some(entry) {
+                            self.dedup.store(entry, &self.bufs[index][..len]);
+                        }
+                    }
+                    State::SendingNon => self.slots[index] = None,
+                    _ => {}
+                }
+                return Output::Transmit(Transmit {
+                    to,
+                    data: &self.bufs[index][..len],
+                });
+            }
+        }
+        for index in 0..E {
+            let Some(Some(slot)) = self.slots.get(index) else {
+                continue;
+            };
+            let (generation, peer) = (self.gens[index], slot.peer);
+            let (index16, done) = (index as u16, slot.state);
+            let event = match done {
+                State::ClientDone(outcome) => {
+                    let h = RequestHandle {
+                        index: index16,
+                        generation,
+                    };
+                    match outcome {
+                        ClientOutcome::TimedOut => Event::TimedOut(h),
+                        ClientOutcome::Reset => Event::Reset(h),
+                        ClientOutcome::Pong => Event::Pong(h),
+                    }
+                }
+                State::ServerDone(outcome) => {
+                    let h = IncomingHandle {
+                        index: index16,
+                        generation,
+                    };
+                    match outcome {
+                        ServerOutcome::Acknowledged => Event::ResponseAcknowledged(h),
+                        ServerOutcome::TimedOut => Event::ResponseTimedOut(h),
+                        ServerOutcome::Reset => Event::ResponseReset(h),
+                        ServerOutcome::Expired => Event::RequestExpired(h),
+                    }
+                }
+                _ => continue,
+            };
+            self.slots[index] = None;
+            self.start_queued(now, peer);
+            return Output::Event(event);
+        }
+        Output::Timeout(
+            self.slots
+                .iter()
+                .flatten()
+                .filter(|s| s.state != State::Queued)
+                .map(|s| s.deadline)
+                .min(),
+        )
+    }
+}
+
+/// The methods RFC 7252 and RFC 8132 assign (0.01–0.07); others get 4.05 (§5.8).
+fn is_assigned_method(code: Code) -> bool {
+    code.is_request() && code.detail() <= 7
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_exchange_state_is_at_most_64_bytes_with_socket_addresses() {
+        // The issue's budget: per-exchange state beyond the message bytes.
+        let size = core::mem::size_of::<Option<Slot<core::net::SocketAddr>>>();
+        assert!(size <= 64, "slot is {size} bytes");
+        assert_eq!(core::mem::size_of::<Option<Slot<u8>>>(), 32);
+    }
+}
