@@ -80,3 +80,5 @@ pub fn parse(bytes: &[u8]) -> Message<'_> {
 pub fn t(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
+
+pub mod sim;
