@@ -758,3 +758,10 @@ fn time_going_backwards_is_clamped() {
     assert_eq!(out.timeout, Some(first));
     assert!(out.sent.is_empty());
 }
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn default_endpoint_size_is_as_documented() {
+    // The crate docs state this figure; keep them honest.
+    assert_eq!(std::mem::size_of::<coap_proto::Endpoint>(), 26_656);
+}
