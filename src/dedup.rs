@@ -13,6 +13,11 @@
 //!   overlaps. Their entries stay (duplicates are still recognized and not processed
 //!   again) but answer with [`Reply::Evicted`]: the endpoint then sends nothing, as if
 //!   the reply had been lost on the way. Counted in [`DedupCache::replies_evicted`].
+//!
+//! An entry can also be marked *pending*: its reply is owed to the peer now (the first
+//! ACK of a message, or a replay for a duplicate). Pending entries are handed out in
+//! the order they were marked by [`DedupCache::take_pending`]; since every entry is
+//! marked at most once at a time, this needs no queue beyond the entries themselves.
 
 use core::time::Duration;
 
@@ -44,6 +49,7 @@ struct Entry<P> {
     mid: u16,
     expires: Instant,
     reply: Reply,
+    pending: bool,
 }
 
 /// The duplicate cache: `N` remembered messages and `A` bytes of stored replies.
@@ -63,6 +69,10 @@ struct Entry<P> {
 #[derive(Clone, Debug)]
 pub struct DedupCache<P, const N: usize, const A: usize> {
     entries: [Option<Entry<P>>; N],
+    /// Indices of pending entries, oldest first (a ring; stale indices are skipped).
+    pending: [u16; N],
+    pending_head: usize,
+    pending_len: usize,
     arena: [u8; A],
     head: usize,
     evictions: u64,
@@ -80,6 +90,9 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
     pub const fn new() -> Self {
         DedupCache {
             entries: [None; N],
+            pending: [0; N],
+            pending_head: 0,
+            pending_len: 0,
             arena: [0; A],
             head: 0,
             evictions: 0,
@@ -130,6 +143,7 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
                 mid,
                 expires: now + lifetime,
                 reply,
+                pending: false,
             });
         }
         slot
@@ -188,6 +202,63 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
         }
     }
 
+    /// Marks entry `i`'s reply as owed to its peer now.
+    pub fn mark_pending(&mut self, i: usize) {
+        let Some(Some(e)) = self.entries.get_mut(i) else {
+            return;
+        };
+        if e.pending {
+            return;
+        }
+        e.pending = true;
+        if self.pending_len == N {
+            // Only stale indices (of entries reused since they were marked) can fill
+            // the ring beyond the pending entries, which number fewer than N here.
+            self.compact_pending();
+        }
+        self.pending[(self.pending_head + self.pending_len) % N] = i as u16;
+        self.pending_len += 1;
+    }
+
+    fn compact_pending(&mut self) {
+        let mut kept = 0;
+        for k in 0..self.pending_len {
+            let i = self.pending[(self.pending_head + k) % N];
+            let live = matches!(self.entries.get(i as usize), Some(Some(e)) if e.pending);
+            let duplicate = (0..kept).any(|j| self.pending[(self.pending_head + j) % N] == i);
+            if live && !duplicate {
+                self.pending[(self.pending_head + kept) % N] = i;
+                kept += 1;
+            }
+        }
+        self.pending_len = kept;
+    }
+
+    /// The oldest entry whose reply is owed, with its peer and message ID; clears the
+    /// mark.
+    pub fn take_pending(&mut self) -> Option<(usize, P, u16)> {
+        while self.pending_len > 0 {
+            let i = self.pending[self.pending_head] as usize;
+            self.pending_head = (self.pending_head + 1) % N;
+            self.pending_len -= 1;
+            if let Some(Some(e)) = self.entries.get_mut(i) {
+                if e.pending {
+                    e.pending = false;
+                    return Some((i, e.peer, e.mid));
+                }
+            }
+        }
+        None
+    }
+
+    /// The peer and message ID entry `i` remembers.
+    pub fn key(&self, i: usize) -> Option<(P, u16)> {
+        match self.entries.get(i) {
+            Some(Some(e)) => Some((e.peer, e.mid)),
+            _ => None,
+        }
+    }
+
     /// Forgets every entry whose [`Reply::Pending`] value is `value`, replacing it
     /// with `reply`.
     pub fn resolve_pending(&mut self, value: u32, reply: Reply) {
@@ -240,6 +311,33 @@ mod tests {
         // An expired entry is reused without counting as an eviction.
         c.insert(t(300), 1, 4, LIFE, Reply::Nothing);
         assert_eq!(c.evictions(), 1);
+    }
+
+    #[test]
+    fn pending_replies_come_out_in_order_once() {
+        let mut c: DedupCache<u8, 3, 16> = DedupCache::new();
+        let t = Instant::ZERO;
+        let a = c.insert(t, 1, 1, LIFE, Reply::EmptyAck);
+        let b = c.insert(t, 1, 2, LIFE, Reply::EmptyAck);
+        c.mark_pending(b);
+        c.mark_pending(a);
+        c.mark_pending(b); // already pending: no second copy
+        assert_eq!(c.take_pending(), Some((b, 1, 2)));
+        assert_eq!(c.take_pending(), Some((a, 1, 1)));
+        assert_eq!(c.take_pending(), None);
+        // Reusing a pending entry drops its mark; the ring never overflows.
+        for round in 0..10u16 {
+            for mid in 0..3u16 {
+                let at = Instant::from_millis((round * 3 + mid) as u64);
+                let i = c.insert(at, 1, 100 + round * 3 + mid, LIFE, Reply::EmptyAck);
+                c.mark_pending(i);
+            }
+        }
+        let mut n = 0;
+        while c.take_pending().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
     }
 
     #[test]

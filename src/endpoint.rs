@@ -438,7 +438,9 @@ impl<P> Slot<P> {
     }
 }
 
-/// A small control message waiting to be sent: built on the spot when popped.
+/// A stateless answer waiting to be sent: RST for what matched nothing, or an error
+/// response to a NON request. Answers owed to accepted messages are not queued here but
+/// marked on their dedup entries, so they cannot be crowded out.
 #[derive(Clone, Copy, Debug)]
 struct Control<P> {
     to: P,
@@ -449,11 +451,6 @@ struct Control<P> {
 enum ControlKind {
     EmptyAck(u16),
     Rst(u16),
-    /// The stored reply of a dedup entry, if the entry still belongs to this MID.
-    Replay {
-        entry: u16,
-        mid: u16,
-    },
     /// A short message built when queued (error responses to NON requests).
     Bytes {
         len: u8,
@@ -617,6 +614,20 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         self.control_head = (self.control_head + 1) % CONTROL_QUEUE;
         self.control_len -= 1;
         c
+    }
+
+    /// Owes `reply` to the peer of dedup entry `entry` (the message `peer`/`mid`): it
+    /// goes out at the next `poll_output` and stays the answer for duplicates. If the
+    /// entry was given up for another message meanwhile, an empty ACK is still sent.
+    fn owe(&mut self, entry: usize, peer: P, mid: u16, reply: Reply) {
+        if self.dedup.key(entry) == Some((peer, mid)) {
+            if !matches!(self.dedup.reply(entry), Reply::Stored { .. }) {
+                self.dedup.set_reply(entry, reply);
+            }
+            self.dedup.mark_pending(entry);
+        } else if reply == Reply::EmptyAck {
+            self.queue_control(peer, ControlKind::EmptyAck(mid));
+        }
     }
 
     // ---- client commands -------------------------------------------------------
@@ -852,8 +863,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if NoResponse(slot.no_response).suppresses(code) {
             // RFC 7967 §2: not sending is the answer; a CON still gets its empty ACK.
             if slot.state == State::DeferredCon {
-                self.queue_control(slot.peer, ControlKind::EmptyAck(slot.mid));
-                self.dedup.set_reply(slot.dedup as usize, Reply::EmptyAck);
+                self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
             }
             self.slots[index] = None;
             return Ok(());
@@ -865,8 +875,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let len = b.len() as u16;
         if !piggyback && slot.state == State::DeferredCon {
             // A separate response to a CON not yet acknowledged: ACK it first (§5.2.2).
-            self.queue_control(slot.peer, ControlKind::EmptyAck(slot.mid));
-            self.dedup.set_reply(slot.dedup as usize, Reply::EmptyAck);
+            self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
         }
         let random = self.rng.next_u64();
         let params = self.config.params;
@@ -1046,9 +1055,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             Some(incoming) => {
                 if con {
                     let life = self.config.params.exchange_lifetime();
-                    self.dedup
-                        .insert(now, from, msg.message_id(), life, Reply::EmptyAck);
-                    self.queue_control(from, ControlKind::EmptyAck(msg.message_id()));
+                    let entry =
+                        self.dedup
+                            .insert(now, from, msg.message_id(), life, Reply::EmptyAck);
+                    self.owe(entry, from, msg.message_id(), Reply::EmptyAck);
                 } else {
                     let life = self.config.params.non_lifetime();
                     self.dedup
@@ -1069,32 +1079,26 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     /// Sends a duplicate of a remembered CON its first reply again (§4.5).
     fn replay(&mut self, to: P, mid: u16, entry: usize) {
         match self.dedup.reply(entry) {
-            Reply::EmptyAck => self.queue_control(to, ControlKind::EmptyAck(mid)),
-            Reply::Stored { .. } => self.queue_control(
-                to,
-                ControlKind::Replay {
-                    entry: entry as u16,
-                    mid,
-                },
-            ),
+            Reply::EmptyAck | Reply::Stored { .. } => self.dedup.mark_pending(entry),
             Reply::Pending(tag) => {
                 // The request is still with the application. Its client is
-                // retransmitting, so acknowledge now rather than wait for the timer.
+                // retransmitting, so acknowledge now rather than wait for the timer —
+                // unless a piggybacked answer is about to leave: that is the reply.
                 let (index, generation) = ((tag >> 16) as u16, tag as u16);
                 let wait = self
                     .config
                     .deferred_response_timeout
                     .unwrap_or(self.config.params.exchange_lifetime());
                 match self.slot_mut(index, generation) {
-                    Some(slot) if slot.state == State::DeferredCon => {
-                        slot.state = State::Deferred;
-                        slot.deadline = slot.deadline + wait;
-                        self.queue_control(to, ControlKind::EmptyAck(mid));
-                        self.dedup.set_reply(entry, Reply::EmptyAck);
-                    }
-                    // A piggybacked answer is about to leave: it is the reply.
                     Some(slot) if slot.state == State::Piggybacked => {}
-                    _ => self.queue_control(to, ControlKind::EmptyAck(mid)),
+                    Some(slot) => {
+                        if slot.state == State::DeferredCon {
+                            slot.state = State::Deferred;
+                            slot.deadline = slot.deadline + wait;
+                        }
+                        self.owe(entry, to, mid, Reply::EmptyAck);
+                    }
+                    None => self.owe(entry, to, mid, Reply::EmptyAck),
                 }
             }
             Reply::Nothing | Reply::Evicted => {}
@@ -1253,9 +1257,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let len = b.len();
         if NoResponse(msg.no_response().ok().flatten().map_or(0, |n| n.0)).suppresses(code) {
             if con {
-                self.dedup
+                let entry = self
+                    .dedup
                     .insert(now, to, msg.message_id(), lifetime, Reply::EmptyAck);
-                self.queue_control(to, ControlKind::EmptyAck(msg.message_id()));
+                self.owe(entry, to, msg.message_id(), Reply::EmptyAck);
             }
             return;
         }
@@ -1264,13 +1269,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 .dedup
                 .insert(now, to, msg.message_id(), lifetime, Reply::Nothing);
             self.dedup.store(entry, &bytes[..len]);
-            self.queue_control(
-                to,
-                ControlKind::Replay {
-                    entry: entry as u16,
-                    mid: msg.message_id(),
-                },
-            );
+            self.dedup.mark_pending(entry);
         } else {
             self.dedup
                 .insert(now, to, msg.message_id(), lifetime, Reply::Nothing);
@@ -1330,8 +1329,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                         .unwrap_or(self.config.params.exchange_lifetime())
                         .saturating_sub(self.config.empty_ack_delay);
                     slot.deadline = now + rest;
-                    self.queue_control(peer, ControlKind::EmptyAck(mid));
-                    self.dedup.set_reply(entry as usize, Reply::EmptyAck);
+                    self.owe(entry as usize, peer, mid, Reply::EmptyAck);
                 }
                 State::Deferred => slot.state = State::ServerDone(ServerOutcome::Expired),
                 _ => {}
@@ -1345,7 +1343,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let now = self.clamp(now);
         self.handle_timeout(now);
         // Control messages first: they are small and answer what the peer just sent.
-        while let Some(control) = self.pop_control() {
+        if let Some(control) = self.pop_control() {
             let len = match control.kind {
                 ControlKind::EmptyAck(mid) | ControlKind::Rst(mid) => {
                     let ty = if matches!(control.kind, ControlKind::Rst(_)) {
@@ -1361,25 +1359,31 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                     self.scratch = bytes;
                     len as usize
                 }
-                ControlKind::Replay { entry, mid } => {
-                    let entry = entry as usize;
-                    // The entry may have been reused for another message since.
-                    if self.dedup.find(now, control.to, mid) != Some(entry) {
-                        continue;
-                    }
-                    if self.dedup.stored(entry).is_none() {
-                        continue;
-                    }
-                    return Output::Transmit(Transmit {
-                        to: control.to,
-                        data: self.dedup.stored(entry).unwrap_or(&[]),
-                    });
-                }
             };
             return Output::Transmit(Transmit {
                 to: control.to,
                 data: &self.scratch[..len],
             });
+        }
+        // Then the answers owed to accepted messages: ACKs and replays (§4.2, §4.5).
+        while let Some((entry, to, mid)) = self.dedup.take_pending() {
+            match self.dedup.reply(entry) {
+                Reply::EmptyAck => {
+                    let [m0, m1] = mid.to_be_bytes();
+                    self.scratch[..4].copy_from_slice(&[0x40 | (Type::Ack.bits() << 4), 0, m0, m1]);
+                    return Output::Transmit(Transmit {
+                        to,
+                        data: &self.scratch[..4],
+                    });
+                }
+                Reply::Stored { .. } => {
+                    return Output::Transmit(Transmit {
+                        to,
+                        data: self.dedup.stored(entry).unwrap_or(&[]),
+                    });
+                }
+                _ => {}
+            }
         }
         for index in 0..E {
             let Some(Some(slot)) = self.slots.get_mut(index) else {

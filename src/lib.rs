@@ -85,7 +85,7 @@
 //!
 //! Everything is inline and fixed at compile time by [`Endpoint`]'s const parameters.
 //! `size_of::<Endpoint>()` with the defaults (`SocketAddr` peers, 16 exchanges with
-//! 1152-byte buffers, 32 dedup entries, 4608 bytes of stored replies) is **26,656 bytes**
+//! 1152-byte buffers, 32 dedup entries, 4608 bytes of stored replies) is **26,736 bytes**
 //! on 64-bit targets; each exchange's state beyond its message buffer is 32 bytes plus
 //! the peer address. Choose smaller parameters on a microcontroller.
 //!

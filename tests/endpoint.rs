@@ -763,5 +763,70 @@ fn time_going_backwards_is_clamped() {
 #[cfg(target_pointer_width = "64")]
 fn default_endpoint_size_is_as_documented() {
     // The crate docs state this figure; keep them honest.
-    assert_eq!(std::mem::size_of::<coap_proto::Endpoint>(), 26_656);
+    assert_eq!(std::mem::size_of::<coap_proto::Endpoint>(), 26_736);
+}
+
+#[test]
+fn burst_of_separate_responses_loses_no_acks() {
+    // Found by the exchange benchmark: 16 requests answered separately at once used to
+    // overflow a small control queue, dropping half the empty ACKs and the client's
+    // ACKs of the separate responses. Owed answers now live on their dedup entries.
+    type Big = Endpoint<u8, 32, 64, 256, 8192>;
+    let config = |seed| Config {
+        seed,
+        params: TransmissionParams {
+            nstart: 16,
+            ..TransmissionParams::RFC7252
+        },
+        ..Config::default()
+    };
+    let (mut client, mut server) = (Big::new(config(1)).unwrap(), Big::new(config(2)).unwrap());
+    let drain_all = |ep: &mut Big| {
+        let mut sent = vec![];
+        loop {
+            match ep.poll_output(t(0)) {
+                coap_proto::Output::Transmit(tx) => sent.push(tx.data.to_vec()),
+                coap_proto::Output::Event(_) => {}
+                coap_proto::Output::Timeout(_) => return sent,
+            }
+        }
+    };
+    for _ in 0..16 {
+        client
+            .request(t(0), SERVER, Code::GET, &RequestOptions::default(), |_| {
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut handles = vec![];
+    for req in drain_all(&mut client) {
+        if let Some(Incoming::Request { handle, .. }) = server.handle_datagram(t(0), CLIENT, &req) {
+            handles.push(handle);
+        }
+    }
+    let acks = drain_all(&mut server);
+    assert_eq!(acks.len(), 16, "every request acknowledged");
+    for h in handles {
+        server.respond(t(0), h, Code::CONTENT, |_| Ok(())).unwrap();
+    }
+    let mut responses = 0;
+    for m in acks.iter().chain(drain_all(&mut server).iter()) {
+        if let Some(Incoming::Response { .. }) = client.handle_datagram(t(0), SERVER, m) {
+            responses += 1;
+        }
+    }
+    assert_eq!(responses, 16);
+    for ack in drain_all(&mut client) {
+        server.handle_datagram(t(0), CLIENT, &ack);
+    }
+    drain_all(&mut server);
+    assert_eq!(
+        server.exchanges_in_flight(),
+        0,
+        "every separate response acknowledged"
+    );
+    assert_eq!(
+        client.stats().control_dropped + server.stats().control_dropped,
+        0
+    );
 }
