@@ -6,13 +6,15 @@
 //! endpoint and message ID.
 //!
 //! Capacity is fixed: `N` entries and an arena of `A` bytes for stored replies.
-//! - When all entries are in use, a new message replaces the entry closest to expiry
-//!   (an expired one if there is one). Duplicates of the replaced message are then no
-//!   longer recognized. Counted in [`DedupCache::evictions`].
-//! - The arena is a ring: storing a reply overwrites the oldest stored replies it
-//!   overlaps. Their entries stay (duplicates are still recognized and not processed
-//!   again) but answer with [`Reply::Evicted`]: the endpoint then sends nothing, as if
-//!   the reply had been lost on the way. Counted in [`DedupCache::replies_evicted`].
+//! - Entries are reused in the order they were filled: a new message takes the oldest
+//!   entry. If that entry had not expired yet, duplicates of its message are no longer
+//!   recognized; counted in [`DedupCache::evictions`]. Lookups go through a hash index
+//!   on the message ID, so both lookup and insertion cost O(1).
+//! - The arena is a ring written in order: a new reply overwrites the oldest stored
+//!   replies. Their entries stay (duplicates are still recognized and not processed
+//!   again) but [`DedupCache::stored`] no longer has their bytes: the endpoint then sends
+//!   nothing, as if the reply had been lost on the way. Whether a reply is intact is an
+//!   O(1) check of its position against the writer's, so storing never scans.
 //!
 //! An entry can also be marked *pending*: its reply is owed to the peer now (the first
 //! ACK of a message, or a replay for a duplicate). Pending entries are handed out in
@@ -22,6 +24,7 @@
 use core::time::Duration;
 
 use crate::Instant;
+use crate::index::ChainIndex;
 
 /// What a duplicate of a remembered message gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,14 +33,15 @@ pub enum Reply {
     Nothing,
     /// An empty ACK with the message's ID.
     EmptyAck,
-    /// A reply kept in the arena, sent again byte for byte.
+    /// A reply kept in the arena, sent again byte for byte while it is intact.
     Stored {
-        /// Offset in the arena.
-        at: u32,
+        /// Position in the stream of all bytes ever stored (the arena offset is this
+        /// modulo the arena size).
+        start: u64,
         /// Length in bytes.
         len: u32,
     },
-    /// A stored reply that was overwritten to make room.
+    /// A reply too large to keep.
     Evicted,
     /// A value the owner of the cache interprets (the endpoint: a deferred exchange).
     Pending(u32),
@@ -69,14 +73,18 @@ struct Entry<P> {
 #[derive(Clone, Debug)]
 pub struct DedupCache<P, const N: usize, const A: usize> {
     entries: [Option<Entry<P>>; N],
+    /// Entries by message ID.
+    by_mid: ChainIndex<N>,
+    /// The entry the next message takes.
+    oldest: usize,
     /// Indices of pending entries, oldest first (a ring; stale indices are skipped).
     pending: [u16; N],
     pending_head: usize,
     pending_len: usize,
     arena: [u8; A],
-    head: usize,
+    /// Where the next reply goes, as a position in the stream of stored bytes.
+    written: u64,
     evictions: u64,
-    replies_evicted: u64,
 }
 
 impl<P: Copy + Eq, const N: usize, const A: usize> Default for DedupCache<P, N, A> {
@@ -90,25 +98,25 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
     pub const fn new() -> Self {
         DedupCache {
             entries: [None; N],
+            by_mid: ChainIndex::new(),
+            oldest: 0,
             pending: [0; N],
             pending_head: 0,
             pending_len: 0,
             arena: [0; A],
-            head: 0,
+            written: 0,
             evictions: 0,
-            replies_evicted: 0,
         }
     }
 
     /// The entry for `(peer, mid)` if it is remembered and has not expired at `now`.
     pub fn find(&self, now: Instant, peer: P, mid: u16) -> Option<usize> {
-        self.entries
-            .iter()
-            .position(|e| matches!(e, Some(e) if e.mid == mid && e.peer == peer && e.expires > now))
+        self.by_mid.candidates(mid as u32).find(|&i| {
+            matches!(self.entries.get(i), Some(Some(e)) if e.mid == mid && e.peer == peer && e.expires > now)
+        })
     }
 
-    /// Remembers `(peer, mid)` until `now + lifetime` and returns its entry. A full
-    /// cache gives up the entry closest to expiry.
+    /// Remembers `(peer, mid)` until `now + lifetime` in the oldest entry and returns it.
     pub fn insert(
         &mut self,
         now: Instant,
@@ -117,25 +125,12 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
         lifetime: Duration,
         reply: Reply,
     ) -> usize {
-        let mut slot = 0;
-        let mut soonest = Instant::MAX;
-        for (i, e) in self.entries.iter().enumerate() {
-            match e {
-                None => {
-                    slot = i;
-                    soonest = Instant::ZERO;
-                    break;
-                }
-                Some(e) if e.expires < soonest => {
-                    slot = i;
-                    soonest = e.expires;
-                }
-                Some(_) => {}
+        let slot = self.oldest;
+        self.oldest = (self.oldest + 1) % N;
+        if let Some(Some(old)) = self.entries.get(slot) {
+            if old.expires > now {
+                self.evictions += 1;
             }
-        }
-        if soonest > now {
-            // A live entry is given up (an empty or expired one costs nothing).
-            self.evictions += 1;
         }
         if let Some(e) = self.entries.get_mut(slot) {
             *e = Some(Entry {
@@ -146,6 +141,7 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
                 pending: false,
             });
         }
+        self.by_mid.insert(slot, mid as u32);
         slot
     }
 
@@ -173,31 +169,32 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
             self.set_reply(i, Reply::Evicted);
             return;
         }
-        let at = if self.head + len > A { 0 } else { self.head };
-        for e in self.entries.iter_mut().flatten() {
-            if let Reply::Stored { at: a, len: l } = e.reply {
-                let (a, l) = (a as usize, l as usize);
-                if a < at + len && at < a + l {
-                    e.reply = Reply::Evicted;
-                    self.replies_evicted += 1;
-                }
-            }
+        let mut at = (self.written % A as u64) as usize;
+        if at + len > A {
+            // Replies are kept contiguous: skip the arena's tail.
+            self.written += (A - at) as u64;
+            at = 0;
         }
         self.arena[at..at + len].copy_from_slice(bytes);
-        self.head = at + len;
+        let start = self.written;
+        self.written += len as u64;
         self.set_reply(
             i,
             Reply::Stored {
-                at: at as u32,
+                start,
                 len: len as u32,
             },
         );
     }
 
-    /// The stored reply of entry `i`, if it has one.
+    /// The stored reply of entry `i`, if it has one that is still intact.
     pub fn stored(&self, i: usize) -> Option<&[u8]> {
         match self.reply(i) {
-            Reply::Stored { at, len } => self.arena.get(at as usize..(at + len) as usize),
+            // Intact while the writer has not come round to `start` again.
+            Reply::Stored { start, len } if self.written <= start + A as u64 => {
+                let at = (start % A as u64) as usize;
+                self.arena.get(at..at + len as usize)
+            }
             _ => None,
         }
     }
@@ -259,16 +256,6 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
         }
     }
 
-    /// Forgets every entry whose [`Reply::Pending`] value is `value`, replacing it
-    /// with `reply`.
-    pub fn resolve_pending(&mut self, value: u32, reply: Reply) {
-        for e in self.entries.iter_mut().flatten() {
-            if e.reply == Reply::Pending(value) {
-                e.reply = reply;
-            }
-        }
-    }
-
     /// Entries in use, expired ones included until they are reused.
     pub fn len(&self) -> usize {
         self.entries.iter().flatten().count()
@@ -283,11 +270,6 @@ impl<P: Copy + Eq, const N: usize, const A: usize> DedupCache<P, N, A> {
     pub fn evictions(&self) -> u64 {
         self.evictions
     }
-
-    /// Stored replies overwritten because the arena was full.
-    pub fn replies_evicted(&self) -> u64 {
-        self.replies_evicted
-    }
 }
 
 #[cfg(test)]
@@ -297,7 +279,7 @@ mod tests {
     const LIFE: Duration = Duration::from_secs(247);
 
     #[test]
-    fn full_cache_replaces_the_entry_closest_to_expiry() {
+    fn full_cache_replaces_the_oldest_entry() {
         let mut c: DedupCache<u8, 2, 16> = DedupCache::new();
         let t = Instant::from_secs;
         c.insert(t(0), 1, 1, LIFE, Reply::EmptyAck);
@@ -354,9 +336,8 @@ mod tests {
         c.store(a, &[1; 6]);
         let b = c.insert(Instant::ZERO, 1, 2, LIFE, Reply::Nothing);
         c.store(b, &[2; 6]); // wraps to 0, overwriting a
-        assert_eq!(c.reply(a), Reply::Evicted);
+        assert_eq!(c.stored(a), None);
         assert_eq!(c.stored(b), Some(&[2u8; 6][..]));
-        assert_eq!(c.replies_evicted(), 1);
         assert!(
             c.find(Instant::ZERO, 1, 1).is_some(),
             "still recognized as duplicate"

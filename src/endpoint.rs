@@ -36,6 +36,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::dedup::{DedupCache, Reply};
+use crate::index::{ChainIndex, ItemQueue, TimerHeap};
 use crate::retransmit::{RetransmitAction, step};
 use crate::rng::Rng;
 use crate::wire::{
@@ -370,6 +371,8 @@ struct Slot<P> {
 const SEND: u8 = 0x10;
 const CON: u8 = 0x20;
 const PING: u8 = 0x40;
+/// Counted in `Endpoint::outstanding`.
+const COUNTED: u8 = 0x80;
 
 impl<P> Slot<P> {
     fn new(peer: P, deadline: Instant, state: State, token: &[u8], flags: u8) -> Slot<P> {
@@ -426,6 +429,40 @@ impl<P> Slot<P> {
                 | State::AwaitingSeparate
                 | State::ClientDone(_)
         )
+    }
+
+    /// Whether `deadline` is a timer to fire (a queued request's is only its place in
+    /// the queue).
+    fn has_timer(&self) -> bool {
+        matches!(
+            self.state,
+            State::AwaitingAck
+                | State::AwaitingNonResponse
+                | State::AwaitingSeparate
+                | State::DeferredCon
+                | State::Deferred
+                | State::RespondingCon
+        )
+    }
+
+    /// Whether an ACK or RST with this slot's peer and MID concerns it.
+    fn answerable(&self) -> bool {
+        matches!(
+            self.state,
+            State::AwaitingAck
+                | State::AwaitingNonResponse
+                | State::AwaitingSeparate
+                | State::RespondingCon
+        )
+    }
+
+    /// Whether a response with this slot's peer and token would be its answer.
+    fn awaits_response(&self) -> bool {
+        !self.is_ping()
+            && matches!(
+                self.state,
+                State::AwaitingAck | State::AwaitingNonResponse | State::AwaitingSeparate
+            )
     }
 
     /// Counts toward NSTART (§4.7): a CON awaiting its ACK, or a request awaiting a
@@ -489,6 +526,17 @@ pub struct Endpoint<
     slots: [Option<Slot<P>>; E],
     /// Generation of each slot's latest exchange, so stale handles are refused.
     gens: [u16; E],
+    // Indexes over the slots, kept in step by `sync` and `release`, so that no hot
+    // path scans the table.
+    free: ItemQueue<E>,
+    timers: TimerHeap<E>,
+    to_send: ItemQueue<E>,
+    to_report: ItemQueue<E>,
+    by_mid: ChainIndex<E>,
+    by_token: ChainIndex<E>,
+    queued: usize,
+    /// Slots that count toward NSTART, over all peers.
+    outstanding: usize,
     bufs: [[u8; M]; E],
     dedup: DedupCache<P, D, R>,
     control: [Option<Control<P>>; CONTROL_QUEUE],
@@ -533,6 +581,22 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             last_now: Instant::ZERO,
             slots: [None; E],
             gens: [0; E],
+            free: {
+                let mut free = ItemQueue::new();
+                let mut i = 0;
+                while i < E {
+                    free.push(i);
+                    i += 1;
+                }
+                free
+            },
+            timers: TimerHeap::new(),
+            to_send: ItemQueue::new(),
+            to_report: ItemQueue::new(),
+            by_mid: ChainIndex::new(),
+            by_token: ChainIndex::new(),
+            queued: 0,
+            outstanding: 0,
             bufs: [[0; M]; E],
             dedup: DedupCache::new(),
             control: [None; CONTROL_QUEUE],
@@ -577,8 +641,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         mid
     }
 
-    fn free_index(&self) -> Option<usize> {
-        self.slots.iter().position(Option::is_none)
+    /// A free slot, taken off the free list: the caller must `occupy` it or give it
+    /// back with `release`.
+    fn free_index(&mut self) -> Option<usize> {
+        self.free.pop()
     }
 
     fn slot_mut(&mut self, index: u16, generation: u16) -> Option<&mut Slot<P>> {
@@ -592,8 +658,84 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     fn occupy(&mut self, index: usize, slot: Slot<P>) -> u16 {
         let generation = self.gens[index].wrapping_add(1);
         self.gens[index] = generation;
+        if slot.state == State::Queued {
+            self.queued += 1;
+        }
         self.slots[index] = Some(slot);
+        self.sync(index);
         generation
+    }
+
+    /// Brings the indexes in line with slot `index` after it changed.
+    fn sync(&mut self, index: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        if slot.is_outstanding() != (slot.bits & COUNTED != 0) {
+            slot.bits ^= COUNTED;
+            if slot.bits & COUNTED != 0 {
+                self.outstanding += 1;
+            } else {
+                self.outstanding -= 1;
+            }
+        }
+        let slot = &*slot;
+        let has_timer = slot.has_timer();
+        let slots = &self.slots;
+        let key = |i: usize| slots[i].as_ref().map_or(Instant::MAX, |s| s.deadline);
+        if has_timer {
+            self.timers.set(index, &key);
+        } else {
+            self.timers.remove(index, &key);
+        }
+        let Some(Some(slot)) = self.slots.get(index) else {
+            return;
+        };
+        if slot.sending() {
+            self.to_send.push(index);
+        }
+        if matches!(slot.state, State::ClientDone(_) | State::ServerDone(_)) {
+            self.to_report.push(index);
+        }
+        if slot.answerable() {
+            self.by_mid.insert(index, slot.mid as u32);
+        } else {
+            self.by_mid.remove(index);
+        }
+        if slot.awaits_response() {
+            self.by_token.insert(index, token_hash(slot.token()));
+        } else {
+            self.by_token.remove(index);
+        }
+    }
+
+    /// The earliest timer and its slot.
+    fn next_timer(&self) -> Option<(Instant, usize)> {
+        let index = self.timers.peek()?;
+        Some((self.slots.get(index)?.as_ref()?.deadline, index))
+    }
+
+    /// Frees slot `index` and drops it from every index. Queued sends and reports of
+    /// the slot are skipped when they come up.
+    fn release(&mut self, index: usize) {
+        if self.slots.get(index).is_some_and(Option::is_some) {
+            // Out of the heap while the slot still holds the deadline it is keyed by.
+            let slots = &self.slots;
+            self.timers.remove(index, &|i| {
+                slots[i].as_ref().map_or(Instant::MAX, |s| s.deadline)
+            });
+        }
+        if let Some(slot) = self.slots.get_mut(index).and_then(Option::take) {
+            if slot.state == State::Queued {
+                self.queued -= 1;
+            }
+            if slot.bits & COUNTED != 0 {
+                self.outstanding -= 1;
+            }
+            self.by_mid.remove(index);
+            self.by_token.remove(index);
+            self.free.push(index);
+        }
     }
 
     fn queue_control(&mut self, to: P, kind: ControlKind) {
@@ -662,10 +804,12 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         }
         let params = options.params.unwrap_or(self.config.params);
         params.validate().map_err(Error::Params)?;
+        if options.token.is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
+            return Err(Error::TokenTooLong);
+        }
         let index = self.free_index().ok_or(Error::TableFull)?;
         let mut token = [0u8; MAX_TOKEN_LEN];
         let token = match options.token {
-            Some(t) if t.len() > MAX_TOKEN_LEN => return Err(Error::TokenTooLong),
             Some(t) => t,
             None => {
                 let n = self.fresh_token(peer, &mut token);
@@ -678,9 +822,18 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             Type::Con
         };
         // The MID is patched in when the message is sent (queued requests wait).
-        let mut b = MessageBuilder::new(&mut self.bufs[index], ty, method, 0)?;
-        b.token(token)?;
-        build(&mut b)?;
+        let built = MessageBuilder::new(&mut self.bufs[index], ty, method, 0).and_then(|mut b| {
+            b.token(token)?;
+            build(&mut b)?;
+            Ok(b.len())
+        });
+        let len = match built {
+            Ok(len) => len,
+            Err(e) => {
+                self.free.push(index);
+                return Err(e.into());
+            }
+        };
         let mut slot = Slot::new(
             peer,
             now,
@@ -688,7 +841,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             token,
             if options.non_confirmable { 0 } else { CON },
         );
-        slot.len = b.len() as u16;
+        slot.len = len as u16;
         slot.timeout_us = options
             .timeout
             .map_or(0, |d| d.as_micros().clamp(1, u32::MAX as u128) as u32);
@@ -706,7 +859,8 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     pub fn ping(&mut self, now: Instant, peer: P) -> Result<RequestHandle, Error> {
         let now = self.clamp(now);
         let index = self.free_index().ok_or(Error::TableFull)?;
-        MessageBuilder::new(&mut self.bufs[index], Type::Con, Code::EMPTY, 0)?;
+        // 4 bytes always fit: M is at least 64.
+        let _ = MessageBuilder::new(&mut self.bufs[index], Type::Con, Code::EMPTY, 0);
         let mut slot = Slot::new(peer, now, State::Queued, &[], CON | PING);
         slot.len = 4;
         slot.retransmits_left = self.config.params.max_retransmit;
@@ -730,7 +884,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             return Err(Error::UnknownHandle);
         }
         let peer = slot.peer;
-        self.slots[handle.index as usize] = None;
+        self.release(handle.index as usize);
         self.start_queued(now, peer);
         Ok(())
     }
@@ -741,11 +895,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         // vanishingly unlikely for any token of 2 bytes or more.
         for _ in 0..8 {
             self.rng.fill(&mut token[..len]);
-            let clash = self
-                .slots
-                .iter()
-                .flatten()
-                .any(|s| s.is_client() && s.peer == peer && s.token() == &token[..len]);
+            let clash = self.by_token.candidates(token_hash(&token[..len])).any(|i| {
+                matches!(&self.slots[i], Some(s) if s.peer == peer && s.token() == &token[..len])
+            });
             if !clash {
                 break;
             }
@@ -759,14 +911,17 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             return;
         };
         let peer = slot.peer;
-        let outstanding = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|s| s.peer == peer && s.is_outstanding())
-            .count();
-        if outstanding >= params.nstart as usize {
-            return;
+        // Only when NSTART could be reached at all is it worth counting this peer's.
+        if self.outstanding >= params.nstart as usize {
+            let outstanding = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|s| s.peer == peer && s.is_outstanding())
+                .count();
+            if outstanding >= params.nstart as usize {
+                return;
+            }
         }
         let mid = self.new_mid();
         let random = self.rng.next_u64();
@@ -795,11 +950,13 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             slot.deadline = now + wait;
             slot.state = State::AwaitingNonResponse;
         }
+        self.queued -= 1;
+        self.sync(index);
     }
 
     /// Starts queued requests to `peer` (oldest first) while NSTART allows.
     fn start_queued(&mut self, now: Instant, peer: P) {
-        loop {
+        while self.queued > 0 {
             let next = self
                 .slots
                 .iter()
@@ -865,7 +1022,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             if slot.state == State::DeferredCon {
                 self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
             }
-            self.slots[index] = None;
+            self.release(index);
             return Ok(());
         }
         let mid = if piggyback { slot.mid } else { self.new_mid() };
@@ -897,6 +1054,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             }
             _ => State::SendingNon,
         };
+        self.sync(index);
         Ok(())
     }
 
@@ -979,6 +1137,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             State::RespondingCon => slot.state = State::ServerDone(ServerOutcome::Acknowledged),
             _ => {}
         }
+        self.sync(index);
     }
 
     /// A RST: rejects a CON of ours with the same peer and MID (§4.2).
@@ -1001,15 +1160,14 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             State::RespondingCon => State::ServerDone(ServerOutcome::Reset),
             other => other,
         };
+        self.sync(index);
         self.start_queued(now, from);
     }
 
     /// The slot whose last sent message has this peer and MID and may be answered.
     fn find_sent(&self, from: P, mid: u16) -> Option<usize> {
-        self.slots.iter().position(|s| {
-            matches!(s, Some(s) if s.mid == mid && s.peer == from
-                && matches!(s.state, State::AwaitingAck | State::AwaitingNonResponse
-                    | State::AwaitingSeparate | State::RespondingCon))
+        self.by_mid.candidates(mid as u32).find(|&i| {
+            matches!(&self.slots[i], Some(s) if s.mid == mid && s.peer == from && s.answerable())
         })
     }
 
@@ -1024,14 +1182,17 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if !msg.code().is_response() {
             return None;
         }
-        let index = self.slots.iter().position(|s| {
-            matches!(s, Some(s) if s.peer == from && s.token() == msg.token()
-                && !s.is_ping()
-                && matches!(s.state, State::AwaitingAck | State::AwaitingNonResponse | State::AwaitingSeparate)
+        let index = self
+            .by_token
+            .candidates(token_hash(msg.token()))
+            .find(|&i| {
+                matches!(&self.slots[i], Some(s) if s.peer == from && s.token() == msg.token()
+                && s.awaits_response()
                 && (!piggybacked || (s.state == State::AwaitingAck && s.mid == msg.message_id())))
-        })?;
-        let slot = self.slots[index].take()?;
-        self.start_queued(self.last_now, slot.peer);
+            })?;
+        let peer = self.slots[index].as_ref()?.peer;
+        self.release(index);
+        self.start_queued(self.last_now, peer);
         Some(Incoming::Response {
             handle: RequestHandle {
                 index: index as u16,
@@ -1096,6 +1257,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                             slot.state = State::Deferred;
                             slot.deadline = slot.deadline + wait;
                         }
+                        self.sync(index as usize);
                         self.owe(entry, to, mid, Reply::EmptyAck);
                     }
                     None => self.owe(entry, to, mid, Reply::EmptyAck),
@@ -1141,7 +1303,12 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         } else {
             self.config.params.non_lifetime()
         };
-        let index = match (error, self.free_index()) {
+        let free = if error.is_none() {
+            self.free_index()
+        } else {
+            None
+        };
+        let index = match (error, free) {
             (None, Some(index)) => index,
             (error, _) => {
                 let code = error.unwrap_or_else(|| {
@@ -1201,7 +1368,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     fn has_bad_critical_option(&self, msg: &Message<'_>) -> bool {
         msg.options().any(|o| {
             o.number.is_critical()
-                && (!self.knows(o.number) || (o.number.info().is_some() && o.check().is_err()))
+                && (!self.knows(o.number)
+                    || o.number.info().is_some_and(|i| {
+                        o.value.len() < i.min_len as usize || o.value.len() > i.max_len as usize
+                    }))
         })
     }
 
@@ -1287,53 +1457,65 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     /// expiries. [`poll_output`](Self::poll_output) calls it too.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
-        for index in 0..E {
-            let Some(Some(slot)) = self.slots.get_mut(index) else {
-                continue;
-            };
-            if slot.deadline > now || slot.sending() {
-                continue;
+        // Every firing moves its timer later or removes it; the bound only guards
+        // against a bug turning into a hang.
+        for _ in 0..4 * E + 4 {
+            match self.next_timer() {
+                Some((at, index)) if at <= now => self.fire(now, index),
+                _ => return,
             }
-            match slot.state {
-                State::AwaitingAck | State::RespondingCon => {
-                    match step(
-                        &mut slot.deadline,
-                        &mut slot.timeout_us,
-                        &mut slot.retransmits_left,
-                        now,
-                    ) {
-                        RetransmitAction::Wait => {}
-                        RetransmitAction::Retransmit => {
-                            slot.set_sending(true);
-                            self.stats.retransmissions += 1;
-                        }
-                        RetransmitAction::GiveUp => {
-                            slot.state = if slot.state == State::AwaitingAck {
-                                State::ClientDone(ClientOutcome::TimedOut)
-                            } else {
-                                State::ServerDone(ServerOutcome::TimedOut)
-                            };
-                        }
+        }
+    }
+
+    /// The transitions of §4.2 and §5.2.2 driven by time, for slot `index`.
+    fn fire(&mut self, now: Instant, index: usize) {
+        let exchange_lifetime = self.config.params.exchange_lifetime();
+        let deferred = self
+            .config
+            .deferred_response_timeout
+            .unwrap_or(exchange_lifetime);
+        let ack_delay = self.config.empty_ack_delay;
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        let mut owe = None;
+        match slot.state {
+            State::AwaitingAck | State::RespondingCon => {
+                match step(
+                    &mut slot.deadline,
+                    &mut slot.timeout_us,
+                    &mut slot.retransmits_left,
+                    now,
+                ) {
+                    RetransmitAction::Wait => {}
+                    RetransmitAction::Retransmit => {
+                        slot.set_sending(true);
+                        self.stats.retransmissions += 1;
+                    }
+                    RetransmitAction::GiveUp => {
+                        slot.state = if slot.state == State::AwaitingAck {
+                            State::ClientDone(ClientOutcome::TimedOut)
+                        } else {
+                            State::ServerDone(ServerOutcome::TimedOut)
+                        };
                     }
                 }
-                State::AwaitingNonResponse | State::AwaitingSeparate => {
-                    slot.state = State::ClientDone(ClientOutcome::TimedOut);
-                }
-                State::DeferredCon => {
-                    // §5.2.2: no answer in time; acknowledge now, answer later.
-                    let (peer, mid, entry) = (slot.peer, slot.mid, slot.dedup);
-                    slot.state = State::Deferred;
-                    let rest = self
-                        .config
-                        .deferred_response_timeout
-                        .unwrap_or(self.config.params.exchange_lifetime())
-                        .saturating_sub(self.config.empty_ack_delay);
-                    slot.deadline = now + rest;
-                    self.owe(entry as usize, peer, mid, Reply::EmptyAck);
-                }
-                State::Deferred => slot.state = State::ServerDone(ServerOutcome::Expired),
-                _ => {}
             }
+            State::AwaitingNonResponse | State::AwaitingSeparate => {
+                slot.state = State::ClientDone(ClientOutcome::TimedOut);
+            }
+            State::DeferredCon => {
+                // §5.2.2: no answer in time; acknowledge now, answer later.
+                slot.state = State::Deferred;
+                slot.deadline = now + deferred.saturating_sub(ack_delay);
+                owe = Some((slot.dedup as usize, slot.peer, slot.mid));
+            }
+            State::Deferred => slot.state = State::ServerDone(ServerOutcome::Expired),
+            _ => {}
+        }
+        self.sync(index);
+        if let Some((entry, peer, mid)) = owe {
+            self.owe(entry, peer, mid, Reply::EmptyAck);
         }
     }
 
@@ -1385,39 +1567,40 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 _ => {}
             }
         }
-        for index in 0..E {
+        while let Some(index) = self.to_send.pop() {
             let Some(Some(slot)) = self.slots.get_mut(index) else {
                 continue;
             };
-            if slot.sending() {
-                slot.set_sending(false);
-                let (to, len, state) = (slot.peer, slot.len as usize, slot.state);
-                let (peer, mid, entry) = (slot.peer, slot.mid, slot.dedup as usize);
-                match state {
-                    State::Piggybacked => {
-                        self.slots[index] = None;
-                        // Keep the reply for duplicates of the request (§4.5) — if the
-                        // dedup entry still belongs to it.
-                        if self.dedup.find(now, peer, mid) == Some(entry) {
-                            self.dedup.store(entry, &self.bufs[index][..len]);
-                        }
-                    }
-                    State::SendingNon => self.slots[index] = None,
-                    _ => {}
-                }
-                return Output::Transmit(Transmit {
-                    to,
-                    data: &self.bufs[index][..len],
-                });
+            if !slot.sending() {
+                continue;
             }
+            slot.set_sending(false);
+            let (to, len, state) = (slot.peer, slot.len as usize, slot.state);
+            let (mid, entry) = (slot.mid, slot.dedup as usize);
+            match state {
+                State::Piggybacked => {
+                    self.release(index);
+                    // Keep the reply for duplicates of the request (§4.5) — if the
+                    // dedup entry still belongs to it.
+                    if self.dedup.key(entry) == Some((to, mid)) {
+                        self.dedup.store(entry, &self.bufs[index][..len]);
+                    }
+                }
+                State::SendingNon => self.release(index),
+                _ => {}
+            }
+            return Output::Transmit(Transmit {
+                to,
+                data: &self.bufs[index][..len],
+            });
         }
-        for index in 0..E {
+        while let Some(index) = self.to_report.pop() {
             let Some(Some(slot)) = self.slots.get(index) else {
                 continue;
             };
             let (generation, peer) = (self.gens[index], slot.peer);
-            let (index16, done) = (index as u16, slot.state);
-            let event = match done {
+            let index16 = index as u16;
+            let event = match slot.state {
                 State::ClientDone(outcome) => {
                     let h = RequestHandle {
                         index: index16,
@@ -1443,19 +1626,19 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 }
                 _ => continue,
             };
-            self.slots[index] = None;
+            self.release(index);
             self.start_queued(now, peer);
             return Output::Event(event);
         }
-        Output::Timeout(
-            self.slots
-                .iter()
-                .flatten()
-                .filter(|s| s.state != State::Queued)
-                .map(|s| s.deadline)
-                .min(),
-        )
+        Output::Timeout(self.next_timer().map(|(at, _)| at))
     }
+}
+
+/// A hash of a token for the token index: FNV-1a over its bytes.
+fn token_hash(token: &[u8]) -> u32 {
+    token.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// The methods RFC 7252 and RFC 8132 assign (0.01–0.07); others get 4.05 (§5.8).
@@ -1468,10 +1651,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn per_exchange_state_is_at_most_64_bytes_with_socket_addresses() {
-        // The budget: per-exchange state beyond the message bytes.
-        let size = core::mem::size_of::<Option<Slot<core::net::SocketAddr>>>();
-        assert!(size <= 64, "slot is {size} bytes");
+    fn slot_is_32_bytes_plus_the_peer() {
+        // The indexes add 27 bytes per slot; tests/endpoint.rs checks the whole.
         assert_eq!(core::mem::size_of::<Option<Slot<u8>>>(), 32);
+        assert_eq!(
+            core::mem::size_of::<Option<Slot<core::net::SocketAddr>>>(),
+            64
+        );
     }
 }
