@@ -848,3 +848,57 @@ fn burst_of_separate_responses_loses_no_acks() {
         0
     );
 }
+
+#[test]
+fn lost_empty_ack_and_lost_separate_response_both_recover() {
+    let (mut client, mut server) = (endpoint(1), endpoint(2));
+    let h = get(&mut client, t(0), &RequestOptions::default());
+    let first = drain(&mut client, t(0));
+    let req = first.sent[0].1.clone();
+    let ih = request_at_server(&mut server, t(1), &req);
+    let _lost_ack = drain(&mut server, t(1)).sent.remove(0).1;
+    // The client retransmits; the server acknowledges again without a new delivery.
+    let retx_at = first.timeout.unwrap();
+    let retx = drain(&mut client, retx_at).sent.remove(0).1;
+    assert!(server.handle_datagram(retx_at, CLIENT, &retx).is_none());
+    let ack = drain(&mut server, retx_at).sent.remove(0).1;
+    assert_eq!(parse(&ack).code(), Code::EMPTY);
+    assert!(client.handle_datagram(retx_at, SERVER, &ack).is_none());
+    // The separate response is lost once, then retransmitted and delivered.
+    let answer_at = retx_at + Duration::from_secs(1);
+    server.respond(answer_at, ih, Code::CONTENT, |b| {
+        b.payload(b"finally")?;
+        Ok(())
+    })
+    .unwrap();
+    let sent = drain(&mut server, answer_at);
+    let _lost_response = &sent.sent[0].1;
+    let again = drain(&mut server, sent.timeout.unwrap()).sent.remove(0).1;
+    assert_eq!(&again, _lost_response, "the same CON response, retransmitted");
+    match client.handle_datagram(sent.timeout.unwrap(), SERVER, &again) {
+        Some(Incoming::Response { handle, message }) => {
+            assert_eq!(handle, h);
+            assert_eq!(message.payload(), b"finally");
+        }
+        other => panic!("{other:?}"),
+    }
+    let ack = drain(&mut client, sent.timeout.unwrap()).sent.remove(0).1;
+    server.handle_datagram(sent.timeout.unwrap(), CLIENT, &ack);
+    assert_eq!(drain(&mut server, sent.timeout.unwrap()).events, [Event::ResponseAcknowledged(ih)]);
+}
+
+#[test]
+fn full_dedup_cache_forgets_the_oldest_message() {
+    // Documented behaviour: with every entry in use, a new message takes the oldest
+    // entry; a late duplicate of that oldest message is then new again.
+    type Tiny = Endpoint<u8, 8, 2, 256, 512>;
+    let mut server = Tiny::new(config(2)).unwrap();
+    let non = |mid: u16| msg(Type::Non, Code::GET, mid, &[1], |_| {});
+    for mid in [1, 2] {
+        assert!(server.handle_datagram(t(0), CLIENT, &non(mid)).is_some());
+    }
+    assert!(server.handle_datagram(t(1), CLIENT, &non(2)).is_none(), "remembered");
+    assert!(server.handle_datagram(t(2), CLIENT, &non(3)).is_some());
+    assert_eq!(server.dedup().evictions(), 1);
+    assert!(server.handle_datagram(t(3), CLIENT, &non(1)).is_some(), "MID 1 was forgotten");
+}

@@ -277,8 +277,14 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         )
 }
 
+/// Cases per run: 300 by default; `SIM_CASES=5000 cargo test --release --test
+/// sim_exchange` for a longer search.
+fn cases() -> u32 {
+    std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn every_request_ends_once_and_handlers_run_once(s in scenario()) {
