@@ -59,7 +59,9 @@ pub struct Config {
     pub seed: u64,
     /// Transmission parameters for everything not given its own (RFC 7252 §4.8).
     pub params: TransmissionParams,
-    /// Length of generated tokens, 0–8 bytes (default 4).
+    /// Length of generated tokens, 0–8 bytes (default 4). Tokens tell concurrent
+    /// requests to the same peer apart (§5.3.1): use 0 only if a peer never has more than
+    /// one request of this endpoint in flight, separate responses included.
     pub token_len: u8,
     /// Longest token accepted in requests, at most [`MAX_TOKEN_LEN`] (RFC 8974 §2.2).
     pub max_token_len: u8,
@@ -702,7 +704,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         } else {
             self.by_mid.remove(index);
         }
-        if slot.awaits_response() {
+        // Every live client request is indexed by token, queued ones too, so that a new
+        // token never repeats one in use; matching a response checks the state.
+        if slot.is_client() && !slot.is_ping() && !matches!(slot.state, State::ClientDone(_)) {
             self.by_token.insert(index, token_hash(slot.token()));
         } else {
             self.by_token.remove(index);

@@ -866,15 +866,19 @@ fn lost_empty_ack_and_lost_separate_response_both_recover() {
     assert!(client.handle_datagram(retx_at, SERVER, &ack).is_none());
     // The separate response is lost once, then retransmitted and delivered.
     let answer_at = retx_at + Duration::from_secs(1);
-    server.respond(answer_at, ih, Code::CONTENT, |b| {
-        b.payload(b"finally")?;
-        Ok(())
-    })
-    .unwrap();
+    server
+        .respond(answer_at, ih, Code::CONTENT, |b| {
+            b.payload(b"finally")?;
+            Ok(())
+        })
+        .unwrap();
     let sent = drain(&mut server, answer_at);
     let _lost_response = &sent.sent[0].1;
     let again = drain(&mut server, sent.timeout.unwrap()).sent.remove(0).1;
-    assert_eq!(&again, _lost_response, "the same CON response, retransmitted");
+    assert_eq!(
+        &again, _lost_response,
+        "the same CON response, retransmitted"
+    );
     match client.handle_datagram(sent.timeout.unwrap(), SERVER, &again) {
         Some(Incoming::Response { handle, message }) => {
             assert_eq!(handle, h);
@@ -884,7 +888,10 @@ fn lost_empty_ack_and_lost_separate_response_both_recover() {
     }
     let ack = drain(&mut client, sent.timeout.unwrap()).sent.remove(0).1;
     server.handle_datagram(sent.timeout.unwrap(), CLIENT, &ack);
-    assert_eq!(drain(&mut server, sent.timeout.unwrap()).events, [Event::ResponseAcknowledged(ih)]);
+    assert_eq!(
+        drain(&mut server, sent.timeout.unwrap()).events,
+        [Event::ResponseAcknowledged(ih)]
+    );
 }
 
 #[test]
@@ -897,8 +904,55 @@ fn full_dedup_cache_forgets_the_oldest_message() {
     for mid in [1, 2] {
         assert!(server.handle_datagram(t(0), CLIENT, &non(mid)).is_some());
     }
-    assert!(server.handle_datagram(t(1), CLIENT, &non(2)).is_none(), "remembered");
+    assert!(
+        server.handle_datagram(t(1), CLIENT, &non(2)).is_none(),
+        "remembered"
+    );
     assert!(server.handle_datagram(t(2), CLIENT, &non(3)).is_some());
     assert_eq!(server.dedup().evictions(), 1);
-    assert!(server.handle_datagram(t(3), CLIENT, &non(1)).is_some(), "MID 1 was forgotten");
+    assert!(
+        server.handle_datagram(t(3), CLIENT, &non(1)).is_some(),
+        "MID 1 was forgotten"
+    );
+}
+
+#[test]
+fn generated_tokens_never_repeat_one_in_use_queued_ones_included() {
+    // One-byte tokens make clashes likely (about one seed in ten for 8 requests if
+    // queued requests were not considered); NSTART 1 keeps most requests queued.
+    for seed in 0..40 {
+        let mut client = Ep::new(Config {
+            token_len: 1,
+            ..config(seed)
+        })
+        .unwrap();
+        for _ in 0..8 {
+            get(&mut client, t(0), &RequestOptions::default());
+        }
+        // Let them all go by answering each in turn; collect every token sent.
+        let mut tokens = vec![];
+        let mut now = t(0);
+        for _ in 0..8 {
+            let out = drain(&mut client, now);
+            let req = parse(&out.sent[0].1);
+            tokens.push(req.token().to_vec());
+            let resp = msg(
+                Type::Ack,
+                Code::CONTENT,
+                req.message_id(),
+                req.token(),
+                |_| {},
+            );
+            assert!(client.handle_datagram(now, SERVER, &resp).is_some());
+            now = now + Duration::from_millis(1);
+        }
+        let mut unique = tokens.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            8,
+            "seed {seed}: tokens of requests alive together must differ: {tokens:?}"
+        );
+    }
 }
