@@ -141,6 +141,7 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod block;
 pub mod wire;
 
 mod dedup;

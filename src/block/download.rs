@@ -1,0 +1,370 @@
+//! Following a Block2 response, block by block (RFC 7959 §2.2, §2.4, §3.1, §4).
+//!
+//! §2.4: the client may ask for a block size in its first request (early negotiation);
+//! the server answers with that size or a smaller one and the client must continue with
+//! the size the server used, recounting block numbers (late negotiation). All blocks
+//! but the last carry exactly the block size (§2.3). If the responses carry ETags, the
+//! client must compare them: a changed ETag means the blocks belong to different
+//! representations (§2.4). This machine never buffers the body: each block is reported
+//! with its byte offset, and the next request's Block2 is derived from what arrived.
+
+use core::fmt;
+
+use crate::wire::Block;
+
+/// What one accepted response contributed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Byte offset of this block's payload in the body.
+    pub offset: usize,
+    /// Whether this was the last block.
+    pub last: bool,
+    /// The body's size, when the server said (Size2).
+    pub total: Option<u32>,
+}
+
+/// Why a response cannot continue the download. Each ends the transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DownloadError {
+    /// The block does not start where the previous one ended (a skipped or repeated
+    /// block).
+    UnexpectedBlock {
+        /// The offset the next block should start at.
+        expected: usize,
+        /// The offset the received block starts at.
+        got: usize,
+    },
+    /// The ETag changed between blocks: the representation changed (§2.4).
+    EtagChanged,
+    /// The server used a larger block size than the client asked for (§2.4 forbids it).
+    LargerBlockSize,
+    /// A block with M set did not carry exactly the block size (§2.3).
+    WrongBlockLength,
+    /// A response after the first one came without Block2.
+    MissingBlock2,
+    /// The body would be longer than the limit set with
+    /// [`Block2Download::with_limit`], or than Block2 can number.
+    TooLarge,
+    /// The transfer already ended.
+    Finished,
+}
+
+impl fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DownloadError::UnexpectedBlock { expected, got } => {
+                write!(f, "block at offset {got} where offset {expected} was due")
+            }
+            DownloadError::EtagChanged => f.write_str("the ETag changed during the transfer"),
+            DownloadError::LargerBlockSize => {
+                f.write_str("the server used a larger block size than asked for")
+            }
+            DownloadError::WrongBlockLength => {
+                f.write_str("a block with more to follow was not of the block size")
+            }
+            DownloadError::MissingBlock2 => f.write_str("a follow-up response lacked Block2"),
+            DownloadError::TooLarge => f.write_str("the body exceeds the size limit"),
+            DownloadError::Finished => f.write_str("the transfer already ended"),
+        }
+    }
+}
+
+impl core::error::Error for DownloadError {}
+
+/// The client side of a Block2 transfer.
+///
+/// ```
+/// use coap_proto::block::Block2Download;
+/// use coap_proto::wire::Block;
+/// let mut d = Block2Download::new(Some(6)); // ask for 1024-byte blocks
+/// assert_eq!(d.next_request_block(), Block::new(0, false, 6));
+/// // The server answers with 512-byte blocks: late negotiation.
+/// let r = d.on_response(Block::new(0, true, 5), None, Some(1300), 512).unwrap();
+/// assert_eq!((r.offset, r.last), (0, false));
+/// assert_eq!(d.next_request_block(), Block::new(1, false, 5));
+/// d.on_response(Block::new(1, true, 5), None, None, 512).unwrap();
+/// let r = d.on_response(Block::new(2, false, 5), None, None, 276).unwrap();
+/// assert!(r.last);
+/// assert_eq!(d.next_request_block(), None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block2Download {
+    szx: u8,
+    /// Where the next block must start.
+    offset: usize,
+    started: bool,
+    done: bool,
+    /// Size asked for in the first request, if any.
+    asked: Option<u8>,
+    etag: [u8; 8],
+    etag_len: u8,
+    has_etag: bool,
+    total: Option<u32>,
+    limit: usize,
+}
+
+impl Block2Download {
+    /// A download; `preferred_szx` asks for a block size in the first request (early
+    /// negotiation), `None` lets the server choose.
+    pub fn new(preferred_szx: Option<u8>) -> Block2Download {
+        let asked = preferred_szx.map(|s| s.min(Block::MAX_SZX));
+        Block2Download {
+            szx: asked.unwrap_or(Block::MAX_SZX),
+            offset: 0,
+            started: false,
+            done: false,
+            asked,
+            etag: [0; 8],
+            etag_len: 0,
+            has_etag: false,
+            total: None,
+            limit: usize::MAX,
+        }
+    }
+
+    /// Refuses bodies longer than `limit` bytes ([`DownloadError::TooLarge`]), as soon as
+    /// a block or the Size2 option shows it.
+    pub fn with_limit(mut self, limit: usize) -> Block2Download {
+        self.limit = limit;
+        self
+    }
+
+    /// The Block2 option for the next request: the first one (only with early
+    /// negotiation), or the follow-up after the blocks received. `None` when nothing
+    /// more is to be asked for.
+    pub fn next_request_block(&self) -> Option<Block> {
+        if self.done {
+            return None;
+        }
+        if !self.started {
+            return self.asked.and_then(|szx| Block::new(0, false, szx));
+        }
+        let num = u32::try_from(self.offset >> (self.szx + 4)).ok()?;
+        Block::new(num, false, self.szx)
+    }
+
+    /// Bytes received so far, i.e. the offset the next block starts at.
+    pub fn received(&self) -> usize {
+        self.offset
+    }
+
+    /// Whether the last block arrived.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The body's size, once the server said.
+    pub fn total(&self) -> Option<u32> {
+        self.total
+    }
+
+    /// Takes in a response: its Block2 option, ETag, Size2, and payload length.
+    pub fn on_response(
+        &mut self,
+        block2: Option<Block>,
+        etag: Option<&[u8]>,
+        size2: Option<u32>,
+        payload_len: usize,
+    ) -> Result<Received, DownloadError> {
+        if self.done {
+            return Err(DownloadError::Finished);
+        }
+        self.check_etag(etag)?;
+        if let Some(total) = size2 {
+            if total as usize > self.limit {
+                return Err(DownloadError::TooLarge);
+            }
+            self.total = Some(total);
+        }
+        let Some(block) = block2 else {
+            if self.started {
+                return Err(DownloadError::MissingBlock2);
+            }
+            // The whole body in one response.
+            if payload_len > self.limit {
+                return Err(DownloadError::TooLarge);
+            }
+            self.started = true;
+            self.done = true;
+            self.offset = payload_len;
+            return Ok(Received {
+                offset: 0,
+                last: true,
+                total: self.total,
+            });
+        };
+        if block.szx() > self.szx && (self.started || self.asked.is_some()) {
+            return Err(DownloadError::LargerBlockSize);
+        }
+        let got = block.offset();
+        if got != self.offset {
+            return Err(DownloadError::UnexpectedBlock {
+                expected: self.offset,
+                got,
+            });
+        }
+        if block.more() && payload_len != block.size()
+            || !block.more() && payload_len > block.size()
+        {
+            return Err(DownloadError::WrongBlockLength);
+        }
+        let end = got + payload_len;
+        let next_num_fits = !block.more() || (end >> (block.szx() + 4)) <= Block::MAX_NUM as usize;
+        if end > self.limit || !next_num_fits {
+            return Err(DownloadError::TooLarge);
+        }
+        // Late negotiation: continue with the size the server used.
+        self.szx = block.szx();
+        self.started = true;
+        self.offset = end;
+        self.done = !block.more();
+        Ok(Received {
+            offset: got,
+            last: self.done,
+            total: self.total,
+        })
+    }
+
+    fn check_etag(&mut self, etag: Option<&[u8]>) -> Result<(), DownloadError> {
+        let etag = etag.map(|e| &e[..e.len().min(8)]);
+        if !self.started {
+            if let Some(e) = etag {
+                self.etag[..e.len()].copy_from_slice(e);
+                self.etag_len = e.len() as u8;
+                self.has_etag = true;
+            }
+            return Ok(());
+        }
+        let before = self.has_etag.then(|| &self.etag[..self.etag_len as usize]);
+        if before != etag {
+            return Err(DownloadError::EtagChanged);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blk(num: u32, more: bool, szx: u8) -> Option<Block> {
+        Block::new(num, more, szx)
+    }
+
+    #[test]
+    fn response_without_block2_is_the_whole_body() {
+        let mut d = Block2Download::new(None);
+        assert_eq!(
+            d.next_request_block(),
+            None,
+            "no Block2 in the first request"
+        );
+        let r = d.on_response(None, None, None, 40).unwrap();
+        assert_eq!((r.offset, r.last), (0, true));
+        assert!(d.is_done());
+        assert_eq!(
+            d.on_response(None, None, None, 1),
+            Err(DownloadError::Finished)
+        );
+    }
+
+    #[test]
+    fn server_chosen_size_is_followed() {
+        let mut d = Block2Download::new(None);
+        d.on_response(blk(0, true, 4), None, None, 256).unwrap();
+        assert_eq!(d.next_request_block(), blk(1, false, 4));
+    }
+
+    #[test]
+    fn skipped_or_repeated_blocks_end_the_transfer() {
+        let mut d = Block2Download::new(None);
+        d.on_response(blk(0, true, 2), None, None, 64).unwrap();
+        assert_eq!(
+            d.on_response(blk(2, true, 2), None, None, 64),
+            Err(DownloadError::UnexpectedBlock {
+                expected: 64,
+                got: 128
+            })
+        );
+        assert_eq!(
+            d.on_response(blk(0, true, 2), None, None, 64),
+            Err(DownloadError::UnexpectedBlock {
+                expected: 64,
+                got: 0
+            })
+        );
+    }
+
+    #[test]
+    fn changed_etag_ends_the_transfer() {
+        let mut d = Block2Download::new(None);
+        d.on_response(blk(0, true, 2), Some(&[1]), None, 64)
+            .unwrap();
+        assert_eq!(
+            d.on_response(blk(1, true, 2), Some(&[2]), None, 64),
+            Err(DownloadError::EtagChanged)
+        );
+        assert_eq!(
+            d.on_response(blk(1, true, 2), None, None, 64),
+            Err(DownloadError::EtagChanged)
+        );
+        assert!(d.on_response(blk(1, true, 2), Some(&[1]), None, 64).is_ok());
+    }
+
+    #[test]
+    fn larger_block_size_than_asked_is_refused() {
+        let mut d = Block2Download::new(Some(2));
+        assert_eq!(
+            d.on_response(blk(0, true, 3), None, None, 128),
+            Err(DownloadError::LargerBlockSize)
+        );
+        let mut d = Block2Download::new(None);
+        d.on_response(blk(0, true, 2), None, None, 64).unwrap();
+        assert_eq!(
+            d.on_response(blk(0, true, 3), None, None, 128),
+            Err(DownloadError::LargerBlockSize)
+        );
+    }
+
+    #[test]
+    fn short_intermediate_block_is_refused() {
+        let mut d = Block2Download::new(None);
+        assert_eq!(
+            d.on_response(blk(0, true, 2), None, None, 63),
+            Err(DownloadError::WrongBlockLength)
+        );
+    }
+
+    #[test]
+    fn endless_more_bits_hit_the_limit() {
+        let mut d = Block2Download::new(None).with_limit(1000);
+        let mut n = 0;
+        let err = loop {
+            match d.on_response(blk(n, true, 4), None, None, 256) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+            assert!(n < 10, "must stop");
+        };
+        assert_eq!(err, DownloadError::TooLarge);
+        // Without a limit, Block2's own numbering ends it.
+        let mut d = Block2Download::new(None);
+        d.offset = (Block::MAX_NUM as usize) << 4;
+        d.started = true;
+        d.szx = 0;
+        assert_eq!(
+            d.on_response(blk(Block::MAX_NUM, true, 0), None, None, 16),
+            Err(DownloadError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn size2_over_the_limit_is_refused_at_once() {
+        let mut d = Block2Download::new(None).with_limit(100);
+        assert_eq!(
+            d.on_response(blk(0, true, 2), None, Some(5000), 64),
+            Err(DownloadError::TooLarge)
+        );
+    }
+}
