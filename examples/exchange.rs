@@ -172,9 +172,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 start,
                 Duration::from_millis(50),
                 |_, happened| match happened {
-                    Happened::Incoming(Incoming::Response { handle: h, message })
-                        if h == handle =>
-                    {
+                    Happened::Incoming(Incoming::Response {
+                        handle: h, message, ..
+                    }) if h == handle => {
                         print_response(&message);
                         done = true;
                     }

@@ -35,13 +35,14 @@
 use core::fmt;
 use core::time::Duration;
 
+use crate::block::{Block2Download, DownloadError, Received, serve_block2};
 use crate::dedup::{DedupCache, Reply};
 use crate::index::{ChainIndex, ItemQueue, TimerHeap};
 use crate::retransmit::{RetransmitAction, step};
 use crate::rng::Rng;
 use crate::wire::{
-    BuildError, Code, Header, Message, MessageBuilder, NoResponse, OptionNumber, ParseError, Type,
-    encode_uint,
+    Block, BuildError, Code, Header, Message, MessageBuilder, NoResponse, OptionNumber, ParseError,
+    Type, encode_uint,
 };
 use crate::{Instant, ParamsError, Retransmission, TransmissionParams};
 
@@ -83,6 +84,10 @@ pub struct Config {
     /// Critical options the application understands beyond those of RFC 7252 and
     /// RFC 7959; a request with any other critical option gets 4.02 Bad Option.
     pub known_critical_options: &'static [u16],
+    /// The largest block size this endpoint serves with
+    /// [`Endpoint::respond_block2`], as SZX (default 6: 1024 bytes); smaller if the
+    /// message buffer is.
+    pub max_block_szx: u8,
 }
 
 impl Default for Config {
@@ -98,6 +103,7 @@ impl Default for Config {
             non_response_timeout: None,
             overload_max_age: 5,
             known_critical_options: &[],
+            max_block_szx: Block::MAX_SZX,
         }
     }
 }
@@ -115,6 +121,15 @@ pub struct RequestOptions<'t> {
     /// (default [`Config::non_response_timeout`]). A CON request ends by the back-off
     /// of §4.2 and, after an empty ACK, by [`Config::separate_response_timeout`].
     pub timeout: Option<Duration>,
+    /// The largest Block2 block size wanted, as SZX (0–6). By default it is announced in
+    /// the first request (early negotiation, RFC 7959 Figure 3). A response in blocks is
+    /// followed up automatically either way; without this, at the server's size.
+    pub block2_szx: Option<u8>,
+    /// Do not announce `block2_szx` in the first request; move to it from the second
+    /// block on (late negotiation, RFC 7959 Figure 4).
+    pub block2_late: bool,
+    /// Use a new token for each follow-up block request (some servers want it).
+    pub fresh_token_per_block: bool,
 }
 
 /// How [`Endpoint::respond_with`] sends an answer.
@@ -166,12 +181,17 @@ pub enum Incoming<'b> {
         /// The request.
         message: Message<'b>,
     },
-    /// The response to one of this endpoint's requests; the request is finished.
+    /// The response to one of this endpoint's requests. The request is finished unless
+    /// `block` says that more blocks follow (RFC 7959): the endpoint then asks for the
+    /// next block itself, and its response comes under the same handle.
     Response {
         /// The request it answers.
         handle: RequestHandle,
-        /// The response.
+        /// The response (for a block: this block's payload).
         message: Message<'b>,
+        /// For a block-wise response: where this block's payload lies in the body,
+        /// whether it is the last, and the body's size if the server said.
+        block: Option<Received>,
     },
 }
 
@@ -184,6 +204,9 @@ pub enum Event {
     TimedOut(RequestHandle),
     /// The peer rejected a request with RST.
     Reset(RequestHandle),
+    /// A block-wise response could not be continued (a changed ETag, a skipped block,
+    /// a larger block size than asked for …); the request is finished.
+    BlockFailed(RequestHandle, DownloadError),
     /// A ping was answered (RST, or ACK from a peer that answers pings that way).
     Pong(RequestHandle),
     /// A separate CON response was acknowledged.
@@ -202,6 +225,7 @@ impl fmt::Display for Event {
         match self {
             Event::TimedOut(h) => write!(f, "{h} timed out"),
             Event::Reset(h) => write!(f, "{h} was reset by the peer"),
+            Event::BlockFailed(h, e) => write!(f, "{h}: block-wise transfer failed: {e}"),
             Event::Pong(h) => write!(f, "{h}: pong"),
             Event::ResponseAcknowledged(h) => write!(f, "response to {h} acknowledged"),
             Event::ResponseTimedOut(h) => write!(f, "response to {h} never acknowledged"),
@@ -333,6 +357,8 @@ enum ClientOutcome {
     TimedOut,
     Reset,
     Pong,
+    /// The error is kept in the slot's `ClientBlocks`.
+    BlockFailed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -477,6 +503,14 @@ impl<P> Slot<P> {
     }
 }
 
+/// Block-wise state of a client request, kept beside its slot.
+#[derive(Clone, Copy, Debug)]
+struct ClientBlocks {
+    download: Block2Download,
+    fresh_token: bool,
+    failed: Option<DownloadError>,
+}
+
 /// A stateless answer waiting to be sent: RST for what matched nothing, or an error
 /// response to a NON request. Answers owed to accepted messages are not queued here but
 /// marked on their dedup entries, so they cannot be crowded out.
@@ -540,6 +574,8 @@ pub struct Endpoint<
     /// Slots that count toward NSTART, over all peers.
     outstanding: usize,
     bufs: [[u8; M]; E],
+    /// Block-wise state of client requests, by slot.
+    blocks: [Option<ClientBlocks>; E],
     dedup: DedupCache<P, D, R>,
     control: [Option<Control<P>>; CONTROL_QUEUE],
     control_head: usize,
@@ -600,6 +636,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             queued: 0,
             outstanding: 0,
             bufs: [[0; M]; E],
+            blocks: [None; E],
             dedup: DedupCache::new(),
             control: [None; CONTROL_QUEUE],
             control_head: 0,
@@ -729,6 +766,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 slots[i].as_ref().map_or(Instant::MAX, |s| s.deadline)
             });
         }
+        if let Some(b) = self.blocks.get_mut(index) {
+            *b = None;
+        }
         if let Some(slot) = self.slots.get_mut(index).and_then(Option::take) {
             if slot.state == State::Queued {
                 self.queued -= 1;
@@ -826,9 +866,18 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             Type::Con
         };
         // The MID is patched in when the message is sent (queued requests wait).
+        let download = match options.block2_szx {
+            Some(szx) if options.block2_late => Block2Download::new().with_late(szx),
+            Some(szx) => Block2Download::new().with_early(szx),
+            None => Block2Download::new(),
+        };
+        let first_block2 = download.next_request_block();
         let built = MessageBuilder::new(&mut self.bufs[index], ty, method, 0).and_then(|mut b| {
             b.token(token)?;
             build(&mut b)?;
+            if let Some(block) = first_block2 {
+                b.block2(block)?;
+            }
             Ok(b.len())
         });
         let len = match built {
@@ -850,6 +899,11 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             .timeout
             .map_or(0, |d| d.as_micros().clamp(1, u32::MAX as u128) as u32);
         slot.retransmits_left = params.max_retransmit;
+        self.blocks[index] = Some(ClientBlocks {
+            download,
+            fresh_token: options.fresh_token_per_block,
+            failed: None,
+        });
         let generation = self.occupy(index, slot);
         self.try_start(now, index, &params);
         Ok(RequestHandle {
@@ -1062,6 +1116,93 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         Ok(())
     }
 
+    /// Answers `request` with `body`, block-wise when the body does not fit one message
+    /// or the request asked for a block (RFC 7959 §2.4). The endpoint takes the slice
+    /// the request's Block2 names, at the smaller of the requested block size and the
+    /// largest that fits the message buffer, and adds Block2 and Size2 (when the request
+    /// asked with Size2 = 0, and with every first block). It keeps no state: each block
+    /// request is answered on its own, so the body must stay the same between them (send
+    /// an ETag from `build` so clients can tell). A block past the end gets 4.02 Bad
+    /// Option, a Block2 with the reserved SZX 7 4.00 Bad Request.
+    ///
+    /// `request` is the message the handle came with; `build` adds the other options.
+    pub fn respond_block2(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        request: &Message<'_>,
+        code: Code,
+        body: &[u8],
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        let write = |range: core::ops::Range<usize>, b: &mut MessageBuilder<'_>| {
+            b.payload(body.get(range).unwrap_or(&[])).map(drop)
+        };
+        self.respond_body(now, handle, request, code, body.len(), write, build)
+    }
+
+    /// [`respond_block2`](Self::respond_block2) for a body of `body_len` bytes that is
+    /// produced on demand: `fill(offset, out)` writes the body's bytes from `offset` into
+    /// `out`, which is the message buffer itself (e.g. read straight from flash).
+    #[allow(clippy::too_many_arguments)]
+    pub fn respond_block2_with(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        request: &Message<'_>,
+        code: Code,
+        body_len: usize,
+        fill: impl FnOnce(usize, &mut [u8]),
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        let write = |range: core::ops::Range<usize>, b: &mut MessageBuilder<'_>| {
+            fill(range.start, b.payload_mut(range.len())?);
+            Ok(())
+        };
+        self.respond_body(now, handle, request, code, body_len, write, build)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond_body(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        request: &Message<'_>,
+        code: Code,
+        body_len: usize,
+        write: impl FnOnce(core::ops::Range<usize>, &mut MessageBuilder<'_>) -> Result<(), BuildError>,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        let Ok(requested) = request.block2() else {
+            return self.respond(now, handle, Code::BAD_REQUEST, |_| Ok(()));
+        };
+        if requested.is_some_and(|b| b.offset() >= body_len && !(b.offset() == 0 && body_len == 0))
+        {
+            return self.respond(now, handle, Code::BAD_OPTION, |_| Ok(()));
+        }
+        let size2_requested = matches!(request.size2(), Ok(Some(0)));
+        let max_block_szx = self.config.max_block_szx;
+        self.respond(now, handle, code, |b| {
+            build(b)?;
+            // Room for the payload once Block2 (at most 4 bytes) and Size2 (5) are in.
+            let room = b.payload_capacity().saturating_sub(9);
+            let max_szx = Block::szx_at_most(room).unwrap_or(0).min(max_block_szx);
+            match serve_block2(requested, size2_requested, body_len, max_szx) {
+                Ok(None) => write(0..body_len, b),
+                Ok(Some(slice)) => {
+                    b.block2(slice.block)?;
+                    if let Some(n) = slice.size2 {
+                        b.size2(n)?;
+                    }
+                    write(slice.range, b)
+                }
+                // A block past the end was answered above; this is a body too large
+                // for Block2 to number.
+                Err(_) => Err(BuildError::OptionTooLong),
+            }
+        })
+    }
+
     // ---- inputs ----------------------------------------------------------------
 
     /// Processes one datagram from `from`. Returns the request or response it carries
@@ -1194,16 +1335,122 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 && s.awaits_response()
                 && (!piggybacked || (s.state == State::AwaitingAck && s.mid == msg.message_id())))
             })?;
-        let peer = self.slots[index].as_ref()?.peer;
-        self.release(index);
-        self.start_queued(self.last_now, peer);
+        let (peer, generation) = (self.slots[index].as_ref()?.peer, self.gens[index]);
+        let handle = RequestHandle {
+            index: index as u16,
+            generation,
+        };
+        let now = self.last_now;
+        let block = match self.follow_block2(now, index, msg) {
+            Ok(block) => block,
+            Err(e) => {
+                // The transfer cannot go on: the request ends with that outcome.
+                if let (Some(Some(slot)), Some(Some(b))) =
+                    (self.slots.get_mut(index), self.blocks.get_mut(index))
+                {
+                    slot.state = State::ClientDone(ClientOutcome::BlockFailed);
+                    b.failed = Some(e);
+                }
+                self.sync(index);
+                return None;
+            }
+        };
+        if block.is_none_or(|b| b.last) {
+            self.release(index);
+            self.start_queued(now, peer);
+        }
         Some(Incoming::Response {
-            handle: RequestHandle {
-                index: index as u16,
-                generation: self.gens[index],
-            },
+            handle,
             message: *msg,
+            block,
         })
+    }
+
+    /// Feeds a response to its request's Block2 download (RFC 7959 §2.4) and, if more
+    /// blocks follow, queues the request for the next one in the same slot.
+    fn follow_block2(
+        &mut self,
+        now: Instant,
+        index: usize,
+        msg: &Message<'_>,
+    ) -> Result<Option<Received>, DownloadError> {
+        let Some(Some(blocks)) = self.blocks.get_mut(index) else {
+            return Ok(None);
+        };
+        let block2 = msg.block2().ok().flatten();
+        if !msg.code().is_success() || (block2.is_none() && blocks.download.received() == 0) {
+            // Not block-wise, or an error that ends the request as any response does.
+            return Ok(None);
+        }
+        let received = blocks.download.on_response(
+            block2,
+            msg.etag().ok().flatten(),
+            msg.size2().ok().flatten(),
+            msg.payload().len(),
+        )?;
+        if received.last {
+            return Ok(Some(received));
+        }
+        let next = blocks
+            .download
+            .next_request_block()
+            .ok_or(DownloadError::TooLarge)?;
+        let fresh = blocks.fresh_token;
+        self.queue_follow_up(now, index, next, fresh)
+            .map_err(|_| DownloadError::TooLarge)?;
+        Ok(Some(received))
+    }
+
+    /// Rewrites slot `index`'s request for block `next` — same options and payload, a
+    /// new Block2, a new token if asked — and queues it.
+    fn queue_follow_up(
+        &mut self,
+        now: Instant,
+        index: usize,
+        next: Block,
+        fresh_token: bool,
+    ) -> Result<(), BuildError> {
+        let mut token = [0u8; MAX_TOKEN_LEN];
+        let peer = self.slots[index]
+            .as_ref()
+            .map(|s| s.peer)
+            .ok_or(BuildError::PayloadAlreadySet)?;
+        let token_len = if fresh_token {
+            self.fresh_token(peer, &mut token)
+        } else {
+            let old = self.slots[index].as_ref().map(|s| s.token()).unwrap_or(&[]);
+            token[..old.len()].copy_from_slice(old);
+            old.len()
+        };
+        let mut tmp = [0u8; M];
+        let len = {
+            let old = &self.bufs[index][..self.slots[index].as_ref().map_or(0, |s| s.len as usize)];
+            let old = Message::parse(old).map_err(|_| BuildError::PayloadAlreadySet)?;
+            let mut b = MessageBuilder::new(&mut tmp, old.ty(), old.code(), 0)?;
+            b.token(&token[..token_len])?;
+            for o in old.options().filter(|o| o.number != OptionNumber::BLOCK2) {
+                b.option(o.number, o.value)?;
+            }
+            b.block2(next)?;
+            b.payload(old.payload())?;
+            b.len()
+        };
+        self.bufs[index][..len].copy_from_slice(&tmp[..len]);
+        let max_retransmit = self.config.params.max_retransmit;
+        if let Some(Some(slot)) = self.slots.get_mut(index) {
+            slot.len = len as u16;
+            slot.token = token;
+            slot.bits = (slot.bits & !0x0f) | token_len as u8;
+            slot.state = State::Queued;
+            slot.deadline = now;
+            slot.retransmits_left = max_retransmit;
+            slot.timeout_us = 0;
+        }
+        self.queued += 1;
+        self.sync(index);
+        let params = self.config.params;
+        self.try_start(now, index, &params);
+        Ok(())
     }
 
     /// A separate or NON response (§5.2.2, §5.2.3).
@@ -1614,6 +1861,12 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                         ClientOutcome::TimedOut => Event::TimedOut(h),
                         ClientOutcome::Reset => Event::Reset(h),
                         ClientOutcome::Pong => Event::Pong(h),
+                        ClientOutcome::BlockFailed => Event::BlockFailed(
+                            h,
+                            self.blocks[index]
+                                .and_then(|b| b.failed)
+                                .unwrap_or(DownloadError::Finished),
+                        ),
                     }
                 }
                 State::ServerDone(outcome) => {

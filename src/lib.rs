@@ -13,7 +13,7 @@
 //! | [`wire`] | header, token, options, payload; zero-copy [`wire::Message`] view; [`wire::MessageBuilder`] into `&mut [u8]`; [`wire::Block`], [`wire::Code`], content formats | 7252 §3, §5.4, §12; 7959 §2.2; 8974 |
 //! | message layer | [`Retransmission`] (back-off of one CON), [`DedupCache`] (duplicates and replay), message IDs, NSTART | 7252 §4 |
 //! | exchanges | [`Endpoint`]: requests and responses in both roles, piggybacked and separate responses, pings, cancellation, No-Response | 7252 §5, 7967 |
-//! | block-wise | Block1/Block2 in both roles | 7959 (coming) |
+//! | block-wise | [`block`]: Block2 slicer and download, Block1 upload and assembly; the [`Endpoint`] follows Block2 responses and serves bodies block-wise | 7959, 9175 §3 |
 //!
 //! Each piece can be used alone: an embedded server that only wants the codec takes
 //! [`wire`] and nothing else; a custom stack can reuse [`Retransmission`] or
@@ -85,11 +85,12 @@
 //!
 //! Everything is inline and fixed at compile time by [`Endpoint`]'s const parameters.
 //! `size_of::<Endpoint>()` with the defaults (`SocketAddr` peers, 16 exchanges with
-//! 1152-byte buffers, 32 dedup entries, 4608 bytes of stored replies) is **27,656 bytes**
+//! 1152-byte buffers, 32 dedup entries, 4608 bytes of stored replies) is **28,424 bytes**
 //! on 64-bit targets. Each exchange costs its message buffer plus 32 bytes of state,
-//! the peer address, and 27 bytes of indexes (timer heap, queues, lookups by message ID
-//! and token) that keep every operation O(1) or O(log n): 91 bytes with a 32-byte
-//! `SocketAddr`, 67 with a 4-byte peer handle. Choose smaller parameters on a
+//! the peer address, 27 bytes of indexes (timer heap, queues, lookups by message ID and
+//! token) that keep every operation O(1) or O(log n), and 48 bytes of block-wise
+//! download state: 139 bytes with a 32-byte `SocketAddr`, 115 with a 4-byte peer
+//! handle. Choose smaller parameters on a
 //! microcontroller.
 //!
 //! ## Parsing

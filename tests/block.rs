@@ -28,7 +28,10 @@ fn body_len() -> impl Strategy<Value = usize> {
 /// Downloads `body` through `serve_block2` and `Block2Download`; returns what arrived
 /// and the number of requests.
 fn download(body: &[u8], early: Option<u8>, server_max: u8) -> (Vec<u8>, usize) {
-    let mut d = Block2Download::new(early);
+    let mut d = match early {
+        Some(szx) => Block2Download::new().with_early(szx),
+        None => Block2Download::new(),
+    };
     let mut got = Vec::new();
     let mut requests = 0;
     loop {

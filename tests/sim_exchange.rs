@@ -91,7 +91,9 @@ impl App<E, D, M, R> for Exchanges {
                     }
                 }
             }
-            Incoming::Response { handle, message } => {
+            Incoming::Response {
+                handle, message, ..
+            } => {
                 let id = self.issued[&(node, handle)];
                 assert_eq!(
                     message.payload(),

@@ -81,7 +81,7 @@ impl World {
                     self.incoming.push((to, handle));
                 }
             }
-            Some(Incoming::Response { handle, message }) => {
+            Some(Incoming::Response { handle, message, .. }) => {
                 let _ = message.to_string();
                 self.requests.retain(|&(n, r)| !(n == to && r == handle));
             }

@@ -2,7 +2,9 @@
 //!
 //! §2.4: the client may ask for a block size in its first request (early negotiation);
 //! the server answers with that size or a smaller one and the client must continue with
-//! the size the server used, recounting block numbers (late negotiation). All blocks
+//! the size the server used. A client that did not ask may still continue with a smaller
+//! size than the server chose (late negotiation, Figure 4), recounting block numbers
+//! from the byte offset reached. All blocks
 //! but the last carry exactly the block size (§2.3). If the responses carry ETags, the
 //! client must compare them: a changed ETag means the blocks belong to different
 //! representations (§2.4). This machine never buffers the body: each block is reported
@@ -30,10 +32,10 @@ pub enum DownloadError {
     /// The block does not start where the previous one ended (a skipped or repeated
     /// block).
     UnexpectedBlock {
-        /// The offset the next block should start at.
-        expected: usize,
+        /// The offset the next block should start at (Block2 offsets stay below 2^30).
+        expected: u32,
         /// The offset the received block starts at.
-        got: usize,
+        got: u32,
     },
     /// The ETag changed between blocks: the representation changed (§2.4).
     EtagChanged,
@@ -77,7 +79,7 @@ impl core::error::Error for DownloadError {}
 /// ```
 /// use coap_proto::block::Block2Download;
 /// use coap_proto::wire::Block;
-/// let mut d = Block2Download::new(Some(6)); // ask for 1024-byte blocks
+/// let mut d = Block2Download::new().with_early(6); // ask for 1024-byte blocks
 /// assert_eq!(d.next_request_block(), Block::new(0, false, 6));
 /// // The server answers with 512-byte blocks: late negotiation.
 /// let r = d.on_response(Block::new(0, true, 5), None, Some(1300), 512).unwrap();
@@ -88,45 +90,69 @@ impl core::error::Error for DownloadError {}
 /// assert!(r.last);
 /// assert_eq!(d.next_request_block(), None);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block2Download {
     szx: u8,
-    /// Where the next block must start.
-    offset: usize,
+    /// Where the next block must start (below 2^30: 2^20 blocks of 1024 bytes).
+    offset: u32,
     started: bool,
     done: bool,
-    /// Size asked for in the first request, if any.
+    /// Size announced in the first request, if any.
     asked: Option<u8>,
+    /// The largest size this client wants.
+    max_szx: u8,
     etag: [u8; 8],
     etag_len: u8,
     has_etag: bool,
     total: Option<u32>,
-    limit: usize,
+    limit: u32,
+}
+
+impl Default for Block2Download {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Block2Download {
-    /// A download; `preferred_szx` asks for a block size in the first request (early
-    /// negotiation), `None` lets the server choose.
-    pub fn new(preferred_szx: Option<u8>) -> Block2Download {
-        let asked = preferred_szx.map(|s| s.min(Block::MAX_SZX));
+    /// A download that takes the block size the server chooses.
+    pub fn new() -> Block2Download {
         Block2Download {
-            szx: asked.unwrap_or(Block::MAX_SZX),
+            szx: Block::MAX_SZX,
             offset: 0,
             started: false,
             done: false,
-            asked,
+            asked: None,
+            max_szx: Block::MAX_SZX,
             etag: [0; 8],
             etag_len: 0,
             has_etag: false,
             total: None,
-            limit: usize::MAX,
+            limit: u32::MAX,
         }
+    }
+
+    /// Announces blocks of at most `2^(szx + 4)` bytes in the first request (early
+    /// negotiation, Figure 3); the server must not answer with larger ones.
+    pub fn with_early(mut self, szx: u8) -> Block2Download {
+        let szx = szx.min(Block::MAX_SZX);
+        self.asked = Some(szx);
+        self.max_szx = szx;
+        self.szx = szx;
+        self
+    }
+
+    /// Continues with blocks of at most `2^(szx + 4)` bytes whatever size the server
+    /// starts with, without announcing it first (late negotiation, Figure 4).
+    pub fn with_late(mut self, szx: u8) -> Block2Download {
+        self.max_szx = szx.min(Block::MAX_SZX);
+        self
     }
 
     /// Refuses bodies longer than `limit` bytes ([`DownloadError::TooLarge`]), as soon as
     /// a block or the Size2 option shows it.
     pub fn with_limit(mut self, limit: usize) -> Block2Download {
-        self.limit = limit;
+        self.limit = u32::try_from(limit).unwrap_or(u32::MAX);
         self
     }
 
@@ -140,13 +166,12 @@ impl Block2Download {
         if !self.started {
             return self.asked.and_then(|szx| Block::new(0, false, szx));
         }
-        let num = u32::try_from(self.offset >> (self.szx + 4)).ok()?;
-        Block::new(num, false, self.szx)
+        Block::new(self.offset >> (self.szx + 4), false, self.szx)
     }
 
     /// Bytes received so far, i.e. the offset the next block starts at.
     pub fn received(&self) -> usize {
-        self.offset
+        self.offset as usize
     }
 
     /// Whether the last block arrived.
@@ -172,7 +197,7 @@ impl Block2Download {
         }
         self.check_etag(etag)?;
         if let Some(total) = size2 {
-            if total as usize > self.limit {
+            if total > self.limit {
                 return Err(DownloadError::TooLarge);
             }
             self.total = Some(total);
@@ -182,12 +207,12 @@ impl Block2Download {
                 return Err(DownloadError::MissingBlock2);
             }
             // The whole body in one response.
-            if payload_len > self.limit {
+            let Some(len) = u32::try_from(payload_len).ok().filter(|&n| n <= self.limit) else {
                 return Err(DownloadError::TooLarge);
-            }
+            };
             self.started = true;
             self.done = true;
-            self.offset = payload_len;
+            self.offset = len;
             return Ok(Received {
                 offset: 0,
                 last: true,
@@ -197,7 +222,8 @@ impl Block2Download {
         if block.szx() > self.szx && (self.started || self.asked.is_some()) {
             return Err(DownloadError::LargerBlockSize);
         }
-        let got = block.offset();
+        // Block offsets are below 2^30: NUM has 20 bits and blocks at most 1024 bytes.
+        let got = block.offset() as u32;
         if got != self.offset {
             return Err(DownloadError::UnexpectedBlock {
                 expected: self.offset,
@@ -209,18 +235,18 @@ impl Block2Download {
         {
             return Err(DownloadError::WrongBlockLength);
         }
-        let end = got + payload_len;
-        let next_num_fits = !block.more() || (end >> (block.szx() + 4)) <= Block::MAX_NUM as usize;
+        let end = got + payload_len as u32; // payload_len ≤ 1024, checked above
+        let next_num_fits = !block.more() || (end >> (block.szx() + 4)) <= Block::MAX_NUM;
         if end > self.limit || !next_num_fits {
             return Err(DownloadError::TooLarge);
         }
-        // Late negotiation: continue with the size the server used.
-        self.szx = block.szx();
+        // Continue with the size the server used, or the client's smaller one.
+        self.szx = block.szx().min(self.max_szx);
         self.started = true;
         self.offset = end;
         self.done = !block.more();
         Ok(Received {
-            offset: got,
+            offset: got as usize,
             last: self.done,
             total: self.total,
         })
@@ -254,7 +280,7 @@ mod tests {
 
     #[test]
     fn response_without_block2_is_the_whole_body() {
-        let mut d = Block2Download::new(None);
+        let mut d = Block2Download::new();
         assert_eq!(
             d.next_request_block(),
             None,
@@ -270,15 +296,23 @@ mod tests {
     }
 
     #[test]
+    fn late_negotiation_continues_with_the_smaller_client_size() {
+        // RFC 7959 Figure 4: 128-byte first block, then 64-byte blocks from 2/0/64.
+        let mut d = Block2Download::new().with_late(2);
+        d.on_response(blk(0, true, 3), None, None, 128).unwrap();
+        assert_eq!(d.next_request_block(), blk(2, false, 2));
+    }
+
+    #[test]
     fn server_chosen_size_is_followed() {
-        let mut d = Block2Download::new(None);
+        let mut d = Block2Download::new();
         d.on_response(blk(0, true, 4), None, None, 256).unwrap();
         assert_eq!(d.next_request_block(), blk(1, false, 4));
     }
 
     #[test]
     fn skipped_or_repeated_blocks_end_the_transfer() {
-        let mut d = Block2Download::new(None);
+        let mut d = Block2Download::new();
         d.on_response(blk(0, true, 2), None, None, 64).unwrap();
         assert_eq!(
             d.on_response(blk(2, true, 2), None, None, 64),
@@ -298,7 +332,7 @@ mod tests {
 
     #[test]
     fn changed_etag_ends_the_transfer() {
-        let mut d = Block2Download::new(None);
+        let mut d = Block2Download::new();
         d.on_response(blk(0, true, 2), Some(&[1]), None, 64)
             .unwrap();
         assert_eq!(
@@ -314,12 +348,12 @@ mod tests {
 
     #[test]
     fn larger_block_size_than_asked_is_refused() {
-        let mut d = Block2Download::new(Some(2));
+        let mut d = Block2Download::new().with_early(2);
         assert_eq!(
             d.on_response(blk(0, true, 3), None, None, 128),
             Err(DownloadError::LargerBlockSize)
         );
-        let mut d = Block2Download::new(None);
+        let mut d = Block2Download::new();
         d.on_response(blk(0, true, 2), None, None, 64).unwrap();
         assert_eq!(
             d.on_response(blk(0, true, 3), None, None, 128),
@@ -329,7 +363,7 @@ mod tests {
 
     #[test]
     fn short_intermediate_block_is_refused() {
-        let mut d = Block2Download::new(None);
+        let mut d = Block2Download::new();
         assert_eq!(
             d.on_response(blk(0, true, 2), None, None, 63),
             Err(DownloadError::WrongBlockLength)
@@ -338,7 +372,7 @@ mod tests {
 
     #[test]
     fn endless_more_bits_hit_the_limit() {
-        let mut d = Block2Download::new(None).with_limit(1000);
+        let mut d = Block2Download::new().with_limit(1000);
         let mut n = 0;
         let err = loop {
             match d.on_response(blk(n, true, 4), None, None, 256) {
@@ -349,8 +383,8 @@ mod tests {
         };
         assert_eq!(err, DownloadError::TooLarge);
         // Without a limit, Block2's own numbering ends it.
-        let mut d = Block2Download::new(None);
-        d.offset = (Block::MAX_NUM as usize) << 4;
+        let mut d = Block2Download::new();
+        d.offset = Block::MAX_NUM << 4;
         d.started = true;
         d.szx = 0;
         assert_eq!(
@@ -361,7 +395,7 @@ mod tests {
 
     #[test]
     fn size2_over_the_limit_is_refused_at_once() {
-        let mut d = Block2Download::new(None).with_limit(100);
+        let mut d = Block2Download::new().with_limit(100);
         assert_eq!(
             d.on_response(blk(0, true, 2), None, Some(5000), 64),
             Err(DownloadError::TooLarge)
