@@ -35,7 +35,10 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::block::{Block2Download, DownloadError, Received, serve_block2};
+use crate::block::{
+    AssembleError, Assembled, Block1Assembler, Block1Upload, Block2Download, DownloadError,
+    Received, UploadError, UploadStep, block1_key, serve_block2,
+};
 use crate::dedup::{DedupCache, Reply};
 use crate::index::{ChainIndex, ItemQueue, TimerHeap};
 use crate::retransmit::{RetransmitAction, step};
@@ -195,6 +198,16 @@ pub enum Incoming<'b> {
     },
 }
 
+/// A request body complete after [`Endpoint::assemble_block1`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block1Body<'a> {
+    /// The whole body.
+    pub body: &'a [u8],
+    /// The Block1 to echo in the final response (RFC 7959 Figure 7); `None` when the
+    /// request was not block-wise.
+    pub echo: Option<Block>,
+}
+
 /// Outcomes other than responses, reported by [`Endpoint::poll_output`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -207,6 +220,19 @@ pub enum Event {
     /// A block-wise response could not be continued (a changed ETag, a skipped block,
     /// a larger block size than asked for …); the request is finished.
     BlockFailed(RequestHandle, DownloadError),
+    /// An upload started with [`Endpoint::request_upload`] wants its next block: call
+    /// [`Endpoint::send_block`] with at most `max_len` bytes of the body from `offset`.
+    BlockNeeded {
+        /// The request.
+        handle: RequestHandle,
+        /// Where in the body the next block starts.
+        offset: usize,
+        /// The block size: every block but the last must have exactly this length.
+        max_len: usize,
+    },
+    /// A block-wise upload could not go on (the server acknowledged another block than
+    /// the one sent); the request is finished.
+    UploadFailed(RequestHandle, UploadError),
     /// A ping was answered (RST, or ACK from a peer that answers pings that way).
     Pong(RequestHandle),
     /// A separate CON response was acknowledged.
@@ -226,6 +252,15 @@ impl fmt::Display for Event {
             Event::TimedOut(h) => write!(f, "{h} timed out"),
             Event::Reset(h) => write!(f, "{h} was reset by the peer"),
             Event::BlockFailed(h, e) => write!(f, "{h}: block-wise transfer failed: {e}"),
+            Event::BlockNeeded {
+                handle,
+                offset,
+                max_len,
+            } => write!(
+                f,
+                "{handle} needs up to {max_len} bytes from offset {offset}"
+            ),
+            Event::UploadFailed(h, e) => write!(f, "{h}: block-wise upload failed: {e}"),
             Event::Pong(h) => write!(f, "{h}: pong"),
             Event::ResponseAcknowledged(h) => write!(f, "response to {h} acknowledged"),
             Event::ResponseTimedOut(h) => write!(f, "response to {h} never acknowledged"),
@@ -274,6 +309,10 @@ pub enum Error {
     Build(BuildError),
     /// Unusable transmission parameters.
     Params(ParamsError),
+    /// `send_block` for a request that is not waiting for a block.
+    NoBlockNeeded,
+    /// The block cannot be sent (e.g. a block before the last is not of the block size).
+    Upload(UploadError),
 }
 
 impl fmt::Display for Error {
@@ -285,6 +324,8 @@ impl fmt::Display for Error {
             Error::TokenTooLong => f.write_str("tokens are at most 8 bytes"),
             Error::Build(e) => write!(f, "building the message failed: {e}"),
             Error::Params(e) => write!(f, "bad transmission parameters: {e}"),
+            Error::NoBlockNeeded => f.write_str("the request is not waiting for a block"),
+            Error::Upload(e) => write!(f, "the block cannot be sent: {e}"),
         }
     }
 }
@@ -294,6 +335,7 @@ impl core::error::Error for Error {
         match self {
             Error::Build(e) => Some(e),
             Error::Params(e) => Some(e),
+            Error::Upload(e) => Some(e),
             _ => None,
         }
     }
@@ -337,6 +379,10 @@ enum State {
     AwaitingSeparate,
     /// Client outcome decided, to be reported.
     ClientDone(ClientOutcome),
+    /// Client upload: the next block is to be asked for (reported as `BlockNeeded`).
+    NeedsBlock,
+    /// Client upload: waiting for the application's `send_block`.
+    AwaitingBlock,
     /// Server: CON request delivered, empty ACK not sent yet (due at `deadline`).
     DeferredCon,
     /// Server: CON request acknowledged empty, or NON request, waiting for the answer
@@ -359,6 +405,8 @@ enum ClientOutcome {
     Pong,
     /// The error is kept in the slot's `ClientBlocks`.
     BlockFailed,
+    /// The error is kept in the slot's `ClientBlocks`.
+    UploadFailed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,6 +504,8 @@ impl<P> Slot<P> {
                 | State::AwaitingNonResponse
                 | State::AwaitingSeparate
                 | State::ClientDone(_)
+                | State::NeedsBlock
+                | State::AwaitingBlock
         )
     }
 
@@ -507,8 +557,11 @@ impl<P> Slot<P> {
 #[derive(Clone, Copy, Debug)]
 struct ClientBlocks {
     download: Block2Download,
+    /// For a request started with `request_upload`.
+    upload: Option<Block1Upload>,
     fresh_token: bool,
     failed: Option<DownloadError>,
+    upload_failed: Option<UploadError>,
 }
 
 /// A stateless answer waiting to be sent: RST for what matched nothing, or an error
@@ -733,7 +786,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if slot.sending() {
             self.to_send.push(index);
         }
-        if matches!(slot.state, State::ClientDone(_) | State::ServerDone(_)) {
+        if matches!(
+            slot.state,
+            State::ClientDone(_) | State::ServerDone(_) | State::NeedsBlock
+        ) {
             self.to_report.push(index);
         }
         if slot.answerable() {
@@ -842,6 +898,125 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         options: &RequestOptions<'_>,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<RequestHandle, Error> {
+        self.start_request(now, peer, method, options, None, build)
+    }
+
+    /// Starts a request whose body goes in Block1 blocks of `2^(szx + 4)` bytes
+    /// (RFC 7959 §2.5). `build` adds the options but no payload. The endpoint then asks
+    /// for each block with [`Event::BlockNeeded`]; answer with
+    /// [`send_block`](Self::send_block) (bytes produced on demand) or
+    /// [`send_body_block`](Self::send_body_block) (a body the caller holds). 2.31
+    /// Continue is absorbed; the final response arrives as [`Incoming::Response`] and,
+    /// if it carries Block2, continues as a download (§3.3). A smaller block size
+    /// preferred by the server is adopted. A random Request-Tag is added unless `build`
+    /// adds one (RFC 9175 §3), so that concurrent uploads to one resource stay apart.
+    pub fn request_upload(
+        &mut self,
+        now: Instant,
+        peer: P,
+        method: Code,
+        options: &RequestOptions<'_>,
+        szx: u8,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<RequestHandle, Error> {
+        self.start_request(now, peer, method, options, Some(szx), build)
+    }
+
+    /// Sends the next block of an upload: `data` from the offset [`Event::BlockNeeded`]
+    /// named, `more` telling whether blocks follow. Every block but the last must be
+    /// exactly the block size.
+    pub fn send_block(
+        &mut self,
+        now: Instant,
+        handle: RequestHandle,
+        data: &[u8],
+        more: bool,
+    ) -> Result<(), Error> {
+        let now = self.clamp(now);
+        let index = handle.index as usize;
+        let slot = *self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(Error::UnknownHandle)?;
+        if !matches!(slot.state, State::NeedsBlock | State::AwaitingBlock) {
+            return Err(Error::NoBlockNeeded);
+        }
+        let mut blocks = self.blocks[index].ok_or(Error::NoBlockNeeded)?;
+        let mut upload = blocks.upload.ok_or(Error::NoBlockNeeded)?;
+        let block1 = upload.send(data.len(), more).map_err(Error::Upload)?;
+        // An early Block2 rides on the last block (RFC 7959 Figure 11).
+        let early = if more {
+            None
+        } else {
+            blocks.download.next_request_block()
+        };
+        let mut tmp = [0u8; M];
+        let len = {
+            let old = Message::parse(&self.bufs[index][..slot.len as usize])
+                .map_err(|_| Error::UnknownHandle)?;
+            let mut b = MessageBuilder::new(&mut tmp, old.ty(), old.code(), 0)?;
+            b.token(old.token())?;
+            for o in old.options().filter(|o| {
+                !matches!(
+                    o.number,
+                    OptionNumber::BLOCK1 | OptionNumber::BLOCK2 | OptionNumber::SIZE1
+                )
+            }) {
+                b.option(o.number, o.value)?;
+            }
+            b.block1(block1)?;
+            if let Some(block2) = early {
+                b.block2(block2)?;
+            }
+            b.payload(data)?;
+            b.len()
+        };
+        self.bufs[index][..len].copy_from_slice(&tmp[..len]);
+        blocks.upload = Some(upload);
+        self.blocks[index] = Some(blocks);
+        let max_retransmit = self.config.params.max_retransmit;
+        if let Some(Some(s)) = self.slots.get_mut(index) {
+            s.len = len as u16;
+            s.state = State::Queued;
+            s.deadline = now;
+            s.retransmits_left = max_retransmit;
+        }
+        self.queued += 1;
+        self.sync(index);
+        let params = self.config.params;
+        self.try_start(now, index, &params);
+        Ok(())
+    }
+
+    /// [`send_block`](Self::send_block) from a body the caller holds: takes the bytes
+    /// the endpoint asked for.
+    pub fn send_body_block(
+        &mut self,
+        now: Instant,
+        handle: RequestHandle,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        let (offset, max) = self
+            .blocks
+            .get(handle.index as usize)
+            .copied()
+            .flatten()
+            .and_then(|b| b.upload)
+            .and_then(|u| u.next_offset())
+            .ok_or(Error::NoBlockNeeded)?;
+        let start = offset.min(body.len());
+        let end = body.len().min(offset + max);
+        self.send_block(now, handle, &body[start..end], end < body.len())
+    }
+
+    fn start_request(
+        &mut self,
+        now: Instant,
+        peer: P,
+        method: Code,
+        options: &RequestOptions<'_>,
+        upload: Option<u8>,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<RequestHandle, Error> {
         let now = self.clamp(now);
         if !method.is_request() {
             return Err(Error::WrongCode(method));
@@ -871,12 +1046,21 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             Some(szx) => Block2Download::new().with_early(szx),
             None => Block2Download::new(),
         };
-        let first_block2 = download.next_request_block();
+        // For an upload the early Block2 goes with the last block instead.
+        let first_block2 = download.next_request_block().filter(|_| upload.is_none());
+        let mut tag = [0u8; 2];
+        self.rng.fill(&mut tag);
         let built = MessageBuilder::new(&mut self.bufs[index], ty, method, 0).and_then(|mut b| {
             b.token(token)?;
             build(&mut b)?;
             if let Some(block) = first_block2 {
                 b.block2(block)?;
+            }
+            if upload.is_some()
+                && !Message::parse(b.as_bytes())
+                    .is_ok_and(|m| m.has_option(OptionNumber::REQUEST_TAG))
+            {
+                b.request_tag(&tag)?;
             }
             Ok(b.len())
         });
@@ -887,10 +1071,15 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 return Err(e.into());
             }
         };
+        let state = if upload.is_some() {
+            State::NeedsBlock
+        } else {
+            State::Queued
+        };
         let mut slot = Slot::new(
             peer,
             now,
-            State::Queued,
+            state,
             token,
             if options.non_confirmable { 0 } else { CON },
         );
@@ -901,8 +1090,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         slot.retransmits_left = params.max_retransmit;
         self.blocks[index] = Some(ClientBlocks {
             download,
+            upload: upload.map(Block1Upload::new),
             fresh_token: options.fresh_token_per_block,
             failed: None,
+            upload_failed: None,
         });
         let generation = self.occupy(index, slot);
         self.try_start(now, index, &params);
@@ -965,7 +1156,11 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
 
     /// Sends queued slot `index` if NSTART allows (§4.7); otherwise it stays queued.
     fn try_start(&mut self, now: Instant, index: usize, params: &TransmissionParams) {
-        let Some(Some(slot)) = self.slots.get(index) else {
+        let Some(Some(slot)) = self
+            .slots
+            .get(index)
+            .filter(|s| matches!(s, Some(s) if s.state == State::Queued))
+        else {
             return;
         };
         let peer = slot.peer;
@@ -1203,6 +1398,79 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         })
     }
 
+    /// Takes the Block1 block `request` carries into `assembler` (RFC 7959 §2.5,
+    /// RFC 9175 §3). A block before the last is answered here with 2.31 Continue
+    /// echoing its Block1 — at [`Config::max_block_szx`] if that is smaller, which asks
+    /// the client for smaller blocks (Figure 9) — and `Ok(None)` is returned. A refused
+    /// block is answered too: 4.08 Request Entity Incomplete (out of sequence), 4.13
+    /// Request Entity Too Large with Size1, 4.00 Bad Request, or 5.03 when every
+    /// assembly is busy. After the last block the whole body is returned with the Block1
+    /// to echo in the final response, which the caller sends with
+    /// [`respond`](Self::respond) (or `respond_block2`). A request without Block1 returns
+    /// its own payload and no Block1.
+    pub fn assemble_block1<'a, const N: usize, const CAP: usize>(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        request: &Message<'a>,
+        assembler: &'a mut Block1Assembler<P, N, CAP>,
+    ) -> Result<Option<Block1Body<'a>>, Error> {
+        let Ok(block1) = request.block1() else {
+            self.respond(now, handle, Code::BAD_REQUEST, |_| Ok(()))?;
+            return Ok(None);
+        };
+        let Some(block) = block1 else {
+            return Ok(Some(Block1Body {
+                body: request.payload(),
+                echo: None,
+            }));
+        };
+        let peer = self
+            .slot_mut(handle.index, handle.generation)
+            .map(|s| s.peer)
+            .ok_or(Error::UnknownHandle)?;
+        let lifetime = self.config.params.exchange_lifetime();
+        let max_block_szx = self.config.max_block_szx;
+        let size1 = request.size1().ok().flatten();
+        let key = block1_key(request);
+        let answer = |ep: &mut Self, code: Code, block: Option<Block>, size1: Option<u32>| {
+            let max_age = ep.config.overload_max_age;
+            ep.respond(now, handle, code, |b| {
+                if let Some(block) = block {
+                    b.block1(block)?;
+                }
+                if let Some(n) = size1 {
+                    b.size1(n)?;
+                }
+                if code == Code::SERVICE_UNAVAILABLE {
+                    b.max_age(max_age)?;
+                }
+                Ok(())
+            })
+        };
+        match assembler.on_block(now, peer, key, block, size1, request.payload(), lifetime) {
+            Ok(Assembled::Complete(body)) => Ok(Some(Block1Body {
+                body,
+                echo: Some(block),
+            })),
+            Ok(Assembled::Continue(block)) => {
+                let echo = Block::new(block.num(), true, block.szx().min(max_block_szx));
+                answer(self, Code::CONTINUE, echo, None)?;
+                Ok(None)
+            }
+            Err(e) => {
+                let (code, size1) = match e {
+                    AssembleError::Incomplete => (Code::REQUEST_ENTITY_INCOMPLETE, None),
+                    AssembleError::TooLarge { max } => (Code::REQUEST_ENTITY_TOO_LARGE, Some(max)),
+                    AssembleError::Busy => (Code::SERVICE_UNAVAILABLE, None),
+                    _ => (Code::BAD_REQUEST, None),
+                };
+                answer(self, code, None, size1)?;
+                Ok(None)
+            }
+        }
+    }
+
     // ---- inputs ----------------------------------------------------------------
 
     /// Processes one datagram from `from`. Returns the request or response it carries
@@ -1341,6 +1609,21 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             generation,
         };
         let now = self.last_now;
+        match self.follow_block1(now, index, msg) {
+            Ok(true) => {}
+            // 2.31 Continue or another block acknowledged: absorbed, the upload goes on.
+            Ok(false) => return None,
+            Err(e) => {
+                if let (Some(Some(slot)), Some(Some(b))) =
+                    (self.slots.get_mut(index), self.blocks.get_mut(index))
+                {
+                    slot.state = State::ClientDone(ClientOutcome::UploadFailed);
+                    b.upload_failed = Some(e);
+                }
+                self.sync(index);
+                return None;
+            }
+        }
         let block = match self.follow_block2(now, index, msg) {
             Ok(block) => block,
             Err(e) => {
@@ -1364,6 +1647,49 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             message: *msg,
             block,
         })
+    }
+
+    /// Feeds a response to its request's Block1 upload (RFC 7959 §2.5): `Ok(true)` if
+    /// the response is for the application (the final one, 4.13, 4.08 or another error),
+    /// `Ok(false)` if it only acknowledged a block (the next is then asked for).
+    fn follow_block1(
+        &mut self,
+        _now: Instant,
+        index: usize,
+        msg: &Message<'_>,
+    ) -> Result<bool, UploadError> {
+        let Some(Some(blocks)) = self.blocks.get_mut(index) else {
+            return Ok(true);
+        };
+        let Some(upload) = blocks.upload.as_mut().filter(|u| !u.is_done()) else {
+            return Ok(true);
+        };
+        let step = upload.on_response(
+            msg.code(),
+            msg.block1().ok().flatten(),
+            msg.size1().ok().flatten(),
+        );
+        match step {
+            Ok(UploadStep::Done) => Ok(true),
+            Ok(UploadStep::Continue) => {
+                if let Some(Some(slot)) = self.slots.get_mut(index) {
+                    slot.state = State::NeedsBlock;
+                }
+                self.sync(index);
+                let peer = self.slots[index].as_ref().map(|s| s.peer);
+                if let Some(peer) = peer {
+                    // This slot is no longer outstanding: others to the peer may go.
+                    self.start_queued(self.last_now, peer);
+                }
+                Ok(false)
+            }
+            // Error codes end the request like any final response: the application
+            // sees the code (and Size1 with 4.13).
+            Err(
+                UploadError::TooLarge { .. } | UploadError::Incomplete | UploadError::Rejected(_),
+            ) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Feeds a response to its request's Block2 download (RFC 7959 §2.4) and, if more
@@ -1428,11 +1754,19 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             let old = Message::parse(old).map_err(|_| BuildError::PayloadAlreadySet)?;
             let mut b = MessageBuilder::new(&mut tmp, old.ty(), old.code(), 0)?;
             b.token(&token[..token_len])?;
-            for o in old.options().filter(|o| o.number != OptionNumber::BLOCK2) {
+            // After an upload the body has been sent: follow-ups for the response's
+            // blocks carry neither Block1 nor the payload (RFC 7959 §3.3, Figure 10).
+            let uploaded = old.has_option(OptionNumber::BLOCK1);
+            for o in old.options().filter(|o| {
+                o.number != OptionNumber::BLOCK2
+                    && !(uploaded && matches!(o.number, OptionNumber::BLOCK1 | OptionNumber::SIZE1))
+            }) {
                 b.option(o.number, o.value)?;
             }
             b.block2(next)?;
-            b.payload(old.payload())?;
+            if !uploaded {
+                b.payload(old.payload())?;
+            }
             b.len()
         };
         self.bufs[index][..len].copy_from_slice(&tmp[..len]);
@@ -1851,6 +2185,23 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             };
             let (generation, peer) = (self.gens[index], slot.peer);
             let index16 = index as u16;
+            if slot.state == State::NeedsBlock {
+                let (offset, max_len) = self.blocks[index]
+                    .and_then(|b| b.upload)
+                    .and_then(|u| u.next_offset())
+                    .unwrap_or((0, 0));
+                if let Some(Some(slot)) = self.slots.get_mut(index) {
+                    slot.state = State::AwaitingBlock;
+                }
+                return Output::Event(Event::BlockNeeded {
+                    handle: RequestHandle {
+                        index: index16,
+                        generation,
+                    },
+                    offset,
+                    max_len,
+                });
+            }
             let event = match slot.state {
                 State::ClientDone(outcome) => {
                     let h = RequestHandle {
@@ -1866,6 +2217,12 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                             self.blocks[index]
                                 .and_then(|b| b.failed)
                                 .unwrap_or(DownloadError::Finished),
+                        ),
+                        ClientOutcome::UploadFailed => Event::UploadFailed(
+                            h,
+                            self.blocks[index]
+                                .and_then(|b| b.upload_failed)
+                                .unwrap_or(UploadError::NotInFlight),
                         ),
                     }
                 }

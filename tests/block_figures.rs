@@ -24,12 +24,7 @@ fn describe(dir: &str, bytes: &[u8]) -> String {
         .block2()
         .unwrap()
         .map_or(String::new(), |b| format!(" 2:{b}"));
-    let code = if m.code().is_request() {
-        String::from("GET")
-    } else {
-        m.code().to_string()
-    };
-    format!("{dir} {} {code}{b2}", m.ty())
+    format!("{dir} {} {}{b2}", m.ty(), m.code())
 }
 
 /// Runs a GET for a `len`-byte body; `drop` says which datagrams (by arrival order,
@@ -352,5 +347,408 @@ mod misbehaving_server {
         assert_eq!(accepted, 3);
         let t = tokens.borrow();
         assert!(t[0] != t[1] && t[1] != t[2], "{t:?}");
+    }
+}
+
+mod block1 {
+    use super::*;
+    use coap_proto::block::Block1Assembler;
+    use coap_proto::wire::{Block, Message};
+    use coap_proto::{Event, IncomingHandle};
+
+    pub type Asm = Block1Assembler<u8, 2, 1024>;
+
+    fn describe_blocks(dir: &str, bytes: &[u8]) -> String {
+        let m = parse(bytes);
+        let mut s = format!("{dir} {} {}", m.ty(), m.code());
+        if let Some(b) = m.block2().unwrap() {
+            s += &format!(" 2:{b}");
+        }
+        if let Some(b) = m.block1().unwrap() {
+            s += &format!(" 1:{b}");
+        }
+        s
+    }
+
+    pub struct Upload {
+        pub log: Vec<String>,
+        pub final_code: Option<Code>,
+        pub final_size1: Option<u32>,
+        pub response_body: Vec<u8>,
+        pub events: Vec<Event>,
+    }
+
+    /// Uploads `body` with blocks of `szx`, the server answering through `serve`;
+    /// `pause` delays the client's blocks after the first (to let assemblies expire).
+    pub fn upload(
+        body: &[u8],
+        method: Code,
+        szx: u8,
+        opts: RequestOptions<'_>,
+        server_szx: u8,
+        pause: std::time::Duration,
+        mut serve: impl FnMut(&mut Ep, Instant, IncomingHandle, &Message<'_>),
+    ) -> Upload {
+        let mut client = Ep::new(Config {
+            seed: 21,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut server = Ep::new(Config {
+            seed: 22,
+            max_block_szx: server_szx,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut now = Instant::ZERO;
+        let h = client
+            .request_upload(now, SERVER, method, &opts, szx, |b| {
+                b.uri_path("/options")?;
+                Ok(())
+            })
+            .unwrap();
+        let mut run = Upload {
+            log: vec![],
+            final_code: None,
+            final_size1: None,
+            response_body: vec![],
+            events: vec![],
+        };
+        for _ in 0..100 {
+            let mut to_server = vec![];
+            let mut needed = false;
+            loop {
+                match client.poll_output(now) {
+                    Output::Transmit(t) => to_server.push(t.data.to_vec()),
+                    Output::Event(Event::BlockNeeded { handle, offset, .. }) => {
+                        assert_eq!(handle, h);
+                        if offset > 0 {
+                            now = now + pause;
+                        }
+                        client.send_body_block(now, h, body).unwrap();
+                        needed = true;
+                    }
+                    Output::Event(e) => run.events.push(e),
+                    Output::Timeout(_) => break,
+                }
+            }
+            if to_server.is_empty() && !needed {
+                return run;
+            }
+            for d in to_server {
+                run.log.push(describe_blocks("C>S", &d));
+                if let Some(Incoming::Request { handle, message }) =
+                    server.handle_datagram(now, CLIENT, &d)
+                {
+                    serve(&mut server, now, handle, &message);
+                }
+            }
+            while let Output::Transmit(t) = server.poll_output(now) {
+                let d = t.data.to_vec();
+                run.log.push(describe_blocks("S>C", &d));
+                if let Some(Incoming::Response {
+                    handle,
+                    message,
+                    block,
+                }) = client.handle_datagram(now, SERVER, &d)
+                {
+                    assert_eq!(handle, h);
+                    run.final_code = Some(message.code());
+                    run.final_size1 = message.size1().unwrap();
+                    assert_eq!(block.map_or(0, |b| b.offset), run.response_body.len());
+                    run.response_body.extend_from_slice(message.payload());
+                }
+            }
+        }
+        panic!("upload did not settle: {:#?}", run.log);
+    }
+
+    /// An atomic server: assembles with `asm` and answers the body with `final_code`,
+    /// or, with `result`, with that body block-wise (also to the follow-ups).
+    pub fn atomic<'a>(
+        asm: &'a mut Asm,
+        got: &'a mut Vec<u8>,
+        result: Option<&'a [u8]>,
+    ) -> impl FnMut(&mut Ep, Instant, IncomingHandle, &Message<'_>) + 'a {
+        move |ep, now, handle, msg| {
+            if msg.block1().unwrap().is_none() {
+                // A follow-up for another block of the response.
+                ep.respond_block2(now, handle, msg, Code::CHANGED, result.unwrap(), |_| Ok(()))
+                    .unwrap();
+                return;
+            }
+            let mut local = Asm::new();
+            std::mem::swap(asm, &mut local);
+            let done = ep
+                .assemble_block1(now, handle, msg, &mut local)
+                .unwrap()
+                .map(|r| (r.body.to_vec(), r.echo));
+            std::mem::swap(asm, &mut local);
+            if let Some((body, echo)) = done {
+                *got = body;
+                let echo = echo.unwrap();
+                match result {
+                    Some(r) => ep
+                        .respond_block2(now, handle, msg, Code::CHANGED, r, |b| {
+                            b.block1(echo)?;
+                            Ok(())
+                        })
+                        .unwrap(),
+                    None => ep
+                        .respond(now, handle, Code::CHANGED, |b| {
+                            b.block1(echo)?;
+                            Ok(())
+                        })
+                        .unwrap(),
+                }
+            }
+        }
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 256) as u8).collect()
+    }
+
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(|s| s.as_str()).collect()
+    }
+
+    const NO_PAUSE: std::time::Duration = std::time::Duration::ZERO;
+
+    #[test]
+    fn figure_7_simple_atomic_block_wise_put() {
+        let (mut asm, mut got) = (Asm::new(), vec![]);
+        let b = body(300);
+        let run = upload(
+            &b,
+            Code::PUT,
+            3,
+            RequestOptions::default(),
+            6,
+            NO_PAUSE,
+            atomic(&mut asm, &mut got, None),
+        );
+        assert_eq!(
+            strs(&run.log),
+            [
+                "C>S CON PUT 1:0/1/128",
+                "S>C ACK 2.31 Continue 1:0/1/128",
+                "C>S CON PUT 1:1/1/128",
+                "S>C ACK 2.31 Continue 1:1/1/128",
+                "C>S CON PUT 1:2/0/128",
+                "S>C ACK 2.04 Changed 1:2/0/128",
+            ]
+        );
+        assert_eq!(got, b);
+        assert_eq!(run.final_code, Some(Code::CHANGED));
+    }
+
+    #[test]
+    fn figure_8_simple_stateless_block_wise_put() {
+        let b = body(300);
+        let mut stored = vec![0u8; 300];
+        let run = upload(
+            &b,
+            Code::PUT,
+            3,
+            RequestOptions::default(),
+            6,
+            NO_PAUSE,
+            |ep, now, handle, msg| {
+                // Stateless: act on each block at once, answer 2.04 with M unset.
+                let blk = msg.block1().unwrap().unwrap();
+                stored[blk.offset()..blk.offset() + msg.payload().len()]
+                    .copy_from_slice(msg.payload());
+                ep.respond(now, handle, Code::CHANGED, |b| {
+                    b.block1(blk.with_more(false))?;
+                    Ok(())
+                })
+                .unwrap();
+            },
+        );
+        assert_eq!(
+            strs(&run.log),
+            [
+                "C>S CON PUT 1:0/1/128",
+                "S>C ACK 2.04 Changed 1:0/0/128",
+                "C>S CON PUT 1:1/1/128",
+                "S>C ACK 2.04 Changed 1:1/0/128",
+                "C>S CON PUT 1:2/0/128",
+                "S>C ACK 2.04 Changed 1:2/0/128",
+            ]
+        );
+        assert_eq!(stored, b);
+    }
+
+    #[test]
+    fn figure_9_atomic_put_with_negotiation() {
+        let (mut asm, mut got) = (Asm::new(), vec![]);
+        let b = body(220);
+        let run = upload(
+            &b,
+            Code::PUT,
+            3,
+            RequestOptions::default(),
+            1,
+            NO_PAUSE,
+            atomic(&mut asm, &mut got, None),
+        );
+        assert_eq!(
+            strs(&run.log),
+            [
+                "C>S CON PUT 1:0/1/128",
+                "S>C ACK 2.31 Continue 1:0/1/32",
+                "C>S CON PUT 1:4/1/32",
+                "S>C ACK 2.31 Continue 1:4/1/32",
+                "C>S CON PUT 1:5/1/32",
+                "S>C ACK 2.31 Continue 1:5/1/32",
+                "C>S CON PUT 1:6/0/32",
+                "S>C ACK 2.04 Changed 1:6/0/32",
+            ]
+        );
+        assert_eq!(got, b);
+    }
+
+    #[test]
+    fn figure_10_atomic_post_with_block_wise_response() {
+        let (mut asm, mut got) = (Asm::new(), vec![]);
+        let (b, result) = (body(300), body(500));
+        let run = upload(
+            &b,
+            Code::POST,
+            3,
+            RequestOptions::default(),
+            3,
+            NO_PAUSE,
+            atomic(&mut asm, &mut got, Some(&result)),
+        );
+        assert_eq!(
+            strs(&run.log),
+            [
+                "C>S CON POST 1:0/1/128",
+                "S>C ACK 2.31 Continue 1:0/1/128",
+                "C>S CON POST 1:1/1/128",
+                "S>C ACK 2.31 Continue 1:1/1/128",
+                "C>S CON POST 1:2/0/128",
+                "S>C ACK 2.04 Changed 2:0/1/128 1:2/0/128",
+                "C>S CON POST 2:1/0/128",
+                "S>C ACK 2.04 Changed 2:1/1/128",
+                "C>S CON POST 2:2/0/128",
+                "S>C ACK 2.04 Changed 2:2/1/128",
+                "C>S CON POST 2:3/0/128",
+                "S>C ACK 2.04 Changed 2:3/0/128",
+            ]
+        );
+        assert_eq!(got, b);
+        assert_eq!(run.response_body, result);
+    }
+
+    #[test]
+    fn figure_11_post_with_early_negotiation_of_the_response() {
+        let (mut asm, mut got) = (Asm::new(), vec![]);
+        let (b, result) = (body(300), body(250));
+        let opts = RequestOptions {
+            block2_szx: Some(2),
+            ..Default::default()
+        };
+        let run = upload(
+            &b,
+            Code::POST,
+            3,
+            opts,
+            6,
+            NO_PAUSE,
+            atomic(&mut asm, &mut got, Some(&result)),
+        );
+        assert_eq!(
+            strs(&run.log),
+            [
+                "C>S CON POST 1:0/1/128",
+                "S>C ACK 2.31 Continue 1:0/1/128",
+                "C>S CON POST 1:1/1/128",
+                "S>C ACK 2.31 Continue 1:1/1/128",
+                "C>S CON POST 2:0/0/64 1:2/0/128",
+                "S>C ACK 2.04 Changed 2:0/1/64 1:2/0/128",
+                "C>S CON POST 2:1/0/64",
+                "S>C ACK 2.04 Changed 2:1/1/64",
+                "C>S CON POST 2:2/0/64",
+                "S>C ACK 2.04 Changed 2:2/1/64",
+                "C>S CON POST 2:3/0/64",
+                "S>C ACK 2.04 Changed 2:3/0/64",
+            ]
+        );
+        assert_eq!(run.response_body, result);
+    }
+
+    #[test]
+    fn body_over_the_servers_limit_ends_with_4_13_and_size1() {
+        let mut asm: Block1Assembler<u8, 2, 256> = Block1Assembler::new();
+        let b = body(1000);
+        let run = upload(
+            &b,
+            Code::PUT,
+            3,
+            RequestOptions::default(),
+            6,
+            NO_PAUSE,
+            |ep, now, handle, msg| {
+                let mut local = Block1Assembler::new();
+                std::mem::swap(&mut asm, &mut local);
+                let done = ep
+                    .assemble_block1(now, handle, msg, &mut local)
+                    .unwrap()
+                    .is_some();
+                std::mem::swap(&mut asm, &mut local);
+                assert!(!done);
+            },
+        );
+        assert_eq!(run.final_code, Some(Code::REQUEST_ENTITY_TOO_LARGE));
+        assert_eq!(run.final_size1, Some(256));
+    }
+
+    #[test]
+    fn assembly_dropped_after_exchange_lifetime_gives_4_08() {
+        let (mut asm, mut got) = (Asm::new(), vec![]);
+        let b = body(300);
+        let pause = coap_proto::TransmissionParams::RFC7252.exchange_lifetime()
+            + std::time::Duration::from_secs(1);
+        let run = upload(
+            &b,
+            Code::PUT,
+            3,
+            RequestOptions::default(),
+            6,
+            pause,
+            atomic(&mut asm, &mut got, None),
+        );
+        assert_eq!(run.final_code, Some(Code::REQUEST_ENTITY_INCOMPLETE));
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn uploads_carry_a_request_tag() {
+        let (mut asm, mut got) = (Asm::new(), vec![]);
+        let b = body(200);
+        let tags = std::cell::RefCell::new(vec![]);
+        let mut inner = atomic(&mut asm, &mut got, None);
+        upload(
+            &b,
+            Code::PUT,
+            3,
+            RequestOptions::default(),
+            6,
+            NO_PAUSE,
+            |ep, now, handle, msg| {
+                tags.borrow_mut()
+                    .push(msg.request_tags().next().map(|t| t.to_vec()));
+                inner(ep, now, handle, msg);
+            },
+        );
+        let tags = tags.into_inner();
+        assert!(
+            tags.iter().all(|t| t.is_some() && *t == tags[0]),
+            "{tags:?}"
+        );
+        let _ = Block::MAX_NUM;
     }
 }

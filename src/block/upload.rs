@@ -96,7 +96,7 @@ impl core::error::Error for UploadError {}
 /// assert_eq!((b.num(), b.more(), r), (1, false, 256..300));
 /// assert_eq!(up.on_response(Code::CHANGED, Some(b), None), Ok(UploadStep::Done));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block1Upload {
     szx: u8,
     offset: usize,
