@@ -250,3 +250,211 @@ fn loss_matrix() {
         );
     }
 }
+
+mod uploads {
+    use super::*;
+    use coap_proto::block::Block1Assembler;
+
+    type Asm = Block1Assembler<u8, 2, 70_000>;
+
+    pub struct Uploads {
+        pub body: Vec<u8>,
+        pub szx: u8,
+        pub started: bool,
+        pub handle: Option<RequestHandle>,
+        pub asm: Box<Asm>,
+        pub server_got: Option<Vec<u8>>,
+        pub outcome: Vec<&'static str>,
+        pub handled: HashMap<u16, u32>,
+    }
+
+    impl App<E, D, M, R> for Uploads {
+        fn incoming(
+            &mut self,
+            node: usize,
+            now: Instant,
+            _from: u8,
+            incoming: Incoming<'_>,
+            ep: &mut SimEp,
+        ) {
+            match incoming {
+                Incoming::Request { handle, message } => {
+                    assert_eq!(node, 0);
+                    *self.handled.entry(message.message_id()).or_default() += 1;
+                    let done = ep
+                        .assemble_block1(now, handle, &message, &mut self.asm)
+                        .unwrap()
+                        .map(|r| (r.body.to_vec(), r.echo));
+                    if let Some((body, echo)) = done {
+                        assert!(self.server_got.is_none(), "the body completes once");
+                        self.server_got = Some(body);
+                        ep.respond(now, handle, Code::CHANGED, |b| {
+                            if let Some(e) = echo {
+                                b.block1(e)?;
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                }
+                Incoming::Response {
+                    handle, message, ..
+                } => {
+                    assert_eq!(Some(handle), self.handle);
+                    self.outcome.push(if message.code() == Code::CHANGED {
+                        "changed"
+                    } else {
+                        "refused"
+                    });
+                }
+            }
+        }
+
+        fn event(&mut self, node: usize, now: Instant, event: Event, ep: &mut SimEp) {
+            match event {
+                Event::BlockNeeded { handle, .. } => {
+                    assert_eq!(node, 1);
+                    ep.send_body_block(now, handle, &self.body).unwrap();
+                }
+                Event::TimedOut(h) if Some(h) == self.handle => self.outcome.push("timed out"),
+                Event::UploadFailed(h, _) if Some(h) == self.handle => {
+                    self.outcome.push("upload failed")
+                }
+                other => assert_eq!(node, 0, "unexpected client event {other:?}"),
+            }
+        }
+
+        fn tick(&mut self, node: usize, now: Instant, ep: &mut SimEp) -> Option<Instant> {
+            if node == 1 && !self.started {
+                self.started = true;
+                let h = ep
+                    .request_upload(
+                        now,
+                        0,
+                        Code::PUT,
+                        &RequestOptions::default(),
+                        self.szx,
+                        |b| {
+                            b.uri_path("/config")?;
+                            Ok(())
+                        },
+                    )
+                    .unwrap();
+                self.handle = Some(h);
+            }
+            None
+        }
+    }
+
+    pub fn run(
+        seed: u64,
+        len: usize,
+        szx: u8,
+        server_szx: u8,
+        loss: u32,
+        duplicate: u32,
+    ) -> Uploads {
+        let body: Vec<u8> = (0..len)
+            .map(|i| (i as u32).wrapping_mul(40503).to_be_bytes()[1])
+            .collect();
+        let server = SimEp::new(Config {
+            seed,
+            max_block_szx: server_szx,
+            ..Config::default()
+        })
+        .unwrap();
+        let client = SimEp::new(Config {
+            seed: seed ^ 7,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut app = Uploads {
+            body,
+            szx,
+            started: false,
+            handle: None,
+            asm: Box::new(Asm::new()),
+            server_got: None,
+            outcome: vec![],
+            handled: HashMap::new(),
+        };
+        let link = Link {
+            loss,
+            duplicate,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(200),
+        };
+        let mut sim = Sim::new(vec![server, client], link, seed);
+        assert!(
+            sim.run(&mut app, Instant::from_secs(365 * 24 * 3600), 2_000_000),
+            "quiet"
+        );
+        assert_eq!(
+            app.outcome.len(),
+            1,
+            "exactly one outcome: {:?}",
+            app.outcome
+        );
+        if app.outcome[0] == "changed" {
+            assert_eq!(
+                app.server_got.as_deref(),
+                Some(&app.body[..]),
+                "the server got exactly the body"
+            );
+        }
+        if let Some(got) = &app.server_got {
+            assert_eq!(got, &app.body, "whatever completes is exactly the body");
+        }
+        assert!(
+            app.handled.values().all(|&n| n == 1),
+            "a block request handled twice"
+        );
+        for (i, n) in sim.nodes.iter().enumerate() {
+            assert_eq!(n.exchanges_in_flight(), 0, "node {i} left slots in use");
+        }
+        app
+    }
+
+    #[test]
+    fn lossless_uploads_complete_for_every_block_size() {
+        for szx in 0..=6u8 {
+            for len in [0, 1, 16 << szx, (16 << szx) * 3 + 5, 65_536] {
+                let app = run(szx as u64, len, szx, 6 - szx / 2, 0, 0);
+                assert_eq!(app.outcome, ["changed"], "szx {szx} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn upload_loss_matrix() {
+        for loss in [0u32, 100, 200, 300] {
+            let mut complete = 0;
+            for seed in 0..25u64 {
+                let app = run(
+                    seed,
+                    [0, 700, 4096, 20_000, 65_536][seed as usize % 5],
+                    (seed % 7) as u8,
+                    6 - (seed % 4) as u8,
+                    loss,
+                    200,
+                );
+                complete += (app.outcome[0] == "changed") as usize;
+            }
+            println!("upload loss {}%: {complete}/25 complete", loss / 10);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(60)
+    ))]
+
+    #[test]
+    fn block_upload_delivers_exactly_the_bytes_sent(
+        seed in any::<u64>(), len in len(), szx in 0u8..=6, server_szx in 0u8..=6,
+        loss in 0u32..=300, duplicate in 0u32..=300,
+    ) {
+        uploads::run(seed, len, szx, server_szx, loss, duplicate);
+    }
+}
