@@ -967,10 +967,24 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             if let Some(block2) = early {
                 b.block2(block2)?;
             }
-            b.payload(data)?;
             b.len()
         };
+        // Header and options move over; the payload is copied once, straight into the
+        // slot's buffer (the one copy per payload byte on the way out).
+        let total = if data.is_empty() {
+            len
+        } else {
+            len + 1 + data.len()
+        };
+        if total > M {
+            return Err(Error::Build(BuildError::BufferTooSmall { needed: total }));
+        }
         self.bufs[index][..len].copy_from_slice(&tmp[..len]);
+        if !data.is_empty() {
+            self.bufs[index][len] = 0xff;
+            self.bufs[index][len + 1..total].copy_from_slice(data);
+        }
+        let len = total;
         blocks.upload = Some(upload);
         self.blocks[index] = Some(blocks);
         let max_retransmit = self.config.params.max_retransmit;
