@@ -133,6 +133,10 @@ pub struct RequestOptions<'t> {
     pub block2_late: bool,
     /// Use a new token for each follow-up block request (some servers want it).
     pub fresh_token_per_block: bool,
+    /// Fetch the body from this byte offset on: the first request already asks for
+    /// the block that holds it (at `block2_szx`, default 1024 bytes); the bytes of that
+    /// block before the offset are the caller's to skip.
+    pub block2_offset: usize,
 }
 
 /// How [`Endpoint::respond_with`] sends an answer.
@@ -1056,6 +1060,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         };
         // The MID is patched in when the message is sent (queued requests wait).
         let download = match options.block2_szx {
+            _ if options.block2_offset > 0 => Block2Download::starting_at(
+                options.block2_offset,
+                options.block2_szx.unwrap_or(Block::MAX_SZX),
+            ),
             Some(szx) if options.block2_late => Block2Download::new().with_late(szx),
             Some(szx) => Block2Download::new().with_early(szx),
             None => Block2Download::new(),

@@ -55,6 +55,12 @@ fn transfer(len: usize, server_szx: u8, opts: RequestOptions<'_>, drop: &[usize]
         blocks: 0,
         handled: 0,
     };
+    // A slice fetch starts at the block holding the offset: the bytes before it are
+    // taken as known, so the whole body can still be compared.
+    if opts.block2_offset > 0 {
+        let size = 16usize << opts.block2_szx.unwrap_or(6);
+        run.body = body[..opts.block2_offset / size * size].to_vec();
+    }
     let mut n = 0;
     for _ in 0..200 {
         let mut idle = true;
@@ -750,5 +756,170 @@ mod block1 {
             "{tags:?}"
         );
         let _ = Block::MAX_NUM;
+    }
+}
+
+mod helpers_and_misbehaviour {
+    use super::*;
+    use coap_proto::Event;
+    use coap_proto::block::{Block1Assembler, BodyBuffer, BufferTooSmall};
+    use coap_proto::wire::Block;
+    use common::msg;
+
+    #[test]
+    fn slice_at_an_offset_starts_at_the_block_that_holds_it() {
+        let opts = RequestOptions {
+            block2_offset: 700,
+            block2_szx: Some(3),
+            ..Default::default()
+        };
+        let run = transfer(1000, 6, opts, &[]);
+        // 128-byte blocks: byte 700 is in block 5.
+        assert_eq!(run.log[0], "C>S CON GET 2:5/0/128");
+        assert_eq!(run.log.len(), 6, "blocks 5, 6 and 7 only");
+    }
+
+    #[test]
+    fn download_into_a_buffer_reports_the_size_needed() {
+        let body: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        let mut client = Ep::new(Config {
+            seed: 1,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut server = Ep::new(Config {
+            seed: 2,
+            max_block_szx: 3,
+            ..Config::default()
+        })
+        .unwrap();
+        let now = Instant::ZERO;
+        client
+            .request(now, SERVER, Code::GET, &RequestOptions::default(), |_| {
+                Ok(())
+            })
+            .unwrap();
+        let mut small = [0u8; 200];
+        let mut buf = BodyBuffer::new(&mut small);
+        let Output::Transmit(t) = client.poll_output(now) else {
+            panic!()
+        };
+        let req = t.data.to_vec();
+        let Some(Incoming::Request { handle, message }) = server.handle_datagram(now, CLIENT, &req)
+        else {
+            panic!()
+        };
+        server
+            .respond_block2(now, handle, &message, Code::CONTENT, &body, |_| Ok(()))
+            .unwrap();
+        let Output::Transmit(t) = server.poll_output(now) else {
+            panic!()
+        };
+        let resp = t.data.to_vec();
+        let Some(Incoming::Response {
+            message,
+            block: Some(r),
+            ..
+        }) = client.handle_datagram(now, SERVER, &resp)
+        else {
+            panic!()
+        };
+        // Size2 arrives with the first block: the shortfall is known at once.
+        assert_eq!(
+            buf.put(&r, message.payload()),
+            Err(BufferTooSmall { needed: 300 })
+        );
+    }
+
+    #[test]
+    fn server_sending_more_forever_is_stopped_by_block2_numbering() {
+        // M=1 on every block: the client follows until NUM would pass 2^20 - 1, then
+        // ends with BlockFailed instead of looping. 16-byte blocks keep it quick.
+        let mut client = Ep::new(Config {
+            seed: 1,
+            ..Config::default()
+        })
+        .unwrap();
+        let now = Instant::ZERO;
+        let opts = RequestOptions {
+            block2_szx: Some(0),
+            ..Default::default()
+        };
+        client
+            .request(now, SERVER, Code::GET, &opts, |_| Ok(()))
+            .unwrap();
+        let mut events = vec![];
+        let mut n = 0u32;
+        loop {
+            let mut req = None;
+            loop {
+                match client.poll_output(now) {
+                    Output::Transmit(t) => req = Some(t.data.to_vec()),
+                    Output::Event(e) => events.push(e),
+                    Output::Timeout(_) => break,
+                }
+            }
+            let Some(req) = req else { break };
+            let r = parse(&req);
+            let resp = msg(Type::Ack, Code::CONTENT, r.message_id(), r.token(), |b| {
+                b.block2(Block::new(n, true, 0).unwrap()).unwrap();
+                b.payload(&[0xaa; 16]).unwrap();
+            });
+            client.handle_datagram(now, SERVER, &resp);
+            n += 1;
+            assert!(n <= Block::MAX_NUM + 1, "must stop");
+        }
+        assert_eq!(n, Block::MAX_NUM + 1);
+        assert!(
+            matches!(
+                events[..],
+                [Event::BlockFailed(
+                    _,
+                    coap_proto::block::DownloadError::TooLarge
+                )]
+            ),
+            "{events:?}"
+        );
+        assert_eq!(client.exchanges_in_flight(), 0);
+    }
+
+    #[test]
+    fn client_block1_out_of_order_gets_4_08() {
+        let mut server = Ep::new(Config {
+            seed: 2,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut asm: Block1Assembler<u8, 2, 1024> = Block1Assembler::new();
+        let now = Instant::ZERO;
+        let mut answer = |mid: u16, num: u32| {
+            let req = msg(Type::Con, Code::PUT, mid, &[1], |b| {
+                b.uri_path("x").unwrap();
+                b.block1(Block::new(num, true, 0).unwrap()).unwrap();
+                b.payload(&[7; 16]).unwrap();
+            });
+            let Some(Incoming::Request { handle, message }) =
+                server.handle_datagram(now, CLIENT, &req)
+            else {
+                panic!()
+            };
+            assert!(
+                server
+                    .assemble_block1(now, handle, &message, &mut asm)
+                    .unwrap()
+                    .is_none()
+            );
+            let Output::Transmit(t) = server.poll_output(now) else {
+                panic!()
+            };
+            parse(t.data).code()
+        };
+        assert_eq!(answer(1, 0), Code::CONTINUE);
+        assert_eq!(
+            answer(2, 2),
+            Code::REQUEST_ENTITY_INCOMPLETE,
+            "block 1 skipped"
+        );
+        assert_eq!(answer(3, 1), Code::CONTINUE, "the right block still fits");
     }
 }

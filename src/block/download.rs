@@ -149,6 +149,17 @@ impl Block2Download {
         self
     }
 
+    /// Starts at the block that holds byte `offset` of the body, for fetching a slice
+    /// (`szx` is the block size to ask for): the first request names that block, and
+    /// the bytes of it before `offset` are the caller's to skip.
+    pub fn starting_at(offset: usize, szx: u8) -> Block2Download {
+        let mut d = Block2Download::new().with_early(szx);
+        let size = 16usize << d.szx;
+        let start = (offset / size * size).min((Block::MAX_NUM as usize) * size);
+        d.offset = start as u32;
+        d
+    }
+
     /// Refuses bodies longer than `limit` bytes ([`DownloadError::TooLarge`]), as soon as
     /// a block or the Size2 option shows it.
     pub fn with_limit(mut self, limit: usize) -> Block2Download {
@@ -164,7 +175,9 @@ impl Block2Download {
             return None;
         }
         if !self.started {
-            return self.asked.and_then(|szx| Block::new(0, false, szx));
+            return self
+                .asked
+                .and_then(|szx| Block::new(self.offset >> (szx + 4), false, szx));
         }
         Block::new(self.offset >> (self.szx + 4), false, self.szx)
     }
@@ -270,6 +283,72 @@ impl Block2Download {
     }
 }
 
+/// Reassembles a body into a caller's buffer, block by block, as the
+/// [`Received`] reports of a download come in.
+///
+/// ```
+/// use coap_proto::block::{BodyBuffer, Received};
+/// let mut buf = [0u8; 8];
+/// let mut body = BodyBuffer::new(&mut buf);
+/// body.put(&Received { offset: 0, last: false, total: Some(6) }, b"abcd").unwrap();
+/// body.put(&Received { offset: 4, last: true, total: None }, b"ef").unwrap();
+/// assert_eq!(body.as_slice(), b"abcdef");
+/// let mut small = [0u8; 4];
+/// let mut body = BodyBuffer::new(&mut small);
+/// let err = body.put(&Received { offset: 0, last: false, total: Some(6) }, b"abcd");
+/// assert_eq!(err, Err(coap_proto::block::BufferTooSmall { needed: 6 }));
+/// ```
+#[derive(Debug)]
+pub struct BodyBuffer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+/// The body does not fit the buffer; it needs at least `needed` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BufferTooSmall {
+    /// The buffer size the body needs (its full size when the server said it, else
+    /// as much as has arrived so far).
+    pub needed: usize,
+}
+
+impl fmt::Display for BufferTooSmall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the body needs a buffer of at least {} bytes",
+            self.needed
+        )
+    }
+}
+
+impl core::error::Error for BufferTooSmall {}
+
+impl<'a> BodyBuffer<'a> {
+    /// An empty body in `buf`.
+    pub fn new(buf: &'a mut [u8]) -> BodyBuffer<'a> {
+        BodyBuffer { buf, len: 0 }
+    }
+
+    /// Adds one block's payload at the offset `received` reports. Fails, changing
+    /// nothing, if the body does not fit — as soon as Size2 shows it.
+    pub fn put(&mut self, received: &Received, payload: &[u8]) -> Result<(), BufferTooSmall> {
+        let end = received.offset + payload.len();
+        let needed = received.total.map_or(end, |t| (t as usize).max(end));
+        if needed > self.buf.len() {
+            return Err(BufferTooSmall { needed });
+        }
+        self.buf[received.offset..end].copy_from_slice(payload);
+        self.len = self.len.max(end);
+        Ok(())
+    }
+
+    /// The body reassembled so far.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +380,22 @@ mod tests {
         let mut d = Block2Download::new().with_late(2);
         d.on_response(blk(0, true, 3), None, None, 128).unwrap();
         assert_eq!(d.next_request_block(), blk(2, false, 2));
+    }
+
+    #[test]
+    fn starting_at_an_offset_asks_for_the_block_that_holds_it() {
+        let mut d = Block2Download::starting_at(1000, 4); // 256-byte blocks
+        assert_eq!(d.next_request_block(), blk(3, false, 4));
+        let r = d
+            .on_response(blk(3, true, 4), Some(&[7]), None, 256)
+            .unwrap();
+        assert_eq!(r.offset, 768);
+        assert_eq!(d.next_request_block(), blk(4, false, 4));
+        assert!(
+            d.on_response(blk(4, false, 4), Some(&[7]), None, 10)
+                .unwrap()
+                .last
+        );
     }
 
     #[test]

@@ -16,6 +16,6 @@ mod serve;
 mod upload;
 
 pub use assemble::{AssembleError, Assembled, Block1Assembler, block1_key};
-pub use download::{Block2Download, DownloadError, Received};
+pub use download::{Block2Download, BodyBuffer, BufferTooSmall, DownloadError, Received};
 pub use serve::{Block2Slice, ServeError, serve_block2};
 pub use upload::{Block1Upload, UploadError, UploadStep};
