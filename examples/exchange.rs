@@ -1,7 +1,8 @@
 //! A client endpoint and a server endpoint talking over real UDP sockets on 127.0.0.1,
 //! each driven by the documented run loop. The client sends a GET (answered
-//! piggybacked), a POST (echoed back) and a GET that the server answers later as a
-//! separate response, then pings the server.
+//! piggybacked), a POST (echoed back), a GET for a 3000-byte resource (transferred in
+//! 512-byte blocks, RFC 7959) and a GET that the server answers later as a separate
+//! response, then pings the server.
 //!
 //! ```text
 //! cargo run --example exchange
@@ -113,6 +114,13 @@ fn server(socket: UdpSocket, start: StdInstant, stop: Arc<AtomicBool>) -> std::i
                         b.payload(message.payload())?;
                         Ok(())
                     })
+                } else if message.uri_path().matches("/big") {
+                    // Served block by block: the endpoint picks the slice each request asks for.
+                    let body: Vec<u8> = (0..3000).map(|i| b"coap-proto "[i % 11]).collect();
+                    ep.respond_block2(t, handle, &message, Code::CONTENT, &body, |b| {
+                        b.etag(&[0x01, 0x02])?;
+                        Ok(())
+                    })
                 } else if message.uri_path().matches("/slow") {
                     // Not answered now: the endpoint sends an empty ACK, and the answer
                     // follows as a separate response.
@@ -147,15 +155,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 0xc11e,
         ..Config::default()
     })?;
-    let requests: [(Code, &str, &[u8]); 3] = [
+    let requests: [(Code, &str, &[u8]); 4] = [
         (Code::GET, "/hello", b""),
         (Code::POST, "/echo", b"ping from the client"),
+        (Code::GET, "/big", b""),
         (Code::GET, "/slow", b""),
     ];
     let mut failures = 0;
     for (method, path, body) in requests {
         let t = now(start);
-        let handle = client.request(t, server_addr, method, &RequestOptions::default(), |b| {
+        // Ask for 512-byte blocks should the response come block-wise.
+        let options = RequestOptions {
+            block2_szx: Some(5),
+            ..RequestOptions::default()
+        };
+        let handle = client.request(t, server_addr, method, &options, |b| {
             b.uri_path(path)?;
             if !body.is_empty() {
                 b.payload(body)?;
@@ -164,6 +178,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?;
         println!("{method} {path}");
         let mut done = false;
+        let mut received = 0;
         let give_up = StdInstant::now() + Duration::from_secs(10);
         while !done && StdInstant::now() < give_up {
             turn(
@@ -173,11 +188,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Duration::from_millis(50),
                 |_, happened| match happened {
                     Happened::Incoming(Incoming::Response {
-                        handle: h, message, ..
-                    }) if h == handle => {
-                        print_response(&message);
-                        done = true;
-                    }
+                        handle: h,
+                        message,
+                        block,
+                    }) if h == handle => match block {
+                        Some(b) => {
+                            println!(
+                                "  client got  block at {:>4}{}: {} bytes",
+                                b.offset,
+                                b.total.map_or(String::new(), |t| format!(" of {t}")),
+                                message.payload().len()
+                            );
+                            done = b.last;
+                            received += message.payload().len();
+                        }
+                        None => {
+                            print_response(&message);
+                            done = true;
+                        }
+                    },
                     Happened::Event(e) => {
                         println!("  client: {e}");
                         failures += 1;
@@ -190,6 +219,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !done {
             println!("  no answer within 10 s");
             failures += 1;
+        } else if received > 0 {
+            println!("  whole body: {received} bytes");
         }
     }
 

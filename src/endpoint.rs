@@ -912,8 +912,8 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     /// [`send_body_block`](Self::send_body_block) (a body the caller holds). 2.31
     /// Continue is absorbed; the final response arrives as [`Incoming::Response`] and,
     /// if it carries Block2, continues as a download (§3.3). A smaller block size
-    /// preferred by the server is adopted. A random Request-Tag is added unless `build`
-    /// adds one (RFC 9175 §3), so that concurrent uploads to one resource stay apart.
+    /// preferred by the server is adopted. A random Request-Tag is added (RFC 9175 §3),
+    /// so that concurrent uploads to one resource stay apart.
     pub fn request_upload(
         &mut self,
         now: Instant,
@@ -1072,18 +1072,17 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let first_block2 = download.next_request_block().filter(|_| upload.is_none());
         let mut tag = [0u8; 2];
         self.rng.fill(&mut tag);
+        // The endpoint's own options go in first: `build` may end with a payload, and
+        // the builder puts options added later where they belong.
         let built = MessageBuilder::new(&mut self.bufs[index], ty, method, 0).and_then(|mut b| {
             b.token(token)?;
-            build(&mut b)?;
             if let Some(block) = first_block2 {
                 b.block2(block)?;
             }
-            if upload.is_some()
-                && !Message::parse(b.as_bytes())
-                    .is_ok_and(|m| m.has_option(OptionNumber::REQUEST_TAG))
-            {
+            if upload.is_some() {
                 b.request_tag(&tag)?;
             }
+            build(&mut b)?;
             Ok(b.len())
         });
         let len = match built {

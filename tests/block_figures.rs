@@ -923,3 +923,33 @@ mod helpers_and_misbehaviour {
         assert_eq!(answer(3, 1), Code::CONTINUE, "the right block still fits");
     }
 }
+
+#[test]
+fn early_block2_with_a_request_payload() {
+    // Found by the exchange example: the endpoint's Block2 used to be added after the
+    // caller's payload, which the builder refuses.
+    let mut client = Ep::new(Config {
+        seed: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let opts = RequestOptions {
+        block2_szx: Some(5),
+        ..Default::default()
+    };
+    client
+        .request(Instant::ZERO, SERVER, Code::FETCH, &opts, |b| {
+            b.uri_path("/q")?.payload(b"query")?;
+            Ok(())
+        })
+        .unwrap();
+    let Output::Transmit(t) = client.poll_output(Instant::ZERO) else {
+        panic!()
+    };
+    let m = parse(t.data);
+    assert_eq!(
+        m.block2().unwrap(),
+        coap_proto::wire::Block::new(0, false, 5)
+    );
+    assert_eq!(m.payload(), b"query");
+}
