@@ -407,10 +407,8 @@ enum ClientOutcome {
     TimedOut,
     Reset,
     Pong,
-    /// The error is kept in the slot's `ClientBlocks`.
+    /// The failure is kept in the slot's `ClientBlocks`.
     BlockFailed,
-    /// The error is kept in the slot's `ClientBlocks`.
-    UploadFailed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -564,8 +562,14 @@ struct ClientBlocks {
     /// For a request started with `request_upload`.
     upload: Option<Block1Upload>,
     fresh_token: bool,
-    failed: Option<DownloadError>,
-    upload_failed: Option<UploadError>,
+    failed: Option<BlockFailure>,
+}
+
+/// Why a block-wise transfer ended a request.
+#[derive(Clone, Copy, Debug)]
+enum BlockFailure {
+    Download(DownloadError),
+    Upload(UploadError),
 }
 
 /// A stateless answer waiting to be sent: RST for what matched nothing, or an error
@@ -1114,7 +1118,6 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             upload: upload.map(Block1Upload::new),
             fresh_token: options.fresh_token_per_block,
             failed: None,
-            upload_failed: None,
         });
         let generation = self.occupy(index, slot);
         self.try_start(now, index, &params);
@@ -1635,27 +1638,14 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             // 2.31 Continue or another block acknowledged: absorbed, the upload goes on.
             Ok(false) => return None,
             Err(e) => {
-                if let (Some(Some(slot)), Some(Some(b))) =
-                    (self.slots.get_mut(index), self.blocks.get_mut(index))
-                {
-                    slot.state = State::ClientDone(ClientOutcome::UploadFailed);
-                    b.upload_failed = Some(e);
-                }
-                self.sync(index);
+                self.fail_transfer(index, BlockFailure::Upload(e));
                 return None;
             }
         }
         let block = match self.follow_block2(now, index, msg) {
             Ok(block) => block,
             Err(e) => {
-                // The transfer cannot go on: the request ends with that outcome.
-                if let (Some(Some(slot)), Some(Some(b))) =
-                    (self.slots.get_mut(index), self.blocks.get_mut(index))
-                {
-                    slot.state = State::ClientDone(ClientOutcome::BlockFailed);
-                    b.failed = Some(e);
-                }
-                self.sync(index);
+                self.fail_transfer(index, BlockFailure::Download(e));
                 return None;
             }
         };
@@ -1668,6 +1658,18 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             message: *msg,
             block,
         })
+    }
+
+    /// Ends a client request whose block-wise transfer cannot go on; the failure is
+    /// reported as its outcome.
+    fn fail_transfer(&mut self, index: usize, failure: BlockFailure) {
+        if let (Some(Some(slot)), Some(Some(b))) =
+            (self.slots.get_mut(index), self.blocks.get_mut(index))
+        {
+            slot.state = State::ClientDone(ClientOutcome::BlockFailed);
+            b.failed = Some(failure);
+        }
+        self.sync(index);
     }
 
     /// Feeds a response to its request's Block1 upload (RFC 7959 §2.5): `Ok(true)` if
@@ -2233,18 +2235,13 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                         ClientOutcome::TimedOut => Event::TimedOut(h),
                         ClientOutcome::Reset => Event::Reset(h),
                         ClientOutcome::Pong => Event::Pong(h),
-                        ClientOutcome::BlockFailed => Event::BlockFailed(
-                            h,
-                            self.blocks[index]
-                                .and_then(|b| b.failed)
-                                .unwrap_or(DownloadError::Finished),
-                        ),
-                        ClientOutcome::UploadFailed => Event::UploadFailed(
-                            h,
-                            self.blocks[index]
-                                .and_then(|b| b.upload_failed)
-                                .unwrap_or(UploadError::NotInFlight),
-                        ),
+                        ClientOutcome::BlockFailed => {
+                            match self.blocks[index].and_then(|b| b.failed) {
+                                Some(BlockFailure::Upload(e)) => Event::UploadFailed(h, e),
+                                Some(BlockFailure::Download(e)) => Event::BlockFailed(h, e),
+                                None => Event::BlockFailed(h, DownloadError::Finished),
+                            }
+                        }
                     }
                 }
                 State::ServerDone(outcome) => {

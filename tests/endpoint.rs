@@ -769,7 +769,7 @@ fn default_endpoint_size_is_as_documented() {
     // The crate docs state these figures; keep them honest.
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 29_192);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 29_064);
     // Per exchange beyond its message buffer, averaged over 64 more slots.
     let per = |a: usize, b: usize| (b - a) / 64 - 1152;
     assert_eq!(
@@ -777,14 +777,14 @@ fn default_endpoint_size_is_as_documented() {
             size_of::<Endpoint<SocketAddr, 32, 32, 1152, 4608>>(),
             size_of::<Endpoint<SocketAddr, 96, 32, 1152, 4608>>()
         ),
-        187
+        179
     );
     assert_eq!(
         per(
             size_of::<Endpoint<u32, 32, 32, 1152, 4608>>(),
             size_of::<Endpoint<u32, 96, 32, 1152, 4608>>()
         ),
-        163
+        155
     );
 }
 
