@@ -555,14 +555,50 @@ impl<P> Slot<P> {
     }
 }
 
-/// Block-wise state of a client request, kept beside its slot.
+/// What a client request keeps beside its slot: its start parameters and block-wise
+/// state.
 #[derive(Clone, Copy, Debug)]
 struct ClientBlocks {
+    start: StartParams,
     download: Block2Download,
     /// For a request started with `request_upload`.
     upload: Option<Block1Upload>,
     fresh_token: bool,
     failed: Option<BlockFailure>,
+}
+
+/// What starting a client request — or restarting it for its next block — needs from
+/// its transmission parameters, kept with the request so that one that waits for
+/// NSTART, and its follow-ups, use its own parameters rather than the endpoint's.
+#[derive(Clone, Copy, Debug)]
+struct StartParams {
+    ack_timeout_us: u32,
+    random_milli: u16,
+    max_retransmit: u8,
+    nstart: u8,
+    /// How long a NON request waits for its response.
+    non_wait_ms: u32,
+}
+
+impl StartParams {
+    fn new(p: &TransmissionParams, non_wait: Duration) -> StartParams {
+        StartParams {
+            ack_timeout_us: p.ack_timeout.as_micros().min(u32::MAX as u128) as u32,
+            random_milli: p.ack_random_factor_milli,
+            max_retransmit: p.max_retransmit,
+            nstart: p.nstart,
+            non_wait_ms: non_wait.as_millis().min(u32::MAX as u128) as u32,
+        }
+    }
+
+    fn initial_timeout(&self, random: u64) -> Duration {
+        let p = TransmissionParams {
+            ack_timeout: Duration::from_micros(self.ack_timeout_us as u64),
+            ack_random_factor_milli: self.random_milli,
+            ..TransmissionParams::RFC7252
+        };
+        Retransmission::initial_timeout(&p, random)
+    }
 }
 
 /// Why a block-wise transfer ended a request.
@@ -995,17 +1031,14 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let len = total;
         blocks.upload = Some(upload);
         self.blocks[index] = Some(blocks);
-        let max_retransmit = self.config.params.max_retransmit;
         if let Some(Some(s)) = self.slots.get_mut(index) {
             s.len = len as u16;
             s.state = State::Queued;
             s.deadline = now;
-            s.retransmits_left = max_retransmit;
         }
         self.queued += 1;
         self.sync(index);
-        let params = self.config.params;
-        self.try_start(now, index, &params);
+        self.try_start(now, index);
         Ok(())
     }
 
@@ -1109,18 +1142,20 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             if options.non_confirmable { 0 } else { CON },
         );
         slot.len = len as u16;
-        slot.timeout_us = options
-            .timeout
-            .map_or(0, |d| d.as_micros().clamp(1, u32::MAX as u128) as u32);
-        slot.retransmits_left = params.max_retransmit;
+        let non_wait = options.timeout.unwrap_or(
+            self.config
+                .non_response_timeout
+                .unwrap_or(params.max_transmit_wait()),
+        );
         self.blocks[index] = Some(ClientBlocks {
+            start: StartParams::new(&params, non_wait),
             download,
             upload: upload.map(Block1Upload::new),
             fresh_token: options.fresh_token_per_block,
             failed: None,
         });
         let generation = self.occupy(index, slot);
-        self.try_start(now, index, &params);
+        self.try_start(now, index);
         Ok(RequestHandle {
             index: index as u16,
             generation,
@@ -1136,10 +1171,8 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let _ = MessageBuilder::new(&mut self.bufs[index], Type::Con, Code::EMPTY, 0);
         let mut slot = Slot::new(peer, now, State::Queued, &[], CON | PING);
         slot.len = 4;
-        slot.retransmits_left = self.config.params.max_retransmit;
         let generation = self.occupy(index, slot);
-        let params = self.config.params;
-        self.try_start(now, index, &params);
+        self.try_start(now, index);
         Ok(RequestHandle {
             index: index as u16,
             generation,
@@ -1178,8 +1211,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         len
     }
 
-    /// Sends queued slot `index` if NSTART allows (§4.7); otherwise it stays queued.
-    fn try_start(&mut self, now: Instant, index: usize, params: &TransmissionParams) {
+    /// Sends queued slot `index` if NSTART allows (§4.7), with the request's own
+    /// transmission parameters; otherwise it stays queued.
+    fn try_start(&mut self, now: Instant, index: usize) {
         let Some(Some(slot)) = self
             .slots
             .get(index)
@@ -1187,25 +1221,31 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         else {
             return;
         };
+        let start = match self.blocks.get(index).copied().flatten() {
+            Some(b) => b.start,
+            // A ping: the endpoint's parameters.
+            None => StartParams::new(
+                &self.config.params,
+                self.config
+                    .non_response_timeout
+                    .unwrap_or(self.config.params.max_transmit_wait()),
+            ),
+        };
         let peer = slot.peer;
         // Only when NSTART could be reached at all is it worth counting this peer's.
-        if self.outstanding >= params.nstart as usize {
+        if self.outstanding >= start.nstart as usize {
             let outstanding = self
                 .slots
                 .iter()
                 .flatten()
                 .filter(|s| s.peer == peer && s.is_outstanding())
                 .count();
-            if outstanding >= params.nstart as usize {
+            if outstanding >= start.nstart as usize {
                 return;
             }
         }
         let mid = self.new_mid();
         let random = self.rng.next_u64();
-        let non_wait = self
-            .config
-            .non_response_timeout
-            .unwrap_or(params.max_transmit_wait());
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;
         };
@@ -1214,17 +1254,14 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             b.copy_from_slice(&mid.to_be_bytes());
         }
         slot.set_sending(true);
+        slot.retransmits_left = start.max_retransmit;
         if slot.con() {
-            let r = Retransmission::new(now, Retransmission::initial_timeout(params, random), 0);
+            let r = Retransmission::new(now, start.initial_timeout(random), 0);
             slot.timeout_us = r.timeout().as_micros() as u32;
             slot.deadline = r.deadline();
             slot.state = State::AwaitingAck;
         } else {
-            let wait = match slot.timeout_us {
-                0 => non_wait,
-                us => Duration::from_micros(us as u64),
-            };
-            slot.deadline = now + wait;
+            slot.deadline = now + Duration::from_millis(start.non_wait_ms as u64);
             slot.state = State::AwaitingNonResponse;
         }
         self.queued -= 1;
@@ -1245,8 +1282,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             let Some(index) = next else {
                 return;
             };
-            let params = self.config.params;
-            self.try_start(now, index, &params);
+            self.try_start(now, index);
             if matches!(&self.slots[index], Some(s) if s.state == State::Queued) {
                 return;
             }
@@ -1793,20 +1829,17 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             b.len()
         };
         self.bufs[index][..len].copy_from_slice(&tmp[..len]);
-        let max_retransmit = self.config.params.max_retransmit;
         if let Some(Some(slot)) = self.slots.get_mut(index) {
             slot.len = len as u16;
             slot.token = token;
             slot.bits = (slot.bits & !0x0f) | token_len as u8;
             slot.state = State::Queued;
             slot.deadline = now;
-            slot.retransmits_left = max_retransmit;
             slot.timeout_us = 0;
         }
         self.queued += 1;
         self.sync(index);
-        let params = self.config.params;
-        self.try_start(now, index, &params);
+        self.try_start(now, index);
         Ok(())
     }
 

@@ -769,7 +769,7 @@ fn default_endpoint_size_is_as_documented() {
     // The crate docs state these figures; keep them honest.
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 29_064);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 29_192);
     // Per exchange beyond its message buffer, averaged over 64 more slots.
     let per = |a: usize, b: usize| (b - a) / 64 - 1152;
     assert_eq!(
@@ -777,14 +777,14 @@ fn default_endpoint_size_is_as_documented() {
             size_of::<Endpoint<SocketAddr, 32, 32, 1152, 4608>>(),
             size_of::<Endpoint<SocketAddr, 96, 32, 1152, 4608>>()
         ),
-        179
+        187
     );
     assert_eq!(
         per(
             size_of::<Endpoint<u32, 32, 32, 1152, 4608>>(),
             size_of::<Endpoint<u32, 96, 32, 1152, 4608>>()
         ),
-        155
+        163
     );
 }
 
@@ -961,4 +961,36 @@ fn generated_tokens_never_repeat_one_in_use_queued_ones_included() {
             "seed {seed}: tokens of requests alive together must differ: {tokens:?}"
         );
     }
+}
+
+#[test]
+fn queued_request_keeps_its_own_transmission_parameters() {
+    let mut client = endpoint(1);
+    let first = get(&mut client, t(0), &RequestOptions::default());
+    let slow = TransmissionParams {
+        ack_timeout: Duration::from_secs(10),
+        ..exact_params()
+    };
+    let opts = RequestOptions {
+        params: Some(slow),
+        ..Default::default()
+    };
+    let _second = get(&mut client, t(0), &opts);
+    let out = drain(&mut client, t(0));
+    assert_eq!(out.sent.len(), 1, "the second waits for NSTART");
+    let req = parse(&out.sent[0].1);
+    let resp = msg(
+        Type::Ack,
+        Code::CONTENT,
+        req.message_id(),
+        req.token(),
+        |_| {},
+    );
+    assert!(
+        matches!(client.handle_datagram(t(100), SERVER, &resp), Some(Incoming::Response { handle, .. }) if handle == first)
+    );
+    let out = drain(&mut client, t(100));
+    assert_eq!(out.sent.len(), 1, "now the second starts");
+    // Its own ACK_TIMEOUT (10 s, factor 1.0), not the endpoint's 2–3 s.
+    assert_eq!(out.timeout, Some(t(10_100)));
 }
