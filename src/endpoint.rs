@@ -653,6 +653,11 @@ pub struct Endpoint<
     const R: usize = 4608,
 > {
     config: Config,
+    /// EXCHANGE_LIFETIME, NON_LIFETIME and MAX_TRANSMIT_WAIT of `config.params`,
+    /// derived once: the parameters never change after construction.
+    exchange_lifetime: Duration,
+    non_lifetime: Duration,
+    max_transmit_wait: Duration,
     rng: Rng,
     next_mid: u16,
     last_now: Instant,
@@ -710,6 +715,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let mut rng = Rng::new(config.seed);
         let next_mid = rng.next_u64() as u16;
         Ok(Endpoint {
+            exchange_lifetime: config.params.exchange_lifetime(),
+            non_lifetime: config.params.non_lifetime(),
+            max_transmit_wait: config.params.max_transmit_wait(),
             config,
             rng,
             next_mid,
@@ -1228,7 +1236,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 &self.config.params,
                 self.config
                     .non_response_timeout
-                    .unwrap_or(self.config.params.max_transmit_wait()),
+                    .unwrap_or(self.max_transmit_wait),
             ),
         };
         let peer = slot.peer;
@@ -1489,7 +1497,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             .slot_mut(handle.index, handle.generation)
             .map(|s| s.peer)
             .ok_or(Error::UnknownHandle)?;
-        let lifetime = self.config.params.exchange_lifetime();
+        let lifetime = self.exchange_lifetime;
         let max_block_szx = self.config.max_block_szx;
         let size1 = request.size1().ok().flatten();
         let key = block1_key(request);
@@ -1603,7 +1611,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                     + self
                         .config
                         .separate_response_timeout
-                        .unwrap_or(self.config.params.exchange_lifetime());
+                        .unwrap_or(self.exchange_lifetime);
                 self.start_queued(now, from);
             }
             State::AwaitingAck => {} // piggybacked response: take_response finishes it
@@ -1856,13 +1864,13 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         match self.take_response(from, &msg, false) {
             Some(incoming) => {
                 if con {
-                    let life = self.config.params.exchange_lifetime();
+                    let life = self.exchange_lifetime;
                     let entry =
                         self.dedup
                             .insert(now, from, msg.message_id(), life, Reply::EmptyAck);
                     self.owe(entry, from, msg.message_id(), Reply::EmptyAck);
                 } else {
-                    let life = self.config.params.non_lifetime();
+                    let life = self.non_lifetime;
                     self.dedup
                         .insert(now, from, msg.message_id(), life, Reply::Nothing);
                 }
@@ -1890,7 +1898,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 let wait = self
                     .config
                     .deferred_response_timeout
-                    .unwrap_or(self.config.params.exchange_lifetime());
+                    .unwrap_or(self.exchange_lifetime);
                 match self.slot_mut(index, generation) {
                     Some(slot) if slot.state == State::Piggybacked => {}
                     Some(slot) => {
@@ -1940,9 +1948,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             None
         };
         let lifetime = if con {
-            self.config.params.exchange_lifetime()
+            self.exchange_lifetime
         } else {
-            self.config.params.non_lifetime()
+            self.non_lifetime
         };
         let free = if error.is_none() {
             self.free_index()
@@ -1975,7 +1983,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let wait = self
             .config
             .deferred_response_timeout
-            .unwrap_or(self.config.params.exchange_lifetime());
+            .unwrap_or(self.exchange_lifetime);
         let (deadline, state) = if con {
             (now + self.config.empty_ack_delay, State::DeferredCon)
         } else {
@@ -2110,7 +2118,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
 
     /// The transitions of §4.2 and §5.2.2 driven by time, for slot `index`.
     fn fire(&mut self, now: Instant, index: usize) {
-        let exchange_lifetime = self.config.params.exchange_lifetime();
+        let exchange_lifetime = self.exchange_lifetime;
         let deferred = self
             .config
             .deferred_response_timeout
