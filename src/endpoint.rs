@@ -2207,7 +2207,8 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                         data: &self.scratch[..4],
                     });
                 }
-                Reply::Stored { .. } => {
+                // A reply overwritten in the arena since is lost, as if on the way.
+                Reply::Stored { .. } if self.dedup.stored(entry).is_some() => {
                     return Output::Transmit(Transmit {
                         to,
                         data: self.dedup.stored(entry).unwrap_or(&[]),

@@ -994,3 +994,43 @@ fn queued_request_keeps_its_own_transmission_parameters() {
     // Its own ACK_TIMEOUT (10 s, factor 1.0), not the endpoint's 2–3 s.
     assert_eq!(out.timeout, Some(t(10_100)));
 }
+
+#[test]
+fn overwritten_stored_reply_is_not_sent_as_an_empty_datagram() {
+    // Found by the block fuzz target: a duplicate whose stored reply had been
+    // overwritten in the arena got a zero-length datagram. It now gets nothing, as if
+    // the reply had been lost, and the request is still not delivered again.
+    type Small = Endpoint<u8, 8, 16, 128, 128>;
+    let mut server = Small::new(config(2)).unwrap();
+    let req = |mid: u16| {
+        msg(Type::Con, Code::GET, mid, &[mid as u8], |b| {
+            b.uri_path("x").map(drop).unwrap()
+        })
+    };
+    let answer = |s: &mut Small, mid: u16| {
+        let Some(Incoming::Request { handle, .. }) = s.handle_datagram(t(0), CLIENT, &req(mid))
+        else {
+            panic!()
+        };
+        s.respond(t(0), handle, Code::CONTENT, |b| {
+            b.payload(&[mid as u8; 80]).map(drop)
+        })
+        .unwrap();
+        while let coap_proto::Output::Transmit(_) = s.poll_output(t(0)) {}
+    };
+    answer(&mut server, 1);
+    answer(&mut server, 2); // 2's reply overwrites 1's in the 128-byte arena
+    assert!(
+        server.handle_datagram(t(1), CLIENT, &req(1)).is_none(),
+        "still a duplicate"
+    );
+    loop {
+        match server.poll_output(t(1)) {
+            coap_proto::Output::Transmit(tx) => {
+                assert!(tx.data.len() >= 4, "an empty datagram was sent");
+            }
+            coap_proto::Output::Event(_) => {}
+            coap_proto::Output::Timeout(_) => break,
+        }
+    }
+}
