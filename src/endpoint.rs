@@ -601,6 +601,16 @@ impl StartParams {
     }
 }
 
+/// The payload of a rewritten block request.
+#[derive(Clone, Copy, Debug)]
+enum BlockPayload<'d> {
+    /// The stored request's own payload (a FETCH body for each Block2 follow-up).
+    Keep,
+    /// New bytes: the next Block1 block.
+    New(&'d [u8]),
+    None,
+}
+
 /// Why a block-wise transfer ended a request.
 #[derive(Clone, Copy, Debug)]
 enum BlockFailure {
@@ -1001,52 +1011,21 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         } else {
             blocks.download.next_request_block()
         };
-        let mut tmp = [0u8; M];
-        let len = {
-            let old = Message::parse(&self.bufs[index][..slot.len as usize])
-                .map_err(|_| Error::UnknownHandle)?;
-            let mut b = MessageBuilder::new(&mut tmp, old.ty(), old.code(), 0)?;
-            b.token(old.token())?;
-            for o in old.options().filter(|o| {
-                !matches!(
-                    o.number,
-                    OptionNumber::BLOCK1 | OptionNumber::BLOCK2 | OptionNumber::SIZE1
-                )
-            }) {
-                b.option(o.number, o.value)?;
-            }
-            b.block1(block1)?;
-            if let Some(block2) = early {
-                b.block2(block2)?;
-            }
-            b.len()
-        };
-        // Header and options move over; the payload is copied once, straight into the
-        // slot's buffer (the one copy per payload byte on the way out).
-        let total = if data.is_empty() {
-            len
-        } else {
-            len + 1 + data.len()
-        };
-        if total > M {
-            return Err(Error::Build(BuildError::BufferTooSmall { needed: total }));
-        }
-        self.bufs[index][..len].copy_from_slice(&tmp[..len]);
-        if !data.is_empty() {
-            self.bufs[index][len] = 0xff;
-            self.bufs[index][len + 1..total].copy_from_slice(data);
-        }
-        let len = total;
+        self.requeue_block_request(
+            now,
+            index,
+            (slot.token, slot.token().len()),
+            &[
+                OptionNumber::BLOCK1,
+                OptionNumber::BLOCK2,
+                OptionNumber::SIZE1,
+            ],
+            Some(block1),
+            early,
+            BlockPayload::New(data),
+        )?;
         blocks.upload = Some(upload);
         self.blocks[index] = Some(blocks);
-        if let Some(Some(s)) = self.slots.get_mut(index) {
-            s.len = len as u16;
-            s.state = State::Queued;
-            s.deadline = now;
-        }
-        self.queued += 1;
-        self.sync(index);
-        self.try_start(now, index);
         Ok(())
     }
 
@@ -1794,8 +1773,8 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         Ok(Some(received))
     }
 
-    /// Rewrites slot `index`'s request for block `next` — same options and payload, a
-    /// new Block2, a new token if asked — and queues it.
+    /// Rewrites slot `index`'s request for block `next` of the response — same options
+    /// and payload, a new Block2, a new token if asked — and queues it.
     fn queue_follow_up(
         &mut self,
         now: Instant,
@@ -1804,41 +1783,112 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         fresh_token: bool,
     ) -> Result<(), BuildError> {
         let mut token = [0u8; MAX_TOKEN_LEN];
-        let peer = self.slots[index]
-            .as_ref()
-            .map(|s| s.peer)
-            .ok_or(BuildError::PayloadAlreadySet)?;
+        let (peer, old_token) = match self.slots.get(index) {
+            Some(Some(s)) => (s.peer, (s.token, s.token().len())),
+            _ => return Err(BuildError::PayloadAlreadySet),
+        };
         let token_len = if fresh_token {
             self.fresh_token(peer, &mut token)
         } else {
-            let old = self.slots[index].as_ref().map(|s| s.token()).unwrap_or(&[]);
-            token[..old.len()].copy_from_slice(old);
-            old.len()
+            token = old_token.0;
+            old_token.1
         };
+        // After an upload the body has been sent: follow-ups for the response's blocks
+        // carry neither Block1 nor the payload (RFC 7959 §3.3, Figure 10).
+        let uploaded = self
+            .stored_request(index)
+            .is_some_and(|m| m.has_option(OptionNumber::BLOCK1));
+        let (drop, payload): (&[OptionNumber], _) = if uploaded {
+            (
+                &[
+                    OptionNumber::BLOCK1,
+                    OptionNumber::BLOCK2,
+                    OptionNumber::SIZE1,
+                ],
+                BlockPayload::None,
+            )
+        } else {
+            (&[OptionNumber::BLOCK2], BlockPayload::Keep)
+        };
+        self.requeue_block_request(
+            now,
+            index,
+            (token, token_len),
+            drop,
+            None,
+            Some(next),
+            payload,
+        )
+    }
+
+    /// The request stored in slot `index`.
+    fn stored_request(&self, index: usize) -> Option<Message<'_>> {
+        let len = self.slots.get(index)?.as_ref()?.len as usize;
+        Message::parse(self.bufs.get(index)?.get(..len)?).ok()
+    }
+
+    /// Rewrites the request stored in slot `index` for its next block and queues it: the
+    /// same header and options but `drop`, then `block1`/`block2`, the given token, and
+    /// the payload — kept where it is, new (copied once, straight into the slot's
+    /// buffer), or none. A refusal changes nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn requeue_block_request(
+        &mut self,
+        now: Instant,
+        index: usize,
+        (token, token_len): ([u8; MAX_TOKEN_LEN], usize),
+        drop: &[OptionNumber],
+        block1: Option<Block>,
+        block2: Option<Block>,
+        payload: BlockPayload<'_>,
+    ) -> Result<(), BuildError> {
         let mut tmp = [0u8; M];
-        let len = {
-            let old = &self.bufs[index][..self.slots[index].as_ref().map_or(0, |s| s.len as usize)];
-            let old = Message::parse(old).map_err(|_| BuildError::PayloadAlreadySet)?;
+        let (len, kept) = {
+            // The slot holds a request this endpoint built, so it always parses.
+            let old = self
+                .stored_request(index)
+                .ok_or(BuildError::PayloadAlreadySet)?;
             let mut b = MessageBuilder::new(&mut tmp, old.ty(), old.code(), 0)?;
             b.token(&token[..token_len])?;
-            // After an upload the body has been sent: follow-ups for the response's
-            // blocks carry neither Block1 nor the payload (RFC 7959 §3.3, Figure 10).
-            let uploaded = old.has_option(OptionNumber::BLOCK1);
-            for o in old.options().filter(|o| {
-                o.number != OptionNumber::BLOCK2
-                    && !(uploaded && matches!(o.number, OptionNumber::BLOCK1 | OptionNumber::SIZE1))
-            }) {
+            for o in old.options().filter(|o| !drop.contains(&o.number)) {
                 b.option(o.number, o.value)?;
             }
-            b.block2(next)?;
-            if !uploaded {
-                b.payload(old.payload())?;
+            if let Some(block) = block1 {
+                b.block1(block)?;
             }
-            b.len()
+            if let Some(block) = block2 {
+                b.block2(block)?;
+            }
+            let kept = old.as_bytes().len() - old.payload().len()..old.as_bytes().len();
+            (b.len(), kept)
         };
+        let data_len = match payload {
+            BlockPayload::Keep => kept.len(),
+            BlockPayload::New(d) => d.len(),
+            BlockPayload::None => 0,
+        };
+        let total = if data_len == 0 {
+            len
+        } else {
+            len + 1 + data_len
+        };
+        if total > M {
+            return Err(BuildError::BufferTooSmall { needed: total });
+        }
+        // Payload first (a kept one may move within the buffer), then header and options.
+        match payload {
+            BlockPayload::Keep if data_len > 0 => self.bufs[index].copy_within(kept, len + 1),
+            BlockPayload::New(d) if data_len > 0 => {
+                self.bufs[index][len + 1..total].copy_from_slice(d)
+            }
+            _ => {}
+        }
         self.bufs[index][..len].copy_from_slice(&tmp[..len]);
+        if data_len > 0 {
+            self.bufs[index][len] = 0xff;
+        }
         if let Some(Some(slot)) = self.slots.get_mut(index) {
-            slot.len = len as u16;
+            slot.len = total as u16;
             slot.token = token;
             slot.bits = (slot.bits & !0x0f) | token_len as u8;
             slot.state = State::Queued;

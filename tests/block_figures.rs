@@ -946,10 +946,81 @@ fn early_block2_with_a_request_payload() {
     let Output::Transmit(t) = client.poll_output(Instant::ZERO) else {
         panic!()
     };
-    let m = parse(t.data);
+    let first = t.data.to_vec();
+    let m = parse(&first);
     assert_eq!(
         m.block2().unwrap(),
         coap_proto::wire::Block::new(0, false, 5)
     );
     assert_eq!(m.payload(), b"query");
+    // The follow-up for the next block carries the same body (FETCH, RFC 7959 §2.4).
+    let resp = common::msg(Type::Ack, Code::CONTENT, m.message_id(), m.token(), |b| {
+        b.block2(coap_proto::wire::Block::new(0, true, 5).unwrap())
+            .unwrap();
+        b.payload(&[1; 512]).unwrap();
+    });
+    assert!(
+        client
+            .handle_datagram(Instant::ZERO, SERVER, &resp)
+            .is_some()
+    );
+    let Output::Transmit(t) = client.poll_output(Instant::ZERO) else {
+        panic!()
+    };
+    let next = parse(t.data);
+    assert_eq!(
+        next.block2().unwrap(),
+        coap_proto::wire::Block::new(1, false, 5)
+    );
+    assert!(next.uri_path().matches("/q"));
+    assert_eq!(next.payload(), b"query");
+}
+
+#[test]
+fn follow_up_keeps_the_request_body_when_its_header_grows() {
+    // No Block2 in the first request, one in the follow-up: the header grows, so the
+    // kept body has to move within the stored request.
+    let mut client = Ep::new(Config {
+        seed: 4,
+        ..Config::default()
+    })
+    .unwrap();
+    client
+        .request(
+            Instant::ZERO,
+            SERVER,
+            Code::FETCH,
+            &RequestOptions::default(),
+            |b| {
+                b.uri_path("/q")?.payload(b"a query body")?;
+                Ok(())
+            },
+        )
+        .unwrap();
+    let Output::Transmit(t) = client.poll_output(Instant::ZERO) else {
+        panic!()
+    };
+    let first = t.data.to_vec();
+    let m = parse(&first);
+    assert_eq!(m.block2().unwrap(), None);
+    let resp = common::msg(Type::Ack, Code::CONTENT, m.message_id(), m.token(), |b| {
+        b.block2(coap_proto::wire::Block::new(0, true, 2).unwrap())
+            .unwrap();
+        b.payload(&[1; 64]).unwrap();
+    });
+    assert!(
+        client
+            .handle_datagram(Instant::ZERO, SERVER, &resp)
+            .is_some()
+    );
+    let Output::Transmit(t) = client.poll_output(Instant::ZERO) else {
+        panic!()
+    };
+    let next = parse(t.data);
+    assert_eq!(
+        next.block2().unwrap(),
+        coap_proto::wire::Block::new(1, false, 2)
+    );
+    assert!(next.uri_path().matches("/q"));
+    assert_eq!(next.payload(), b"a query body");
 }
