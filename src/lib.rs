@@ -143,6 +143,8 @@
 extern crate std;
 
 pub mod block;
+pub mod resource;
+pub mod uri;
 pub mod wire;
 
 mod dedup;
