@@ -143,6 +143,8 @@
 extern crate std;
 
 pub mod block;
+#[cfg(feature = "std")]
+pub mod net;
 pub mod resource;
 pub mod uri;
 pub mod wire;

@@ -1,0 +1,485 @@
+//! A blocking client and server over `std::net::UdpSocket` (feature `std`).
+//!
+//! Both run the endpoint's loop on the calling thread: send what
+//! [`poll_output`](crate::Endpoint::poll_output) has, wait for a datagram until its
+//! deadline, hand the datagram or the timeout back.
+//!
+//! ```no_run
+//! use coap_proto::net::blocking::Client;
+//!
+//! let mut client = Client::connect("127.0.0.1:5683")?;
+//! let response = client.get("/time")?;
+//! println!("{} {}", response.code, response.payload_str().unwrap_or(""));
+//! # Ok::<(), coap_proto::net::Error>(())
+//! ```
+
+use std::boxed::Box;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::vec::Vec;
+
+use super::client::{BlockSource, ClientCore, Outcome};
+use super::server::{ServerCore, Work};
+use super::{Error, Request, Response, Step};
+use crate::resource::Resource;
+use crate::wire::Code;
+use crate::{Config, IncomingHandle, RequestHandle};
+
+/// A blocking CoAP client talking to one server (any other with
+/// [`request_to`](Self::request_to) or the `*_url` calls).
+pub struct Client {
+    socket: UdpSocket,
+    core: ClientCore,
+    peer: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// A client for `server`, on a new socket (bound to loopback for a loopback
+    /// server, else to any address), with a random seed.
+    pub fn connect(server: impl ToSocketAddrs) -> Result<Self, Error> {
+        let seed = super::random_seed();
+        Self::with_config(
+            server,
+            Config {
+                seed,
+                ..Config::default()
+            },
+        )
+    }
+
+    /// [`connect`](Self::connect) with an endpoint configuration.
+    pub fn with_config(server: impl ToSocketAddrs, config: Config) -> Result<Self, Error> {
+        let peer = resolve(server)?;
+        let socket = UdpSocket::bind(super::local_for(peer))?;
+        let core = ClientCore::new(config)?;
+        Ok(Client {
+            socket,
+            core,
+            peer,
+            buf: std::vec![0; 2048],
+        })
+    }
+
+    /// The server's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The local socket address.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.socket.local_addr()?)
+    }
+
+    /// Sends `req` to the server and waits for the response (the whole body of a
+    /// block-wise one), or for the end of retransmission.
+    pub fn request(&mut self, req: &Request) -> Result<Response, Error> {
+        self.request_to(self.peer, req)
+    }
+
+    /// [`request`](Self::request) to another peer.
+    pub fn request_to(&mut self, peer: SocketAddr, req: &Request) -> Result<Response, Error> {
+        let handle = self.core.start(peer, req, false, None)?;
+        self.run(handle, &mut |_, _, _| true)
+    }
+
+    /// GET `path`.
+    pub fn get(&mut self, path: &str) -> Result<Response, Error> {
+        self.request(&Request::get(path))
+    }
+
+    /// PUT `payload` to `path` (block-wise if over 1024 bytes).
+    pub fn put(&mut self, path: &str, payload: &[u8]) -> Result<Response, Error> {
+        self.request(&Request::put(path).payload(payload))
+    }
+
+    /// POST `payload` to `path` (block-wise if over 1024 bytes).
+    pub fn post(&mut self, path: &str, payload: &[u8]) -> Result<Response, Error> {
+        self.request(&Request::post(path).payload(payload))
+    }
+
+    /// FETCH `path` with `payload` (RFC 8132).
+    pub fn fetch(&mut self, path: &str, payload: &[u8]) -> Result<Response, Error> {
+        self.request(&Request::fetch(path).payload(payload))
+    }
+
+    /// DELETE `path`.
+    pub fn delete(&mut self, path: &str) -> Result<Response, Error> {
+        self.request(&Request::delete(path))
+    }
+
+    /// GET `path` as NON.
+    pub fn get_non(&mut self, path: &str) -> Result<Response, Error> {
+        self.request(&Request::get(path).non_confirmable())
+    }
+
+    /// PUT as NON.
+    pub fn put_non(&mut self, path: &str, payload: &[u8]) -> Result<Response, Error> {
+        self.request(&Request::put(path).payload(payload).non_confirmable())
+    }
+
+    /// POST as NON.
+    pub fn post_non(&mut self, path: &str, payload: &[u8]) -> Result<Response, Error> {
+        self.request(&Request::post(path).payload(payload).non_confirmable())
+    }
+
+    /// A request with `method` to `url` (`coap://host[:port]/path?query`), wherever it
+    /// points.
+    pub fn request_url(
+        &mut self,
+        method: Code,
+        url: &str,
+        payload: &[u8],
+    ) -> Result<Response, Error> {
+        let (req, host, port) = Request::from_uri(method, url)?;
+        let peer = resolve((host.as_str(), port))?;
+        self.request_to(peer, &req.payload(payload))
+    }
+
+    /// GET `url`.
+    pub fn get_url(&mut self, url: &str) -> Result<Response, Error> {
+        self.request_url(Code::GET, url, &[])
+    }
+
+    /// GET `path` in blocks of `2^(szx+4)` bytes, handing each to `on_block(offset,
+    /// bytes, last)` as it arrives; `on_block` returns `false` to stop early. Returns the
+    /// response head (without payload).
+    pub fn get_blockwise(
+        &mut self,
+        path: &str,
+        szx: u8,
+        mut on_block: impl FnMut(usize, &[u8], bool) -> bool,
+    ) -> Result<Response, Error> {
+        let handle = self
+            .core
+            .start(self.peer, &Request::get(path).block2(szx), true, None)?;
+        self.run(handle, &mut on_block)
+    }
+
+    /// GET `path` into `buf`; returns the body's length. Fails with
+    /// [`Error::BufferTooSmall`] if it does not fit.
+    pub fn get_into(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, Error> {
+        self.get_slice(path, 6, 0, buf).and_then(|(n, whole)| {
+            if whole {
+                Ok(n)
+            } else {
+                Err(Error::BufferTooSmall {
+                    needed: buf.len() + 1,
+                })
+            }
+        })
+    }
+
+    /// GET the bytes of `path` from `offset` into `buf`, asking only for the blocks
+    /// (of `2^(szx+4)` bytes) that hold them. Returns how many bytes were written and
+    /// whether they reach the end of the body.
+    pub fn get_slice(
+        &mut self,
+        path: &str,
+        szx: u8,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(usize, bool), Error> {
+        let req = Request::get(path).block2(szx).block2_offset(offset);
+        let handle = self.core.start(self.peer, &req, true, None)?;
+        let (mut written, mut end) = (0, false);
+        self.run(handle, &mut |at, data, last| {
+            // The first block may start before `offset`.
+            let skip = offset.saturating_sub(at).min(data.len());
+            let take = (data.len() - skip).min(buf.len() - written);
+            buf[written..written + take].copy_from_slice(&data[skip..skip + take]);
+            written += take;
+            end = last && take == data.len() - skip;
+            !last && written < buf.len()
+        })?;
+        Ok((written, end))
+    }
+
+    /// Uploads block by block: `method` to `path`, Block1 blocks of `2^(szx+4)` bytes
+    /// produced by `next(offset, block) -> (length, more)`.
+    pub fn upload_with(
+        &mut self,
+        method: Code,
+        path: &str,
+        szx: u8,
+        next: impl FnMut(usize, &mut [u8]) -> (usize, bool) + Send + 'static,
+    ) -> Result<Response, Error> {
+        let source: BlockSource = Box::new(next);
+        let req = Request::new(method, path).block1(szx);
+        let handle = self.core.start(self.peer, &req, false, Some(source))?;
+        self.run(handle, &mut |_, _, _| true)
+    }
+
+    /// Sends a CoAP ping (empty CON); `Ok` once the server answers with RST.
+    pub fn ping(&mut self) -> Result<(), Error> {
+        let handle = self.core.ping(self.peer)?;
+        self.run(handle, &mut |_, _, _| true).map(drop)
+    }
+
+    fn run(
+        &mut self,
+        handle: RequestHandle,
+        on_block: &mut dyn FnMut(usize, &[u8], bool) -> bool,
+    ) -> Outcome {
+        loop {
+            let deadline = loop {
+                match self.core.poll() {
+                    Step::Transmit(to) => {
+                        self.socket.send_to(&self.core.out, to)?;
+                    }
+                    Step::Wait(deadline) => break deadline,
+                }
+            };
+            if let Some(outcome) = self.core.take(handle) {
+                return outcome;
+            }
+            let wait = deadline.map_or(std::time::Duration::from_secs(60), |d| {
+                self.core.clock.until(d)
+            });
+            self.socket
+                .set_read_timeout(Some(wait.max(std::time::Duration::from_millis(1))))?;
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    if let Some(block) = self.core.handle_datagram(from, &self.buf[..n]) {
+                        if block.handle == handle && !on_block(block.offset, block.data, block.last)
+                        {
+                            self.core.stop(handle);
+                        }
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    self.core.handle_timeout()
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// What a blocking handler answers.
+pub enum Reply {
+    /// The response, sent at once (piggybacked on the ACK).
+    Now(Response),
+    /// Answer later: the function gets a [`Responder`] to answer with from any thread
+    /// (a separate response; the request is acknowledged meanwhile).
+    Later(Box<dyn FnOnce(Responder) + Send>),
+}
+
+impl From<Response> for Reply {
+    fn from(r: Response) -> Self {
+        Reply::Now(r)
+    }
+}
+
+impl Reply {
+    /// [`Reply::Later`] from a closure.
+    pub fn later(f: impl FnOnce(Responder) + Send + 'static) -> Self {
+        Reply::Later(Box::new(f))
+    }
+}
+
+type Handler = Box<dyn FnMut(&Request) -> Reply + Send>;
+
+/// Answers one request from any thread. Dropped unused, it answers 5.00 so the client
+/// is not left waiting.
+pub struct Responder {
+    id: IncomingHandle,
+    tx: mpsc::Sender<(IncomingHandle, Response)>,
+    wake: Waker,
+    sent: bool,
+}
+
+impl Responder {
+    /// Sends the response.
+    pub fn respond(mut self, response: Response) {
+        self.sent = true;
+        let _ = self.tx.send((self.id, response));
+        self.wake.wake();
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.sent {
+            let _ = self
+                .tx
+                .send((self.id, Response::new(Code::INTERNAL_SERVER_ERROR)));
+            self.wake.wake();
+        }
+    }
+}
+
+/// Wakes the server loop with an empty datagram to its own socket.
+#[derive(Clone)]
+struct Waker(Arc<UdpSocket>, SocketAddr);
+
+impl Waker {
+    fn wake(&self) {
+        let mut to = self.1;
+        if to.ip().is_unspecified() {
+            to.set_ip(match to.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = self.0.send_to(&[], to);
+    }
+}
+
+/// Stops a running [`Server`] from another thread.
+#[derive(Clone)]
+pub struct Stopper(Arc<AtomicBool>, Waker);
+
+impl Stopper {
+    /// Makes [`Server::run`] return.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+        self.1.wake();
+    }
+}
+
+/// A blocking CoAP server with a resource table: requests are routed by path and
+/// method (4.04 and 4.05 answered for you), bodies assembled from Block1 and served in
+/// Block2, `/.well-known/core` generated from the table.
+///
+/// ```no_run
+/// use coap_proto::net::blocking::Server;
+/// use coap_proto::net::Response;
+/// use coap_proto::resource::{Methods, Resource};
+///
+/// let mut server = Server::bind("127.0.0.1:5683")?;
+/// server.resource(Resource::new("/hello", Methods::GET), |_req| Response::content("hi").into());
+/// server.run()?;
+/// # Ok::<(), coap_proto::net::Error>(())
+/// ```
+pub struct Server {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    core: ServerCore,
+    handlers: Vec<Handler>,
+    fallback: Option<Handler>,
+    rx: mpsc::Receiver<(IncomingHandle, Response)>,
+    tx: mpsc::Sender<(IncomingHandle, Response)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// A server on `addr` with a random seed.
+    pub fn bind(addr: impl ToSocketAddrs) -> Result<Self, Error> {
+        Self::with_config(
+            addr,
+            Config {
+                seed: super::random_seed(),
+                ..Config::default()
+            },
+        )
+    }
+
+    /// [`bind`](Self::bind) with an endpoint configuration.
+    pub fn with_config(addr: impl ToSocketAddrs, config: Config) -> Result<Self, Error> {
+        let socket = UdpSocket::bind(addr)?;
+        let local = socket.local_addr()?;
+        let (tx, rx) = mpsc::channel();
+        Ok(Server {
+            socket: Arc::new(socket),
+            local,
+            core: ServerCore::new(config)?,
+            handlers: Vec::new(),
+            fallback: None,
+            rx,
+            tx,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Adds a resource and its handler.
+    pub fn resource(
+        &mut self,
+        resource: Resource<'static>,
+        handler: impl FnMut(&Request) -> Reply + Send + 'static,
+    ) -> &mut Self {
+        self.core.table.push(resource);
+        self.handlers.push(Box::new(handler));
+        self
+    }
+
+    /// A handler for paths not in the table (instead of 4.04).
+    pub fn fallback(
+        &mut self,
+        handler: impl FnMut(&Request) -> Reply + Send + 'static,
+    ) -> &mut Self {
+        self.core.has_fallback = true;
+        self.fallback = Some(Box::new(handler));
+        self
+    }
+
+    /// A handle that stops [`run`](Self::run) from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.stop.clone(), Waker(self.socket.clone(), self.local))
+    }
+
+    /// Serves until stopped or a socket error.
+    pub fn run(&mut self) -> Result<(), Error> {
+        let mut buf = std::vec![0u8; 2048];
+        while !self.stop.load(Ordering::SeqCst) {
+            for (id, response) in self.rx.try_iter() {
+                self.core.respond(id, response);
+            }
+            let deadline = loop {
+                match self.core.poll() {
+                    Step::Transmit(to) => {
+                        self.socket.send_to(&self.core.out, to)?;
+                    }
+                    Step::Wait(deadline) => break deadline,
+                }
+            };
+            let wait = deadline.map_or(std::time::Duration::from_secs(60), |d| {
+                self.core.clock.until(d)
+            });
+            self.socket
+                .set_read_timeout(Some(wait.max(std::time::Duration::from_millis(1))))?;
+            match self.socket.recv_from(&mut buf) {
+                // Empty datagrams are never CoAP: this one is a Responder or Stopper waking us.
+                Ok((0, _)) => {}
+                Ok((n, from)) => {
+                    if let Some(work) = self.core.handle_datagram(from, &buf[..n]) {
+                        self.dispatch(work);
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    self.core.handle_timeout()
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, work: Work) {
+        let handler = match work.resource {
+            Some(i) => self.handlers.get_mut(i),
+            None => self.fallback.as_mut(),
+        };
+        let Some(handler) = handler else { return };
+        match handler(&work.request) {
+            Reply::Now(response) => self.core.respond(work.id, response),
+            Reply::Later(f) => f(Responder {
+                id: work.id,
+                tx: self.tx.clone(),
+                wake: Waker(self.socket.clone(), self.local),
+                sent: false,
+            }),
+        }
+    }
+}
+
+fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, Error> {
+    addr.to_socket_addrs()?.next().ok_or(Error::UnknownHost)
+}

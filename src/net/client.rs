@@ -1,0 +1,249 @@
+//! The client half shared by the blocking and tokio adapters: starts [`Request`]s on an
+//! endpoint, collects their responses (whole bodies for block-wise ones), feeds uploads
+//! their blocks, and turns endpoint events into results. No I/O.
+
+use std::boxed::Box;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::vec::Vec;
+
+use super::{Clock, Ep, Error, Request, Response, Step};
+use crate::wire::Code;
+use crate::{Event, Incoming, RequestHandle, RequestOptions};
+
+/// Produces an upload block by block: fills the buffer with the body's bytes from the
+/// offset and says how many it wrote and whether more follow.
+pub(crate) type BlockSource = Box<dyn FnMut(usize, &mut [u8]) -> (usize, bool) + Send>;
+
+/// Where an upload's blocks come from.
+pub(crate) enum Upload {
+    Body(Vec<u8>),
+    Source(BlockSource),
+}
+
+/// One block of a streamed response, for the adapter to hand on.
+pub(crate) struct Streamed<'b> {
+    pub(crate) handle: RequestHandle,
+    pub(crate) offset: usize,
+    pub(crate) data: &'b [u8],
+    pub(crate) last: bool,
+}
+
+/// What a finished request produced.
+pub(crate) type Outcome = Result<Response, Error>;
+
+struct Pending {
+    upload: Option<Upload>,
+    /// Blocks go to the adapter instead of into the response's payload.
+    stream: bool,
+    response: Option<Response>,
+}
+
+pub(crate) struct ClientCore {
+    pub(crate) ep: Box<Ep>,
+    pub(crate) clock: Clock,
+    pending: HashMap<RequestHandle, Pending>,
+    finished: Vec<(RequestHandle, Outcome)>,
+    /// The datagram to send after [`Step::Transmit`].
+    pub(crate) out: Vec<u8>,
+}
+
+/// Largest body sent in one message; larger ones go block-wise (1024-byte blocks fit
+/// the default 1152-byte message buffer with room for options).
+const MAX_SINGLE: usize = 1024;
+
+impl ClientCore {
+    pub(crate) fn new(config: crate::Config) -> Result<Self, Error> {
+        Ok(ClientCore {
+            ep: super::new_endpoint(config)?,
+            clock: Clock::new(),
+            pending: HashMap::new(),
+            finished: Vec::new(),
+            out: Vec::new(),
+        })
+    }
+
+    /// Starts `req` to `peer`. With `stream`, the response's blocks are handed out by
+    /// [`handle_datagram`](Self::handle_datagram) rather than collected. A `source`
+    /// produces the body block by block instead of `req.payload`.
+    pub(crate) fn start(
+        &mut self,
+        peer: SocketAddr,
+        req: &Request,
+        stream: bool,
+        source: Option<BlockSource>,
+    ) -> Result<RequestHandle, Error> {
+        let now = self.clock.now();
+        let options = RequestOptions {
+            non_confirmable: req.non_confirmable,
+            params: req.params,
+            timeout: req.timeout,
+            block2_szx: req.block2_szx,
+            block2_offset: req.block2_offset,
+            ..RequestOptions::default()
+        };
+        let blockwise =
+            source.is_some() || req.block1_szx.is_some() || req.payload.len() > MAX_SINGLE;
+        let handle = if blockwise {
+            let szx = req.block1_szx.unwrap_or(6);
+            self.ep
+                .request_upload(now, peer, req.method, &options, szx, |b| {
+                    req.write(b, false)
+                })?
+        } else {
+            self.ep
+                .request(now, peer, req.method, &options, |b| req.write(b, true))?
+        };
+        let upload = match source {
+            Some(source) => Some(Upload::Source(source)),
+            None => blockwise.then(|| Upload::Body(req.payload.clone())),
+        };
+        self.pending.insert(
+            handle,
+            Pending {
+                upload,
+                stream,
+                response: None,
+            },
+        );
+        Ok(handle)
+    }
+
+    /// Sends a ping (empty CON); it finishes with an empty response.
+    pub(crate) fn ping(&mut self, peer: SocketAddr) -> Result<RequestHandle, Error> {
+        let handle = self.ep.ping(self.clock.now(), peer)?;
+        self.pending.insert(
+            handle,
+            Pending {
+                upload: None,
+                stream: false,
+                response: None,
+            },
+        );
+        Ok(handle)
+    }
+
+    /// Gives up on a request; it finishes with [`Error::Closed`].
+    pub(crate) fn cancel(&mut self, handle: RequestHandle) {
+        let _ = self.ep.cancel(self.clock.now(), handle);
+        if self.pending.remove(&handle).is_some() {
+            self.finished.push((handle, Err(Error::Closed)));
+        }
+    }
+
+    /// Takes a datagram; returns the block it carries for a streamed request.
+    pub(crate) fn handle_datagram<'b>(
+        &mut self,
+        from: SocketAddr,
+        datagram: &'b [u8],
+    ) -> Option<Streamed<'b>> {
+        let now = self.clock.now();
+        match self.ep.handle_datagram(now, from, datagram) {
+            Some(Incoming::Response {
+                handle,
+                message,
+                block,
+            }) => {
+                let p = self.pending.get_mut(&handle)?;
+                let mut response = Response::from_message(&message);
+                if let Some(previous) = p.response.take() {
+                    response.payload = previous.payload;
+                }
+                let (offset, last) = block.map_or((0, true), |b| (b.offset, b.last));
+                if !p.stream {
+                    response.payload.extend_from_slice(message.payload());
+                }
+                let stream = p.stream;
+                if last {
+                    self.pending.remove(&handle);
+                    self.finished.push((handle, Ok(response)));
+                } else {
+                    p.response = Some(response);
+                }
+                return stream.then(|| Streamed {
+                    handle,
+                    offset,
+                    data: message.payload(),
+                    last,
+                });
+            }
+            Some(Incoming::Request { handle, .. }) => {
+                // A client has no resources.
+                let _ = self.ep.respond(now, handle, Code::NOT_FOUND, |_| Ok(()));
+            }
+            None => {}
+        }
+        None
+    }
+
+    /// Ends a streamed request early (the adapter's consumer has enough): it finishes
+    /// with the response head received so far.
+    pub(crate) fn stop(&mut self, handle: RequestHandle) {
+        let _ = self.ep.cancel(self.clock.now(), handle);
+        if let Some(p) = self.pending.remove(&handle) {
+            let head = p.response.ok_or(Error::Closed);
+            self.finished.push((handle, head));
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self) {
+        self.ep.handle_timeout(self.clock.now());
+    }
+
+    /// Drains events; returns at a datagram to send (in `out`) or the next deadline.
+    pub(crate) fn poll(&mut self) -> Step {
+        loop {
+            let now = self.clock.now();
+            let event = match super::poll(&mut self.ep, now, &mut self.out) {
+                Ok(step) => return step,
+                Err(event) => event,
+            };
+            let (handle, outcome) = match event {
+                Event::TimedOut(h) => (h, Err(Error::TimedOut)),
+                Event::Reset(h) => (h, Err(Error::Reset)),
+                Event::BlockFailed(h, e) => (h, Err(Error::Block(e))),
+                Event::UploadFailed(h, e) => (h, Err(Error::Upload(e))),
+                Event::Pong(h) => (h, Ok(Response::new(Code::EMPTY))),
+                Event::BlockNeeded {
+                    handle,
+                    offset,
+                    max_len,
+                } => {
+                    let upload = self
+                        .pending
+                        .get_mut(&handle)
+                        .and_then(|p| p.upload.as_mut());
+                    let sent = match upload {
+                        Some(Upload::Body(body)) => self.ep.send_body_block(now, handle, body),
+                        Some(Upload::Source(source)) => {
+                            let mut block = std::vec![0; max_len];
+                            let (n, more) = source(offset, &mut block);
+                            self.ep
+                                .send_block(now, handle, &block[..n.min(max_len)], more)
+                        }
+                        None => self.ep.send_body_block(now, handle, &[]),
+                    };
+                    match sent {
+                        Ok(()) => continue,
+                        Err(e) => (handle, Err(Error::Endpoint(e))),
+                    }
+                }
+                _ => continue,
+            };
+            if self.pending.remove(&handle).is_some() {
+                self.finished.push((handle, outcome));
+            }
+        }
+    }
+
+    /// Takes the outcome of `handle` if it finished.
+    pub(crate) fn take(&mut self, handle: RequestHandle) -> Option<Outcome> {
+        let i = self.finished.iter().position(|(h, _)| *h == handle)?;
+        Some(self.finished.swap_remove(i).1)
+    }
+
+    /// Takes every finished outcome.
+    pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
+        self.finished.drain(..)
+    }
+}

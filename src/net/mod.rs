@@ -1,0 +1,600 @@
+//! Ready-made clients and servers over operating-system sockets (feature `std`;
+//! `tokio` with feature `tokio`).
+//!
+//! The adapters here only run the [`Endpoint`](crate::Endpoint) run loop over a socket:
+//! every protocol rule (retransmission, deduplication, block-wise transfer, separate
+//! responses, 4.04/4.05) is the core's. What this module adds is owned request and
+//! response values, so that applications need not handle borrowed messages:
+//!
+//! - [`Request`]: what a client sends and what a server's handler receives.
+//! - [`Response`]: what a handler answers and what a client gets back.
+//! - [`Error`]: why a client call got no response.
+//!
+//! [`blocking`] has a blocking client (the calls of RIOT's nanocoap_sock) and a server
+//! with a resource table; `tokio` the same, asynchronous.
+
+use std::fmt;
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+use crate::TransmissionParams;
+use crate::block::{DownloadError, UploadError};
+use crate::uri::UriError;
+use crate::wire::{BuildError, Code, ContentFormat, Message, MessageBuilder, OptionNumber};
+use core::time::Duration;
+
+pub mod blocking;
+mod client;
+mod server;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+/// A CoAP request as an owned value: built by a client, handed to a server's handler.
+///
+/// ```
+/// use coap_proto::net::Request;
+/// use coap_proto::wire::{Code, ContentFormat};
+///
+/// let req = Request::post("/sensors/log")
+///     .query("unit=C")
+///     .content_format(ContentFormat::TEXT_PLAIN)
+///     .payload("21.5")
+///     .non_confirmable();
+/// assert_eq!(req.method, Code::POST);
+/// assert_eq!(req.to_string(), "POST /sensors/log?unit=C (4 bytes)");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Request {
+    /// The method.
+    pub method: Code,
+    /// The path, `/` separated. For a client: as in a URI (percent-encodings are
+    /// decoded into the Uri-Path options). For a handler: the Uri-Path options joined.
+    pub path: String,
+    /// Uri-Query arguments, e.g. `rt=temperature`.
+    pub query: Vec<String>,
+    /// Uri-Host, when the target is a name rather than an address.
+    pub host: Option<String>,
+    /// The body (for a block-wise upload: the whole body).
+    pub payload: Vec<u8>,
+    /// Content-Format of the body.
+    pub content_format: Option<ContentFormat>,
+    /// Accept: the Content-Format wanted in the response.
+    pub accept: Option<ContentFormat>,
+    /// Any other options, by number.
+    pub options: Vec<(OptionNumber, Vec<u8>)>,
+    /// Client only: send as NON.
+    pub non_confirmable: bool,
+    /// Client only: send the payload in Block1 blocks of `2^(szx+4)` bytes. Without it,
+    /// a payload over 1024 bytes goes in 1024-byte blocks.
+    pub block1_szx: Option<u8>,
+    /// Client only: ask for Block2 blocks of `2^(szx+4)` bytes.
+    pub block2_szx: Option<u8>,
+    /// Client only: start the download at the block holding this byte offset.
+    pub block2_offset: usize,
+    /// Client only: transmission parameters for this request.
+    pub params: Option<TransmissionParams>,
+    /// Client only: how long to wait for the response of a NON request.
+    pub timeout: Option<Duration>,
+    /// Handler only: the peer that sent the request.
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+impl Request {
+    /// A request with `method` for `path`.
+    pub fn new(method: Code, path: &str) -> Self {
+        Request {
+            method,
+            path: path.to_string(),
+            query: Vec::new(),
+            host: None,
+            payload: Vec::new(),
+            content_format: None,
+            accept: None,
+            options: Vec::new(),
+            non_confirmable: false,
+            block1_szx: None,
+            block2_szx: None,
+            block2_offset: 0,
+            params: None,
+            timeout: None,
+            peer: None,
+        }
+    }
+
+    /// A GET request.
+    pub fn get(path: &str) -> Self {
+        Self::new(Code::GET, path)
+    }
+
+    /// A POST request.
+    pub fn post(path: &str) -> Self {
+        Self::new(Code::POST, path)
+    }
+
+    /// A PUT request.
+    pub fn put(path: &str) -> Self {
+        Self::new(Code::PUT, path)
+    }
+
+    /// A DELETE request.
+    pub fn delete(path: &str) -> Self {
+        Self::new(Code::DELETE, path)
+    }
+
+    /// A FETCH request (RFC 8132).
+    pub fn fetch(path: &str) -> Self {
+        Self::new(Code::FETCH, path)
+    }
+
+    /// With one more query argument.
+    pub fn query(mut self, argument: &str) -> Self {
+        self.query.push(argument.to_string());
+        self
+    }
+
+    /// With this body.
+    pub fn payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
+    /// With a Content-Format.
+    pub fn content_format(mut self, format: ContentFormat) -> Self {
+        self.content_format = Some(format);
+        self
+    }
+
+    /// With an Accept option.
+    pub fn accept(mut self, format: ContentFormat) -> Self {
+        self.accept = Some(format);
+        self
+    }
+
+    /// With another option.
+    pub fn option(mut self, number: OptionNumber, value: impl Into<Vec<u8>>) -> Self {
+        self.options.push((number, value.into()));
+        self
+    }
+
+    /// Sent as NON.
+    pub fn non_confirmable(mut self) -> Self {
+        self.non_confirmable = true;
+        self
+    }
+
+    /// Body sent in Block1 blocks of `2^(szx+4)` bytes (0–6).
+    pub fn block1(mut self, szx: u8) -> Self {
+        self.block1_szx = Some(szx);
+        self
+    }
+
+    /// Response asked for in Block2 blocks of `2^(szx+4)` bytes (0–6).
+    pub fn block2(mut self, szx: u8) -> Self {
+        self.block2_szx = Some(szx);
+        self
+    }
+
+    /// Download starting at the block that holds byte `offset`.
+    pub fn block2_offset(mut self, offset: usize) -> Self {
+        self.block2_offset = offset;
+        self
+    }
+
+    /// With its own transmission parameters.
+    pub fn params(mut self, params: TransmissionParams) -> Self {
+        self.params = Some(params);
+        self
+    }
+
+    /// With its own response timeout (NON requests).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// A request for `uri` (`coap://host[:port]/path?query`), and the host and port to
+    /// send it to.
+    pub fn from_uri(method: Code, uri: &str) -> Result<(Self, String, u16), Error> {
+        let parsed = crate::uri::Uri::parse(uri).map_err(Error::Uri)?;
+        let mut req = Request::new(method, parsed.path());
+        if let Some(q) = parsed.query() {
+            req.query = q.split('&').map(ToString::to_string).collect();
+        }
+        if parsed.ip().is_none() {
+            req.host = Some(parsed.host().to_ascii_lowercase());
+        }
+        Ok((req, parsed.host().to_string(), parsed.port()))
+    }
+
+    /// The payload as text, if it is UTF-8.
+    pub fn payload_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.payload).ok()
+    }
+
+    /// The value of a query argument `name=value` (or `""` for a bare `name`).
+    pub fn query_value(&self, name: &str) -> Option<&str> {
+        self.query.iter().find_map(|q| match q.split_once('=') {
+            Some((n, v)) if n == name => Some(v),
+            None if q == name => Some(""),
+            _ => None,
+        })
+    }
+
+    /// Writes the options (and, unless `with_payload` is false, the payload).
+    pub(crate) fn write(
+        &self,
+        b: &mut MessageBuilder<'_>,
+        with_payload: bool,
+    ) -> Result<(), BuildError> {
+        if let Some(host) = &self.host {
+            b.uri_host(host)?;
+        }
+        let query = self.query.join("&");
+        crate::uri::write_path_and_query(
+            b,
+            &self.path,
+            (!self.query.is_empty()).then_some(&*query),
+        )?;
+        if let Some(cf) = self.content_format {
+            b.content_format(cf)?;
+        }
+        if let Some(cf) = self.accept {
+            b.accept(cf)?;
+        }
+        for (number, value) in &self.options {
+            b.option(*number, value)?;
+        }
+        if with_payload {
+            b.payload(&self.payload)?;
+        }
+        Ok(())
+    }
+
+    /// The request a handler sees for `message` from `peer`, with `body` as payload.
+    pub(crate) fn from_message(
+        message: &Message<'_>,
+        peer: std::net::SocketAddr,
+        body: &[u8],
+    ) -> Self {
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        let mut path = String::new();
+        for segment in message.uri_path() {
+            path.push('/');
+            path.push_str(&text(segment));
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        let mut req = Request::new(message.code(), &path);
+        req.query = message.uri_query().map(text).collect();
+        req.host = message.uri_host().ok().flatten().map(ToString::to_string);
+        req.payload = body.to_vec();
+        req.content_format = message.content_format().ok().flatten();
+        req.accept = message.accept().ok().flatten();
+        req.options = message
+            .options()
+            .filter(|o| !HANDLED.contains(&o.number))
+            .map(|o| (o.number, o.value.to_vec()))
+            .collect();
+        req.peer = Some(peer);
+        req
+    }
+}
+
+/// Options that `Request` and `Response` hold in fields of their own, or that the
+/// endpoint consumes.
+const HANDLED: [OptionNumber; 14] = [
+    OptionNumber::URI_HOST,
+    OptionNumber::URI_PATH,
+    OptionNumber::URI_QUERY,
+    OptionNumber::URI_PORT,
+    OptionNumber::CONTENT_FORMAT,
+    OptionNumber::ACCEPT,
+    OptionNumber::BLOCK1,
+    OptionNumber::BLOCK2,
+    OptionNumber::SIZE1,
+    OptionNumber::SIZE2,
+    OptionNumber::REQUEST_TAG,
+    OptionNumber::LOCATION_PATH,
+    OptionNumber::ETAG,
+    OptionNumber::MAX_AGE,
+];
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)?;
+        for (i, q) in self.query.iter().enumerate() {
+            write!(f, "{}{q}", if i == 0 { '?' } else { '&' })?;
+        }
+        if !self.payload.is_empty() {
+            write!(f, " ({} bytes)", self.payload.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// A CoAP response as an owned value: what a handler answers, what a client receives
+/// (for a block-wise transfer: the whole body).
+///
+/// ```
+/// use coap_proto::net::Response;
+/// use coap_proto::wire::Code;
+///
+/// let r = Response::content("22.5 C");
+/// assert_eq!(r.code, Code::CONTENT);
+/// assert_eq!(r.to_string(), "2.05 Content (6 bytes)");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Response {
+    /// The response code.
+    pub code: Code,
+    /// The body.
+    pub payload: Vec<u8>,
+    /// Content-Format of the body.
+    pub content_format: Option<ContentFormat>,
+    /// Location-Path (e.g. of a resource a POST created), `/` separated.
+    pub location_path: Option<String>,
+    /// ETag.
+    pub etag: Option<Vec<u8>>,
+    /// Max-Age in seconds.
+    pub max_age: Option<u32>,
+    /// Any other options, by number.
+    pub options: Vec<(OptionNumber, Vec<u8>)>,
+}
+
+impl Response {
+    /// A response with `code` and no body.
+    pub fn new(code: Code) -> Self {
+        Response {
+            code,
+            payload: Vec::new(),
+            content_format: None,
+            location_path: None,
+            etag: None,
+            max_age: None,
+            options: Vec::new(),
+        }
+    }
+
+    /// 2.05 Content with this body.
+    pub fn content(payload: impl Into<Vec<u8>>) -> Self {
+        Response::new(Code::CONTENT).payload(payload)
+    }
+
+    /// With this body.
+    pub fn payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
+    /// With a Content-Format.
+    pub fn content_format(mut self, format: ContentFormat) -> Self {
+        self.content_format = Some(format);
+        self
+    }
+
+    /// With a Location-Path.
+    pub fn location_path(mut self, path: &str) -> Self {
+        self.location_path = Some(path.to_string());
+        self
+    }
+
+    /// With Max-Age.
+    pub fn max_age(mut self, seconds: u32) -> Self {
+        self.max_age = Some(seconds);
+        self
+    }
+
+    /// With another option.
+    pub fn option(mut self, number: OptionNumber, value: impl Into<Vec<u8>>) -> Self {
+        self.options.push((number, value.into()));
+        self
+    }
+
+    /// Whether the code is 2.xx.
+    pub fn is_success(&self) -> bool {
+        self.code.is_success()
+    }
+
+    /// The payload as text, if it is UTF-8.
+    pub fn payload_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.payload).ok()
+    }
+
+    /// Writes every option but the body's.
+    pub(crate) fn write_options(&self, b: &mut MessageBuilder<'_>) -> Result<(), BuildError> {
+        if let Some(cf) = self.content_format {
+            b.content_format(cf)?;
+        }
+        if let Some(path) = &self.location_path {
+            b.location_path(path)?;
+        }
+        if let Some(etag) = &self.etag {
+            b.etag(etag)?;
+        }
+        if let Some(age) = self.max_age {
+            b.max_age(age)?;
+        }
+        for (number, value) in &self.options {
+            b.option(*number, value)?;
+        }
+        Ok(())
+    }
+
+    /// The head of `message` (every option, no body yet).
+    pub(crate) fn from_message(message: &Message<'_>) -> Self {
+        let mut r = Response::new(message.code());
+        r.content_format = message.content_format().ok().flatten();
+        let segments: Vec<String> = message
+            .location_path()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        r.location_path = (!segments.is_empty()).then(|| segments.join("/"));
+        r.etag = message.etag().ok().flatten().map(<[u8]>::to_vec);
+        r.max_age = message.max_age().ok().flatten();
+        r.options = message
+            .options()
+            .filter(|o| !HANDLED.contains(&o.number))
+            .map(|o| (o.number, o.value.to_vec()))
+            .collect();
+        r
+    }
+}
+
+impl fmt::Display for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if !self.payload.is_empty() {
+            write!(f, " ({} bytes)", self.payload.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Code> for Response {
+    fn from(code: Code) -> Self {
+        Response::new(code)
+    }
+}
+
+/// Why a client call ended without a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// No response in time (after every retransmission, or the NON timeout).
+    TimedOut,
+    /// The server rejected the request with RST.
+    Reset,
+    /// A block-wise download could not go on.
+    Block(DownloadError),
+    /// A block-wise upload could not go on.
+    Upload(UploadError),
+    /// The endpoint refused the request (too many in flight, too large for a message).
+    Endpoint(crate::Error),
+    /// The URI is not usable.
+    Uri(UriError),
+    /// The host name did not resolve to an address.
+    UnknownHost,
+    /// The body does not fit the caller's buffer; it needs this many bytes.
+    BufferTooSmall {
+        /// Bytes needed (at least).
+        needed: usize,
+    },
+    /// A socket operation failed.
+    Io(std::io::ErrorKind),
+    /// The client's task is gone (tokio) or the request was cancelled.
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::TimedOut => f.write_str("no response in time"),
+            Error::Reset => f.write_str("the server reset the request"),
+            Error::Block(e) => write!(f, "block-wise download failed: {e}"),
+            Error::Upload(e) => write!(f, "block-wise upload failed: {e}"),
+            Error::Endpoint(e) => write!(f, "request refused: {e}"),
+            Error::Uri(e) => write!(f, "bad URI: {e}"),
+            Error::UnknownHost => f.write_str("the host name did not resolve"),
+            Error::BufferTooSmall { needed } => {
+                write!(f, "the body needs a buffer of at least {needed} bytes")
+            }
+            Error::Io(kind) => write!(f, "socket error: {kind}"),
+            Error::Closed => f.write_str("the client was closed or the request cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.kind())
+    }
+}
+
+impl From<crate::Error> for Error {
+    fn from(e: crate::Error) -> Self {
+        Error::Endpoint(e)
+    }
+}
+
+/// The adapters' clock: microseconds since the adapter started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock(std::time::Instant);
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock(std::time::Instant::now())
+    }
+
+    pub(crate) fn now(&self) -> crate::Instant {
+        crate::Instant::from_micros(self.0.elapsed().as_micros() as u64)
+    }
+
+    /// How long from now until `deadline` (zero if it passed).
+    pub(crate) fn until(&self, deadline: crate::Instant) -> std::time::Duration {
+        deadline.saturating_duration_since(self.now())
+    }
+}
+
+/// What the cores have for their adapter after draining events.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Step {
+    /// Send the core's `out` buffer to this peer.
+    Transmit(std::net::SocketAddr),
+    /// Wait for a datagram until then.
+    Wait(Option<crate::Instant>),
+}
+
+/// The endpoint type of the adapters.
+pub(crate) type Ep = crate::Endpoint<std::net::SocketAddr>;
+
+pub(crate) fn new_endpoint(config: crate::Config) -> Result<std::boxed::Box<Ep>, crate::Error> {
+    Ep::new(config).map(std::boxed::Box::new)
+}
+
+/// Polls `ep` once: a transmit is copied into `out` (so that the caller may use the
+/// endpoint again before sending), an event handed back.
+pub(crate) fn poll(
+    ep: &mut Ep,
+    now: crate::Instant,
+    out: &mut Vec<u8>,
+) -> Result<Step, crate::Event> {
+    match ep.poll_output(now) {
+        crate::Output::Transmit(t) => {
+            out.clear();
+            out.extend_from_slice(t.data);
+            Ok(Step::Transmit(t.to))
+        }
+        crate::Output::Event(e) => Err(e),
+        crate::Output::Timeout(t) => Ok(Step::Wait(t)),
+    }
+}
+
+/// A seed for the PRNG from the OS's hash randomness and the clock.
+pub(crate) fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// The address a client socket for `peer` binds to: loopback for a loopback peer (so
+/// that nothing listens beyond the machine), the unspecified address otherwise.
+pub(crate) fn local_for(peer: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip: IpAddr = match (peer.ip().is_loopback(), peer) {
+        (true, std::net::SocketAddr::V4(_)) => Ipv4Addr::LOCALHOST.into(),
+        (true, std::net::SocketAddr::V6(_)) => Ipv6Addr::LOCALHOST.into(),
+        (false, std::net::SocketAddr::V4(_)) => Ipv4Addr::UNSPECIFIED.into(),
+        (false, std::net::SocketAddr::V6(_)) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    std::net::SocketAddr::new(ip, 0)
+}
