@@ -146,6 +146,8 @@ pub mod block;
 #[cfg(feature = "std")]
 pub mod net;
 pub mod resource;
+#[cfg(feature = "smoltcp")]
+pub mod smoltcp;
 pub mod uri;
 pub mod wire;
 

@@ -34,8 +34,16 @@ fn start_server(echo_runs: Arc<AtomicUsize>) -> std::net::SocketAddr {
                 *s = Some(req.payload.clone());
                 Response::new(Code::CHANGED).into()
             }
-            Code::DELETE => Response::new(if s.take().is_some() { Code::DELETED } else { Code::NOT_FOUND }).into(),
-            _ => s.clone().map_or(Response::new(Code::NOT_FOUND), Response::content).into(),
+            Code::DELETE => Response::new(if s.take().is_some() {
+                Code::DELETED
+            } else {
+                Code::NOT_FOUND
+            })
+            .into(),
+            _ => s
+                .clone()
+                .map_or(Response::new(Code::NOT_FOUND), Response::content)
+                .into(),
         }
     });
     server.resource(Resource::new("/later", Methods::GET), |_| {
@@ -48,7 +56,9 @@ fn start_server(echo_runs: Arc<AtomicUsize>) -> std::net::SocketAddr {
     });
     server.resource(Resource::new("/echo", Methods::POST), move |req| {
         echo_runs.fetch_add(1, Ordering::SeqCst);
-        Response::new(Code::CHANGED).payload(req.payload.clone()).into()
+        Response::new(Code::CHANGED)
+            .payload(req.payload.clone())
+            .into()
     });
     std::thread::spawn(move || server.run());
     addr
@@ -67,11 +77,19 @@ fn blocking_client_and_server_cover_the_methods() {
     assert_eq!(c.get("/store").unwrap().payload, b"v2");
     assert_eq!(c.delete("/store").unwrap().code, Code::DELETED);
     assert_eq!(c.delete("/store").unwrap().code, Code::NOT_FOUND);
-    assert_eq!(c.post("/hello", b"x").unwrap().code, Code::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        c.post("/hello", b"x").unwrap().code,
+        Code::METHOD_NOT_ALLOWED
+    );
     assert_eq!(c.get("/missing").unwrap().code, Code::NOT_FOUND);
     let wk = c.get("/.well-known/core").unwrap();
-    assert_eq!(wk.payload_str(), Some("</hello>;rt=\"greeting\",</store>,</later>,</echo>"));
-    let filtered = c.request(&Request::get("/.well-known/core").query("rt=greet*")).unwrap();
+    assert_eq!(
+        wk.payload_str(),
+        Some("</hello>;rt=\"greeting\",</store>,</later>,</echo>")
+    );
+    let filtered = c
+        .request(&Request::get("/.well-known/core").query("rt=greet*"))
+        .unwrap();
     assert_eq!(filtered.payload_str(), Some("</hello>;rt=\"greeting\""));
     let url = format!("coap://{addr}/hello");
     assert_eq!(c.get_url(&url).unwrap().payload, b"hello");
@@ -98,13 +116,22 @@ fn blockwise_5000_bytes_both_ways() {
     assert_eq!(blocks[19], (4864, 136, true));
     // A slice from an offset fetches only the blocks holding it.
     let mut slice = [0u8; 100];
-    assert_eq!(c.get_slice("/store", 4, 3000, &mut slice).unwrap(), (100, false));
+    assert_eq!(
+        c.get_slice("/store", 4, 3000, &mut slice).unwrap(),
+        (100, false)
+    );
     assert_eq!(&slice[..], &data[3000..3100]);
     let mut tail = [0u8; 100];
-    assert_eq!(c.get_slice("/store", 4, 4950, &mut tail).unwrap(), (50, true));
+    assert_eq!(
+        c.get_slice("/store", 4, 4950, &mut tail).unwrap(),
+        (50, true)
+    );
     assert_eq!(&tail[..50], &data[4950..]);
     let mut small = [0u8; 4000];
-    assert!(matches!(c.get_into("/store", &mut small), Err(Error::BufferTooSmall { .. })));
+    assert!(matches!(
+        c.get_into("/store", &mut small),
+        Err(Error::BufferTooSmall { .. })
+    ));
     let mut big = [0u8; 6000];
     assert_eq!(c.get_into("/store", &mut big).unwrap(), 5000);
     // Upload produced block by block.
@@ -154,9 +181,14 @@ fn silent_server_times_out_after_the_retransmissions() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut c = Client::connect(silent.local_addr().unwrap()).unwrap();
     let start = Instant::now();
-    assert_eq!(c.request(&Request::get("/x").params(fast())), Err(Error::TimedOut));
+    assert_eq!(
+        c.request(&Request::get("/x").params(fast())),
+        Err(Error::TimedOut)
+    );
     assert!(start.elapsed() < Duration::from_secs(3));
-    silent.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut got = 0;
     while silent.recv_from(&mut [0u8; 64]).is_ok() {
         got += 1;
@@ -172,14 +204,17 @@ mod tokio_adapter {
     async fn tokio_server() -> std::net::SocketAddr {
         let mut server = adapter::Server::bind("127.0.0.1:0").await.unwrap();
         server
-            .resource(Resource::new("/n", Methods::GET), |req: Request| async move {
-                Response::content(req.query.join("&"))
-            })
+            .resource(
+                Resource::new("/n", Methods::GET),
+                |req: Request| async move { Response::content(req.query.join("&")) },
+            )
             .resource(Resource::new("/slow", Methods::GET), |_| async {
                 ::tokio::time::sleep(Duration::from_millis(300)).await;
                 Response::content("slow")
             })
-            .resource(Resource::new("/big", Methods::GET), |_| async { Response::content(body(5000)) });
+            .resource(Resource::new("/big", Methods::GET), |_| async {
+                Response::content(body(5000))
+            });
         let addr = server.local_addr().unwrap();
         ::tokio::spawn(server.run());
         addr
@@ -194,18 +229,30 @@ mod tokio_adapter {
         let quick: Vec<_> = (0..10)
             .map(|i| {
                 let c = client.clone();
-                ::tokio::spawn(async move { c.request(Request::get("/n").query(&format!("i={i}"))).await })
+                ::tokio::spawn(async move {
+                    c.request(Request::get("/n").query(&format!("i={i}"))).await
+                })
             })
             .collect();
         let slow = slow.await;
         assert_eq!(slow.unwrap().payload, b"slow");
         for (i, r) in quick.into_iter().enumerate() {
-            assert_eq!(r.await.unwrap().unwrap().payload, format!("i={i}").into_bytes());
+            assert_eq!(
+                r.await.unwrap().unwrap().payload,
+                format!("i={i}").into_bytes()
+            );
         }
         // All eleven took about as long as the slow one alone.
-        assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            start.elapsed()
+        );
         let mut seen = 0;
-        let head = client.get_blockwise(Request::get("/big").block2(5), |_, b, _| seen += b.len()).await.unwrap();
+        let head = client
+            .get_blockwise(Request::get("/big").block2(5), |_, b, _| seen += b.len())
+            .await
+            .unwrap();
         assert_eq!((head.code, seen), (Code::CONTENT, 5000));
         assert_eq!(client.get("/big").await.unwrap().payload, body(5000));
     }
@@ -213,19 +260,28 @@ mod tokio_adapter {
     #[tokio::test]
     async fn dropping_the_future_cancels_the_request() {
         let silent = ::tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let client = adapter::Client::connect(silent.local_addr().unwrap()).await.unwrap();
+        let client = adapter::Client::connect(silent.local_addr().unwrap())
+            .await
+            .unwrap();
         let req = Request::get("/x").params(fast());
         let r = ::tokio::time::timeout(Duration::from_millis(50), client.request(req)).await;
         assert!(r.is_err(), "no answer within 50 ms");
         // Without cancellation, retransmissions would follow at ~100 and ~300 ms.
         let mut got = 0;
         let mut buf = [0u8; 64];
-        while ::tokio::time::timeout(Duration::from_millis(600), silent.recv_from(&mut buf)).await.is_ok() {
+        while ::tokio::time::timeout(Duration::from_millis(600), silent.recv_from(&mut buf))
+            .await
+            .is_ok()
+        {
             got += 1;
         }
         assert_eq!(got, 1, "only the first transmission");
         // The client still works after the cancellation.
-        let r = ::tokio::time::timeout(Duration::from_secs(2), client.request(Request::get("/x").params(fast()))).await;
+        let r = ::tokio::time::timeout(
+            Duration::from_secs(2),
+            client.request(Request::get("/x").params(fast())),
+        )
+        .await;
         assert_eq!(r.unwrap(), Err(Error::TimedOut));
     }
 }
