@@ -22,10 +22,11 @@ use std::vec::Vec;
 
 use super::client::{BlockSource, ClientCore, Outcome};
 use super::server::{ServerCore, Work};
-use super::{Error, Request, Response, Step};
+use super::{Clock, Core, Error, Request, Response, Step};
 use crate::resource::Resource;
 use crate::wire::Code;
 use crate::{Config, IncomingHandle, RequestHandle};
+use std::time::Duration;
 
 /// A blocking CoAP client talking to one server (any other with
 /// [`request_to`](Self::request_to) or the `*_url` calls).
@@ -224,24 +225,12 @@ impl Client {
         on_block: &mut dyn FnMut(usize, &[u8], bool) -> bool,
     ) -> Outcome {
         loop {
-            let deadline = loop {
-                match self.core.poll() {
-                    Step::Transmit(to) => {
-                        self.socket.send_to(&self.core.out, to)?;
-                    }
-                    Step::Wait(deadline) => break deadline,
-                }
-            };
+            let deadline = flush(&self.socket, &mut self.core)?;
             if let Some(outcome) = self.core.take(handle) {
                 return outcome;
             }
-            let wait = deadline.map_or(std::time::Duration::from_secs(60), |d| {
-                self.core.clock.until(d)
-            });
-            self.socket
-                .set_read_timeout(Some(wait.max(std::time::Duration::from_millis(1))))?;
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => {
+            match recv(&self.socket, self.core.clock(), deadline, &mut self.buf)? {
+                Some((n, from)) => {
                     if let Some(block) = self.core.handle_datagram(from, &self.buf[..n]) {
                         if block.handle == handle && !on_block(block.offset, block.data, block.last)
                         {
@@ -249,10 +238,7 @@ impl Client {
                         }
                     }
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    self.core.handle_timeout()
-                }
-                Err(e) => return Err(e.into()),
+                None => self.core.handle_timeout(),
             }
         }
     }
@@ -319,10 +305,7 @@ impl Waker {
     fn wake(&self) {
         let mut to = self.1;
         if to.ip().is_unspecified() {
-            to.set_ip(match to.ip() {
-                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
+            to.set_ip(super::loopback(to));
         }
         let _ = self.0.send_to(&[], to);
     }
@@ -432,31 +415,16 @@ impl Server {
             for (id, response) in self.rx.try_iter() {
                 self.core.respond(id, response);
             }
-            let deadline = loop {
-                match self.core.poll() {
-                    Step::Transmit(to) => {
-                        self.socket.send_to(&self.core.out, to)?;
-                    }
-                    Step::Wait(deadline) => break deadline,
-                }
-            };
-            let wait = deadline.map_or(std::time::Duration::from_secs(60), |d| {
-                self.core.clock.until(d)
-            });
-            self.socket
-                .set_read_timeout(Some(wait.max(std::time::Duration::from_millis(1))))?;
-            match self.socket.recv_from(&mut buf) {
+            let deadline = flush(&self.socket, &mut self.core)?;
+            match recv(&self.socket, self.core.clock(), deadline, &mut buf)? {
                 // Empty datagrams are never CoAP: this one is a Responder or Stopper waking us.
-                Ok((0, _)) => {}
-                Ok((n, from)) => {
+                Some((0, _)) => {}
+                Some((n, from)) => {
                     if let Some(work) = self.core.handle_datagram(from, &buf[..n]) {
                         self.dispatch(work);
                     }
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    self.core.handle_timeout()
-                }
-                Err(e) => return Err(e.into()),
+                None => self.core.handle_timeout(),
             }
         }
         Ok(())
@@ -477,6 +445,35 @@ impl Server {
                 sent: false,
             }),
         }
+    }
+}
+
+/// Sends every datagram the core has; returns its next deadline.
+fn flush(socket: &UdpSocket, core: &mut impl Core) -> Result<Option<crate::Instant>, Error> {
+    loop {
+        match core.poll() {
+            Step::Transmit(to) => {
+                socket.send_to(core.out(), to)?;
+            }
+            Step::Wait(deadline) => return Ok(deadline),
+        }
+    }
+}
+
+/// Waits for one datagram until `deadline` (a minute without one); `None` if the
+/// deadline came first.
+fn recv(
+    socket: &UdpSocket,
+    clock: Clock,
+    deadline: Option<crate::Instant>,
+    buf: &mut [u8],
+) -> Result<Option<(usize, SocketAddr)>, Error> {
+    let wait = deadline.map_or(Duration::from_secs(60), |d| clock.until(d));
+    socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+    match socket.recv_from(buf) {
+        Ok(got) => Ok(Some(got)),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

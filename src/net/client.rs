@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::vec::Vec;
 
-use super::{Clock, Ep, Error, Request, Response, Step};
+use super::{Clock, Core, Ep, Error, Request, Response, Step};
 use crate::wire::Code;
 use crate::{Event, Incoming, RequestHandle, RequestOptions};
 
@@ -190,8 +190,20 @@ impl ClientCore {
         self.ep.handle_timeout(self.clock.now());
     }
 
-    /// Drains events; returns at a datagram to send (in `out`) or the next deadline.
-    pub(crate) fn poll(&mut self) -> Step {
+    /// Takes the outcome of `handle` if it finished.
+    pub(crate) fn take(&mut self, handle: RequestHandle) -> Option<Outcome> {
+        let i = self.finished.iter().position(|(h, _)| *h == handle)?;
+        Some(self.finished.swap_remove(i).1)
+    }
+
+    /// Takes every finished outcome.
+    pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
+        self.finished.drain(..)
+    }
+}
+
+impl Core for ClientCore {
+    fn poll(&mut self) -> Step {
         loop {
             let now = self.clock.now();
             let event = match super::poll(&mut self.ep, now, &mut self.out) {
@@ -236,14 +248,11 @@ impl ClientCore {
         }
     }
 
-    /// Takes the outcome of `handle` if it finished.
-    pub(crate) fn take(&mut self, handle: RequestHandle) -> Option<Outcome> {
-        let i = self.finished.iter().position(|(h, _)| *h == handle)?;
-        Some(self.finished.swap_remove(i).1)
+    fn out(&self) -> &[u8] {
+        &self.out
     }
 
-    /// Takes every finished outcome.
-    pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
-        self.finished.drain(..)
+    fn clock(&self) -> Clock {
+        self.clock
     }
 }

@@ -272,11 +272,7 @@ impl Request {
         req.payload = body.to_vec();
         req.content_format = message.content_format().ok().flatten();
         req.accept = message.accept().ok().flatten();
-        req.options = message
-            .options()
-            .filter(|o| !HANDLED.contains(&o.number))
-            .map(|o| (o.number, o.value.to_vec()))
-            .collect();
+        req.options = other_options(message);
         req.peer = Some(peer);
         req
     }
@@ -300,6 +296,15 @@ const HANDLED: [OptionNumber; 14] = [
     OptionNumber::ETAG,
     OptionNumber::MAX_AGE,
 ];
+
+/// The options of `message` that have no field of their own.
+fn other_options(message: &Message<'_>) -> Vec<(OptionNumber, Vec<u8>)> {
+    message
+        .options()
+        .filter(|o| !HANDLED.contains(&o.number))
+        .map(|o| (o.number, o.value.to_vec()))
+        .collect()
+}
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -434,11 +439,7 @@ impl Response {
         r.location_path = (!segments.is_empty()).then(|| segments.join("/"));
         r.etag = message.etag().ok().flatten().map(<[u8]>::to_vec);
         r.max_age = message.max_age().ok().flatten();
-        r.options = message
-            .options()
-            .filter(|o| !HANDLED.contains(&o.number))
-            .map(|o| (o.number, o.value.to_vec()))
-            .collect();
+        r.options = other_options(message);
         r
     }
 }
@@ -549,6 +550,16 @@ pub(crate) enum Step {
     Wait(Option<crate::Instant>),
 }
 
+/// What the adapters' loops need of the client and server cores.
+pub(crate) trait Core {
+    /// Drains events; stops at a datagram to send ([`out`](Self::out)) or the deadline.
+    fn poll(&mut self) -> Step;
+    /// The datagram of the last [`Step::Transmit`].
+    fn out(&self) -> &[u8];
+    /// The core's clock.
+    fn clock(&self) -> Clock;
+}
+
 /// The endpoint type of the adapters.
 pub(crate) type Ep = crate::Endpoint<std::net::SocketAddr>;
 
@@ -586,15 +597,21 @@ pub(crate) fn random_seed() -> u64 {
     h.finish()
 }
 
+/// The loopback address of `addr`'s family.
+pub(crate) fn loopback(addr: std::net::SocketAddr) -> std::net::IpAddr {
+    match addr {
+        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    }
+}
+
 /// The address a client socket for `peer` binds to: loopback for a loopback peer (so
 /// that nothing listens beyond the machine), the unspecified address otherwise.
 pub(crate) fn local_for(peer: std::net::SocketAddr) -> std::net::SocketAddr {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    let ip: IpAddr = match (peer.ip().is_loopback(), peer) {
-        (true, std::net::SocketAddr::V4(_)) => Ipv4Addr::LOCALHOST.into(),
-        (true, std::net::SocketAddr::V6(_)) => Ipv6Addr::LOCALHOST.into(),
-        (false, std::net::SocketAddr::V4(_)) => Ipv4Addr::UNSPECIFIED.into(),
-        (false, std::net::SocketAddr::V6(_)) => Ipv6Addr::UNSPECIFIED.into(),
+    let ip: std::net::IpAddr = match peer {
+        _ if peer.ip().is_loopback() => loopback(peer),
+        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
     };
     std::net::SocketAddr::new(ip, 0)
 }

@@ -5,10 +5,11 @@
 
 use std::boxed::Box;
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::vec::Vec;
 
-use super::{Clock, Ep, Error, Request, Response, Step};
+use super::{Clock, Core, Ep, Error, Request, Response, Step};
 use crate::block::Block1Assembler;
 use crate::resource::{LinkFormat, Resource, Route, route};
 use crate::wire::{Block, Code, ContentFormat, Message};
@@ -149,7 +150,7 @@ impl ServerCore {
         if blockwise && response.etag.is_none() {
             // Blocks are served from the handler's answer to each block request; the
             // ETag lets the client notice if the body changed in between (RFC 7959 §2.4).
-            response.etag = Some(fnv1a(&response.payload).to_be_bytes()[4..].to_vec());
+            response.etag = Some(digest(|h| response.payload.hash(h)).to_be_bytes()[4..].to_vec());
         }
         let now = self.clock.now();
         if blockwise && !is_safe(request.code()) {
@@ -198,9 +199,32 @@ impl ServerCore {
     pub(crate) fn handle_timeout(&mut self) {
         self.ep.handle_timeout(self.clock.now());
     }
+}
 
-    /// Drains events; returns at a datagram to send (in `out`) or the next deadline.
-    pub(crate) fn poll(&mut self) -> Step {
+/// GET and FETCH may run again for each block; other methods may not.
+fn is_safe(code: Code) -> bool {
+    code == Code::GET || code == Code::FETCH
+}
+
+/// Identifies the responses of one resource to one client.
+fn response_key(peer: SocketAddr, request: &Message<'_>) -> u64 {
+    digest(|h| {
+        peer.hash(h);
+        request.code().to_u8().hash(h);
+        request.uri_path().for_each(|s| s.hash(h));
+        request.uri_query().for_each(|s| s.hash(h));
+    })
+}
+
+/// A 64-bit digest (SipHash with fixed keys: the same on every run).
+fn digest(feed: impl FnOnce(&mut DefaultHasher)) -> u64 {
+    let mut h = DefaultHasher::new();
+    feed(&mut h);
+    h.finish()
+}
+
+impl Core for ServerCore {
+    fn poll(&mut self) -> Step {
         loop {
             let now = self.clock.now();
             match super::poll(&mut self.ep, now, &mut self.out) {
@@ -212,26 +236,12 @@ impl ServerCore {
             }
         }
     }
-}
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+    fn out(&self) -> &[u8] {
+        &self.out
+    }
 
-/// GET and FETCH may run again for each block; other methods may not.
-fn is_safe(code: Code) -> bool {
-    code == Code::GET || code == Code::FETCH
-}
-
-/// Identifies the responses of one resource to one client.
-fn response_key(peer: SocketAddr, request: &Message<'_>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    peer.hash(&mut h);
-    request.code().to_u8().hash(&mut h);
-    request.uri_path().for_each(|s| s.hash(&mut h));
-    request.uri_query().for_each(|s| s.hash(&mut h));
-    h.finish()
+    fn clock(&self) -> Clock {
+        self.clock
+    }
 }

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::client::{BlockSource, ClientCore, Outcome};
 use super::server::ServerCore;
-use super::{Error, Request, Response, Step};
+use super::{Core, Error, Request, Response, Step};
 use crate::resource::Resource;
 use crate::wire::Code;
 use crate::{Config, RequestHandle};
@@ -217,12 +217,10 @@ async fn drive_client(
         HashMap::new();
     let mut ids: HashMap<u64, RequestHandle> = HashMap::new();
     loop {
+        // A failed send is loss as far as CoAP goes: go on with the rest.
         let deadline = loop {
-            match core.poll() {
-                Step::Transmit(to) => {
-                    let _ = socket.send_to(&core.out, to).await;
-                }
-                Step::Wait(deadline) => break deadline,
+            if let Ok(deadline) = flush(&socket, &mut core).await {
+                break deadline;
             }
         };
         for (handle, outcome) in core.drain_finished() {
@@ -264,6 +262,18 @@ async fn drive_client(
                 }
             }
             () = sleep(deadline.map(|d| core.clock.until(d))) => core.handle_timeout(),
+        }
+    }
+}
+
+/// Sends every datagram the core has; returns its next deadline.
+async fn flush(socket: &UdpSocket, core: &mut impl Core) -> Result<Option<crate::Instant>, Error> {
+    loop {
+        match core.poll() {
+            Step::Transmit(to) => {
+                socket.send_to(core.out(), to).await?;
+            }
+            Step::Wait(deadline) => return Ok(deadline),
         }
     }
 }
@@ -342,14 +352,7 @@ impl Server {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut buf = std::vec![0u8; 2048];
         loop {
-            let deadline = loop {
-                match self.core.poll() {
-                    Step::Transmit(to) => {
-                        self.socket.send_to(&self.core.out, to).await?;
-                    }
-                    Step::Wait(deadline) => break deadline,
-                }
-            };
+            let deadline = flush(&self.socket, &mut self.core).await?;
             let wait = deadline.map(|d| self.core.clock.until(d));
             tokio::select! {
                 Some((id, response)) = rx.recv() => self.core.respond(id, response),
