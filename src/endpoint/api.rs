@@ -1,0 +1,155 @@
+//! What the application holds and gets: handles, incoming messages, events and outputs.
+
+use core::fmt;
+
+use crate::Instant;
+use crate::block::{DownloadError, Received, UploadError};
+use crate::wire::{Block, Message};
+
+#[allow(unused_imports)]
+use super::Endpoint;
+
+/// A client request in flight. Small and `Copy`; stale handles are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestHandle {
+    pub(super) index: u16,
+    pub(super) generation: u16,
+}
+
+/// A request received by the server role, to answer with [`Endpoint::respond`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IncomingHandle {
+    pub(super) index: u16,
+    pub(super) generation: u16,
+}
+
+impl fmt::Display for RequestHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request {}.{}", self.index, self.generation)
+    }
+}
+
+impl fmt::Display for IncomingHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "incoming {}.{}", self.index, self.generation)
+    }
+}
+
+/// A request or response handed to the application, borrowing the datagram it came in.
+#[derive(Clone, Copy, Debug)]
+pub enum Incoming<'b> {
+    /// A new request (never a duplicate). Answer it with [`Endpoint::respond`] — before
+    /// the next [`Endpoint::poll_output`] to piggyback the answer.
+    Request {
+        /// What to answer with.
+        handle: IncomingHandle,
+        /// The request.
+        message: Message<'b>,
+    },
+    /// The response to one of this endpoint's requests. The request is finished unless
+    /// `block` says that more blocks follow (RFC 7959): the endpoint then asks for the
+    /// next block itself, and its response comes under the same handle.
+    Response {
+        /// The request it answers.
+        handle: RequestHandle,
+        /// The response (for a block: this block's payload).
+        message: Message<'b>,
+        /// For a block-wise response: where this block's payload lies in the body,
+        /// whether it is the last, and the body's size if the server said.
+        block: Option<Received>,
+    },
+}
+
+/// A request body complete after [`Endpoint::assemble_block1`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block1Body<'a> {
+    /// The whole body.
+    pub body: &'a [u8],
+    /// The Block1 to echo in the final response (RFC 7959 Figure 7); `None` when the
+    /// request was not block-wise.
+    pub echo: Option<Block>,
+}
+
+/// Outcomes other than responses, reported by [`Endpoint::poll_output`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Event {
+    /// A request got no response in time (for CON: no ACK after MAX_RETRANSMIT
+    /// retransmissions, or no separate response after the empty ACK).
+    TimedOut(RequestHandle),
+    /// The peer rejected a request with RST.
+    Reset(RequestHandle),
+    /// A block-wise response could not be continued (a changed ETag, a skipped block,
+    /// a larger block size than asked for …); the request is finished.
+    BlockFailed(RequestHandle, DownloadError),
+    /// An upload started with [`Endpoint::request_upload`] wants its next block: call
+    /// [`Endpoint::send_block`] with at most `max_len` bytes of the body from `offset`.
+    BlockNeeded {
+        /// The request.
+        handle: RequestHandle,
+        /// Where in the body the next block starts.
+        offset: usize,
+        /// The block size: every block but the last must have exactly this length.
+        max_len: usize,
+    },
+    /// A block-wise upload could not go on (the server acknowledged another block than
+    /// the one sent); the request is finished.
+    UploadFailed(RequestHandle, UploadError),
+    /// A ping was answered (RST, or ACK from a peer that answers pings that way).
+    Pong(RequestHandle),
+    /// A separate CON response was acknowledged.
+    ResponseAcknowledged(IncomingHandle),
+    /// A separate CON response was never acknowledged.
+    ResponseTimedOut(IncomingHandle),
+    /// The client rejected a separate CON response with RST.
+    ResponseReset(IncomingHandle),
+    /// A request was not answered within the deferred-response timeout; the endpoint
+    /// forgot it.
+    RequestExpired(IncomingHandle),
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::TimedOut(h) => write!(f, "{h} timed out"),
+            Event::Reset(h) => write!(f, "{h} was reset by the peer"),
+            Event::BlockFailed(h, e) => write!(f, "{h}: block-wise transfer failed: {e}"),
+            Event::BlockNeeded {
+                handle,
+                offset,
+                max_len,
+            } => write!(
+                f,
+                "{handle} needs up to {max_len} bytes from offset {offset}"
+            ),
+            Event::UploadFailed(h, e) => write!(f, "{h}: block-wise upload failed: {e}"),
+            Event::Pong(h) => write!(f, "{h}: pong"),
+            Event::ResponseAcknowledged(h) => write!(f, "response to {h} acknowledged"),
+            Event::ResponseTimedOut(h) => write!(f, "response to {h} never acknowledged"),
+            Event::ResponseReset(h) => write!(f, "response to {h} was reset by the peer"),
+            Event::RequestExpired(h) => write!(f, "{h} expired unanswered"),
+        }
+    }
+}
+
+/// A datagram to send: `data` borrows the endpoint until the next call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit<'a, P> {
+    /// The peer to send to.
+    pub to: P,
+    /// The datagram.
+    pub data: &'a [u8],
+}
+
+/// What [`Endpoint::poll_output`] has for the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output<'a, P> {
+    /// Send this datagram, then poll again.
+    Transmit(Transmit<'a, P>),
+    /// Something finished; poll again.
+    Event(Event),
+    /// Nothing more now. Call [`Endpoint::handle_timeout`] (or `poll_output`) at this
+    /// instant, or earlier when a datagram arrives; `None`: only a datagram or a command
+    /// can create work.
+    Timeout(Option<Instant>),
+}

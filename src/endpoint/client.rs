@@ -1,0 +1,431 @@
+//! The client role: starting requests, NSTART (RFC 7252 §4.7), matching responses by token
+//! and peer (§5.3.2).
+
+use core::time::Duration;
+
+use super::client_block::BlockFailure;
+use super::output::ControlKind;
+use super::slot::{CON, PING, Slot, State};
+use super::{Endpoint, Error, Incoming, MAX_TOKEN_LEN, RequestHandle, RequestOptions, token_hash};
+use crate::block::{Block1Upload, Block2Download};
+use crate::dedup::Reply;
+use crate::wire::{Block, BuildError, Code, Message, MessageBuilder, Type};
+use crate::{Instant, Retransmission, TransmissionParams};
+
+/// What a client request keeps beside its slot: its start parameters and block-wise
+/// state.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ClientBlocks {
+    pub(super) start: StartParams,
+    pub(super) download: Block2Download,
+    /// For a request started with `request_upload`.
+    pub(super) upload: Option<Block1Upload>,
+    pub(super) fresh_token: bool,
+    pub(super) failed: Option<BlockFailure>,
+}
+
+/// What starting a client request — or restarting it for its next block — needs from
+/// its transmission parameters, kept with the request so that one that waits for
+/// NSTART, and its follow-ups, use its own parameters rather than the endpoint's.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StartParams {
+    pub(super) ack_timeout_us: u32,
+    pub(super) random_milli: u16,
+    pub(super) max_retransmit: u8,
+    pub(super) nstart: u8,
+    /// How long a NON request waits for its response.
+    pub(super) non_wait_ms: u32,
+}
+
+impl StartParams {
+    pub(super) fn new(p: &TransmissionParams, non_wait: Duration) -> StartParams {
+        StartParams {
+            ack_timeout_us: p.ack_timeout.as_micros().min(u32::MAX as u128) as u32,
+            random_milli: p.ack_random_factor_milli,
+            max_retransmit: p.max_retransmit,
+            nstart: p.nstart,
+            non_wait_ms: non_wait.as_millis().min(u32::MAX as u128) as u32,
+        }
+    }
+
+    pub(super) fn initial_timeout(&self, random: u64) -> Duration {
+        let p = TransmissionParams {
+            ack_timeout: Duration::from_micros(self.ack_timeout_us as u64),
+            ack_random_factor_milli: self.random_milli,
+            ..TransmissionParams::RFC7252
+        };
+        Retransmission::initial_timeout(&p, random)
+    }
+}
+
+impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
+    Endpoint<P, E, D, M, R>
+{
+    // ---- client commands -------------------------------------------------------
+
+    /// Starts a request to `peer` with `method`, its options and payload added by
+    /// `build` (header and token are already written). Returns the handle the
+    /// response or outcome will name.
+    ///
+    /// ```
+    /// # use coap_proto::{Endpoint, Config, RequestOptions, Instant, Output};
+    /// # use coap_proto::wire::Code;
+    /// let mut ep: Endpoint<u8> = Endpoint::new(Config::default()).unwrap();
+    /// let h = ep.request(Instant::ZERO, 7, Code::GET, &RequestOptions::default(), |b| {
+    ///     b.uri_path("/sensors/temperature")?;
+    ///     Ok(())
+    /// })?;
+    /// assert!(matches!(ep.poll_output(Instant::ZERO), Output::Transmit(t) if t.to == 7));
+    /// # let _ = h;
+    /// # Ok::<(), coap_proto::Error>(())
+    /// ```
+    pub fn request(
+        &mut self,
+        now: Instant,
+        peer: P,
+        method: Code,
+        options: &RequestOptions<'_>,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<RequestHandle, Error> {
+        self.start_request(now, peer, method, options, None, build)
+    }
+
+    /// Starts a request whose body goes in Block1 blocks of `2^(szx + 4)` bytes
+    /// (RFC 7959 §2.5). `build` adds the options but no payload. The endpoint then asks
+    /// for each block with [`Event::BlockNeeded`](super::Event::BlockNeeded); answer with
+    /// [`send_block`](Self::send_block) (bytes produced on demand) or
+    /// [`send_body_block`](Self::send_body_block) (a body the caller holds). 2.31
+    /// Continue is absorbed; the final response arrives as [`Incoming::Response`] and,
+    /// if it carries Block2, continues as a download (§3.3). A smaller block size
+    /// preferred by the server is adopted. A random Request-Tag is added (RFC 9175 §3),
+    /// so that concurrent uploads to one resource stay apart.
+    pub fn request_upload(
+        &mut self,
+        now: Instant,
+        peer: P,
+        method: Code,
+        options: &RequestOptions<'_>,
+        szx: u8,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<RequestHandle, Error> {
+        self.start_request(now, peer, method, options, Some(szx), build)
+    }
+
+    pub(super) fn start_request(
+        &mut self,
+        now: Instant,
+        peer: P,
+        method: Code,
+        options: &RequestOptions<'_>,
+        upload: Option<u8>,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<RequestHandle, Error> {
+        let now = self.clamp(now);
+        if !method.is_request() {
+            return Err(Error::WrongCode(method));
+        }
+        let params = options.params.unwrap_or(self.config.params);
+        params.validate().map_err(Error::Params)?;
+        if options.token.is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
+            return Err(Error::TokenTooLong);
+        }
+        let index = self.free_index().ok_or(Error::TableFull)?;
+        let mut token = [0u8; MAX_TOKEN_LEN];
+        let token = match options.token {
+            Some(t) => t,
+            None => {
+                let n = self.fresh_token(peer, &mut token);
+                &token[..n]
+            }
+        };
+        let ty = if options.non_confirmable {
+            Type::Non
+        } else {
+            Type::Con
+        };
+        // The MID is patched in when the message is sent (queued requests wait).
+        let download = match options.block2_szx {
+            _ if options.block2_offset > 0 => Block2Download::starting_at(
+                options.block2_offset,
+                options.block2_szx.unwrap_or(Block::MAX_SZX),
+            ),
+            Some(szx) if options.block2_late => Block2Download::new().with_late(szx),
+            Some(szx) => Block2Download::new().with_early(szx),
+            None => Block2Download::new(),
+        };
+        // For an upload the early Block2 goes with the last block instead.
+        let first_block2 = download.next_request_block().filter(|_| upload.is_none());
+        let mut tag = [0u8; 2];
+        self.rng.fill(&mut tag);
+        // The endpoint's own options go in first: `build` may end with a payload, and
+        // the builder puts options added later where they belong.
+        let built = MessageBuilder::new(&mut self.bufs[index], ty, method, 0).and_then(|mut b| {
+            b.token(token)?;
+            if let Some(block) = first_block2 {
+                b.block2(block)?;
+            }
+            if upload.is_some() {
+                b.request_tag(&tag)?;
+            }
+            build(&mut b)?;
+            Ok(b.len())
+        });
+        let len = match built {
+            Ok(len) => len,
+            Err(e) => {
+                self.free.push(index);
+                return Err(e.into());
+            }
+        };
+        let state = if upload.is_some() {
+            State::NeedsBlock
+        } else {
+            State::Queued
+        };
+        let mut slot = Slot::new(
+            peer,
+            now,
+            state,
+            token,
+            if options.non_confirmable { 0 } else { CON },
+        );
+        slot.len = len as u16;
+        let non_wait = options.timeout.unwrap_or(
+            self.config
+                .non_response_timeout
+                .unwrap_or(params.max_transmit_wait()),
+        );
+        self.blocks[index] = Some(ClientBlocks {
+            start: StartParams::new(&params, non_wait),
+            download,
+            upload: upload.map(Block1Upload::new),
+            fresh_token: options.fresh_token_per_block,
+            failed: None,
+        });
+        let generation = self.occupy(index, slot);
+        self.try_start(now, index);
+        Ok(RequestHandle {
+            index: index as u16,
+            generation,
+        })
+    }
+
+    /// Sends a CoAP ping (an Empty CON, §4.2); the outcome is [`Event::Pong`](super::Event::Pong) or
+    /// [`Event::TimedOut`](super::Event::TimedOut).
+    pub fn ping(&mut self, now: Instant, peer: P) -> Result<RequestHandle, Error> {
+        let now = self.clamp(now);
+        let index = self.free_index().ok_or(Error::TableFull)?;
+        // 4 bytes always fit: M is at least 64.
+        let _ = MessageBuilder::new(&mut self.bufs[index], Type::Con, Code::EMPTY, 0);
+        let mut slot = Slot::new(peer, now, State::Queued, &[], CON | PING);
+        slot.len = 4;
+        let generation = self.occupy(index, slot);
+        self.try_start(now, index);
+        Ok(RequestHandle {
+            index: index as u16,
+            generation,
+        })
+    }
+
+    /// Abandons a request: no more retransmissions, no outcome event; a late response
+    /// will be rejected. Fails for a handle whose request already finished.
+    pub fn cancel(&mut self, now: Instant, handle: RequestHandle) -> Result<(), Error> {
+        let now = self.clamp(now);
+        let slot = self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(Error::UnknownHandle)?;
+        if !slot.is_client() {
+            return Err(Error::UnknownHandle);
+        }
+        let peer = slot.peer;
+        self.release(handle.index as usize);
+        self.start_queued(now, peer);
+        Ok(())
+    }
+
+    pub(super) fn fresh_token(&mut self, peer: P, token: &mut [u8; MAX_TOKEN_LEN]) -> usize {
+        let len = (self.config.token_len as usize).min(MAX_TOKEN_LEN);
+        // A few draws make a clash with a request in flight to the same peer
+        // vanishingly unlikely for any token of 2 bytes or more.
+        for _ in 0..8 {
+            self.rng.fill(&mut token[..len]);
+            let clash = self.by_token.candidates(token_hash(&token[..len])).any(|i| {
+                matches!(&self.slots[i], Some(s) if s.peer == peer && s.token() == &token[..len])
+            });
+            if !clash {
+                break;
+            }
+        }
+        len
+    }
+
+    /// Sends queued slot `index` if NSTART allows (§4.7), with the request's own
+    /// transmission parameters; otherwise it stays queued.
+    pub(super) fn try_start(&mut self, now: Instant, index: usize) {
+        let Some(Some(slot)) = self
+            .slots
+            .get(index)
+            .filter(|s| matches!(s, Some(s) if s.state == State::Queued))
+        else {
+            return;
+        };
+        let start = match self.blocks.get(index).copied().flatten() {
+            Some(b) => b.start,
+            // A ping: the endpoint's parameters.
+            None => StartParams::new(
+                &self.config.params,
+                self.config
+                    .non_response_timeout
+                    .unwrap_or(self.max_transmit_wait),
+            ),
+        };
+        let peer = slot.peer;
+        // Only when NSTART could be reached at all is it worth counting this peer's.
+        if self.outstanding >= start.nstart as usize {
+            let outstanding = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|s| s.peer == peer && s.is_outstanding())
+                .count();
+            if outstanding >= start.nstart as usize {
+                return;
+            }
+        }
+        let mid = self.new_mid();
+        let random = self.rng.next_u64();
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        slot.mid = mid;
+        if let Some(b) = self.bufs[index].get_mut(2..4) {
+            b.copy_from_slice(&mid.to_be_bytes());
+        }
+        slot.set_sending(true);
+        slot.retransmits_left = start.max_retransmit;
+        if slot.con() {
+            let r = Retransmission::new(now, start.initial_timeout(random), 0);
+            slot.timeout_us = r.timeout().as_micros() as u32;
+            slot.deadline = r.deadline();
+            slot.state = State::AwaitingAck;
+        } else {
+            slot.deadline = now + Duration::from_millis(start.non_wait_ms as u64);
+            slot.state = State::AwaitingNonResponse;
+        }
+        self.queued -= 1;
+        self.sync(index);
+    }
+
+    /// Starts queued requests to `peer` (oldest first) while NSTART allows.
+    pub(super) fn start_queued(&mut self, now: Instant, peer: P) {
+        while self.queued > 0 {
+            let next = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+                .filter(|(_, s)| s.peer == peer && s.state == State::Queued)
+                .min_by_key(|(i, s)| (s.deadline, *i))
+                .map(|(i, _)| i);
+            let Some(index) = next else {
+                return;
+            };
+            self.try_start(now, index);
+            if matches!(&self.slots[index], Some(s) if s.state == State::Queued) {
+                return;
+            }
+        }
+    }
+
+    /// A response carried in `msg` for one of our requests, matched by token and peer
+    /// (§5.3.2); `piggybacked` responses must also match the request's MID.
+    pub(super) fn take_response<'b>(
+        &mut self,
+        from: P,
+        msg: &Message<'b>,
+        piggybacked: bool,
+    ) -> Option<Incoming<'b>> {
+        if !msg.code().is_response() {
+            return None;
+        }
+        let index = self
+            .by_token
+            .candidates(token_hash(msg.token()))
+            .find(|&i| {
+                matches!(&self.slots[i], Some(s) if s.peer == from && s.token() == msg.token()
+                && s.awaits_response()
+                && (!piggybacked || (s.state == State::AwaitingAck && s.mid == msg.message_id())))
+            })?;
+        let (peer, generation) = (self.slots[index].as_ref()?.peer, self.gens[index]);
+        let handle = RequestHandle {
+            index: index as u16,
+            generation,
+        };
+        let now = self.last_now;
+        match self.follow_block1(now, index, msg) {
+            Ok(true) => {}
+            // 2.31 Continue or another block acknowledged: absorbed, the upload goes on.
+            Ok(false) => return None,
+            Err(e) => {
+                self.fail_transfer(index, BlockFailure::Upload(e));
+                return None;
+            }
+        }
+        let block = match self.follow_block2(now, index, msg) {
+            Ok(block) => block,
+            Err(e) => {
+                self.fail_transfer(index, BlockFailure::Download(e));
+                return None;
+            }
+        };
+        if block.is_none_or(|b| b.last) {
+            self.release(index);
+            self.start_queued(now, peer);
+        }
+        Some(Incoming::Response {
+            handle,
+            message: *msg,
+            block,
+        })
+    }
+
+    /// A separate or NON response (§5.2.2, §5.2.3).
+    pub(super) fn on_response<'b>(
+        &mut self,
+        now: Instant,
+        from: P,
+        msg: Message<'b>,
+    ) -> Option<Incoming<'b>> {
+        let con = msg.ty() == Type::Con;
+        if let Some(entry) = self.dedup.find(now, from, msg.message_id()) {
+            self.stats.duplicates += 1;
+            if con {
+                self.replay(from, msg.message_id(), entry);
+            }
+            return None;
+        }
+        match self.take_response(from, &msg, false) {
+            Some(incoming) => {
+                if con {
+                    let life = self.exchange_lifetime;
+                    let entry =
+                        self.dedup
+                            .insert(now, from, msg.message_id(), life, Reply::EmptyAck);
+                    self.owe(entry, from, msg.message_id(), Reply::EmptyAck);
+                } else {
+                    let life = self.non_lifetime;
+                    self.dedup
+                        .insert(now, from, msg.message_id(), life, Reply::Nothing);
+                }
+                Some(incoming)
+            }
+            None => {
+                // §5.3.2: a response nobody waits for is rejected.
+                if con {
+                    self.queue_control(from, ControlKind::Rst(msg.message_id()));
+                }
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Endpoint-wide and per-request settings.
+
+use core::time::Duration;
+
+use crate::TransmissionParams;
+use crate::wire::Block;
+
+#[allow(unused_imports)]
+use super::Endpoint;
+
+/// Longest token this endpoint stores: the 8 bytes of RFC 7252. RFC 8974 tokens are
+/// parsed by the codec but refused here (§2.2.2: as a format error).
+pub const MAX_TOKEN_LEN: usize = 8;
+
+/// How long the application may take to answer a request, and other endpoint-wide
+/// settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Seed of the PRNG behind message IDs, tokens and jitter. Same seed, same outputs.
+    /// Seed it from a real entropy source in production: RFC 7252 §5.3.1 wants tokens
+    /// hard to guess where off-path attackers matter.
+    pub seed: u64,
+    /// Transmission parameters for everything not given its own (RFC 7252 §4.8).
+    pub params: TransmissionParams,
+    /// Length of generated tokens, 0–8 bytes (default 4). Tokens tell concurrent
+    /// requests to the same peer apart (§5.3.1): use 0 only if a peer never has more than
+    /// one request of this endpoint in flight, separate responses included.
+    pub token_len: u8,
+    /// Longest token accepted in requests, at most [`MAX_TOKEN_LEN`] (RFC 8974 §2.2).
+    pub max_token_len: u8,
+    /// How long a CON request may wait for an answer before the endpoint sends an empty
+    /// ACK and the answer becomes a separate response (default 0: at the next
+    /// `poll_output`).
+    pub empty_ack_delay: Duration,
+    /// How long the endpoint keeps a request the application has not answered; then
+    /// [`Event::RequestExpired`](super::Event::RequestExpired) (default: EXCHANGE_LIFETIME).
+    pub deferred_response_timeout: Option<Duration>,
+    /// How long a client waits for a separate response after an empty ACK (default:
+    /// EXCHANGE_LIFETIME).
+    pub separate_response_timeout: Option<Duration>,
+    /// How long a client waits for the response to a NON request (default:
+    /// MAX_TRANSMIT_WAIT).
+    pub non_response_timeout: Option<Duration>,
+    /// Max-Age, in seconds, of the 5.03 sent when the exchange table is full.
+    pub overload_max_age: u32,
+    /// Critical options the application understands beyond those of RFC 7252 and
+    /// RFC 7959; a request with any other critical option gets 4.02 Bad Option.
+    pub known_critical_options: &'static [u16],
+    /// The largest block size this endpoint serves with
+    /// [`Endpoint::respond_block2`], as SZX (default 6: 1024 bytes); smaller if the
+    /// message buffer is.
+    pub max_block_szx: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 0,
+            params: TransmissionParams::RFC7252,
+            token_len: 4,
+            max_token_len: MAX_TOKEN_LEN as u8,
+            empty_ack_delay: Duration::ZERO,
+            deferred_response_timeout: None,
+            separate_response_timeout: None,
+            non_response_timeout: None,
+            overload_max_age: 5,
+            known_critical_options: &[],
+            max_block_szx: Block::MAX_SZX,
+        }
+    }
+}
+
+/// Per-request settings for [`Endpoint::request`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestOptions<'t> {
+    /// Send as NON instead of CON.
+    pub non_confirmable: bool,
+    /// Transmission parameters for this request only.
+    pub params: Option<TransmissionParams>,
+    /// Use this token instead of a random one (at most 8 bytes).
+    pub token: Option<&'t [u8]>,
+    /// For a NON request: how long to wait for the response after sending it
+    /// (default [`Config::non_response_timeout`]). A CON request ends by the back-off
+    /// of §4.2 and, after an empty ACK, by [`Config::separate_response_timeout`].
+    pub timeout: Option<Duration>,
+    /// The largest Block2 block size wanted, as SZX (0–6). By default it is announced in
+    /// the first request (early negotiation, RFC 7959 Figure 3). A response in blocks is
+    /// followed up automatically either way; without this, at the server's size.
+    pub block2_szx: Option<u8>,
+    /// Do not announce `block2_szx` in the first request; move to it from the second
+    /// block on (late negotiation, RFC 7959 Figure 4).
+    pub block2_late: bool,
+    /// Use a new token for each follow-up block request (some servers want it).
+    pub fresh_token_per_block: bool,
+    /// Fetch the body from this byte offset on: the first request already asks for
+    /// the block that holds it (at `block2_szx`, default 1024 bytes); the bytes of that
+    /// block before the offset are the caller's to skip.
+    pub block2_offset: usize,
+}
+
+/// How [`Endpoint::respond_with`] sends an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResponseMode {
+    /// Piggybacked in the ACK if it has not gone out yet; otherwise separate, as CON
+    /// for a CON request and NON for a NON request.
+    Auto,
+    /// A separate CON response, retransmitted until acknowledged.
+    Confirmable,
+    /// A separate NON response.
+    NonConfirmable,
+}

@@ -1,0 +1,62 @@
+//! Why a command was refused.
+
+use core::fmt;
+
+use crate::ParamsError;
+use crate::block::UploadError;
+use crate::wire::{BuildError, Code};
+
+/// A command the endpoint refused. The endpoint is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// Every exchange slot is in use.
+    TableFull,
+    /// The handle is stale: its exchange already finished.
+    UnknownHandle,
+    /// The code is not a request method (for `request`) or not a response (for
+    /// `respond`).
+    WrongCode(Code),
+    /// A token longer than 8 bytes was given.
+    TokenTooLong,
+    /// The message did not fit or was malformed.
+    Build(BuildError),
+    /// Unusable transmission parameters.
+    Params(ParamsError),
+    /// `send_block` for a request that is not waiting for a block.
+    NoBlockNeeded,
+    /// The block cannot be sent (e.g. a block before the last is not of the block size).
+    Upload(UploadError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::TableFull => f.write_str("every exchange slot is in use"),
+            Error::UnknownHandle => f.write_str("the handle's exchange already finished"),
+            Error::WrongCode(c) => write!(f, "code {c} is not allowed here"),
+            Error::TokenTooLong => f.write_str("tokens are at most 8 bytes"),
+            Error::Build(e) => write!(f, "building the message failed: {e}"),
+            Error::Params(e) => write!(f, "bad transmission parameters: {e}"),
+            Error::NoBlockNeeded => f.write_str("the request is not waiting for a block"),
+            Error::Upload(e) => write!(f, "the block cannot be sent: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Build(e) => Some(e),
+            Error::Params(e) => Some(e),
+            Error::Upload(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<BuildError> for Error {
+    fn from(e: BuildError) -> Self {
+        Error::Build(e)
+    }
+}

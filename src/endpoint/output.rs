@@ -1,0 +1,196 @@
+//! Output scheduling: control messages first, then owed answers, then slot sends, then
+//! reports.
+
+use super::client_block::BlockFailure;
+use super::slot::{ClientOutcome, ServerOutcome, State};
+use super::{Endpoint, Event, IncomingHandle, Output, RequestHandle, Transmit};
+use crate::Instant;
+use crate::block::DownloadError;
+use crate::dedup::Reply;
+use crate::wire::Type;
+
+/// A stateless answer waiting to be sent: RST for what matched nothing, or an error
+/// response to a NON request. Answers owed to accepted messages are not queued here but
+/// marked on their dedup entries, so they cannot be crowded out.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Control<P> {
+    pub(super) to: P,
+    pub(super) kind: ControlKind,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum ControlKind {
+    EmptyAck(u16),
+    Rst(u16),
+    /// A short message built when queued (error responses to NON requests).
+    Bytes {
+        len: u8,
+        bytes: [u8; CONTROL_BYTES],
+    },
+}
+
+pub(super) const CONTROL_QUEUE: usize = 8;
+pub(super) const CONTROL_BYTES: usize = 24;
+
+impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
+    Endpoint<P, E, D, M, R>
+{
+    pub(super) fn queue_control(&mut self, to: P, kind: ControlKind) {
+        if self.control_len == CONTROL_QUEUE {
+            self.stats.control_dropped += 1;
+            return;
+        }
+        self.control[(self.control_head + self.control_len) % CONTROL_QUEUE] =
+            Some(Control { to, kind });
+        self.control_len += 1;
+    }
+
+    pub(super) fn pop_control(&mut self) -> Option<Control<P>> {
+        if self.control_len == 0 {
+            return None;
+        }
+        let c = self.control[self.control_head].take();
+        self.control_head = (self.control_head + 1) % CONTROL_QUEUE;
+        self.control_len -= 1;
+        c
+    }
+
+    /// The next thing to do: a datagram to send, an event, or the instant to call
+    /// again. Fires due timers first. Drain it after every input and command.
+    pub fn poll_output(&mut self, now: Instant) -> Output<'_, P> {
+        let now = self.clamp(now);
+        self.handle_timeout(now);
+        // Control messages first: they are small and answer what the peer just sent.
+        if let Some(control) = self.pop_control() {
+            let len = match control.kind {
+                ControlKind::EmptyAck(mid) | ControlKind::Rst(mid) => {
+                    let ty = if matches!(control.kind, ControlKind::Rst(_)) {
+                        Type::Rst
+                    } else {
+                        Type::Ack
+                    };
+                    let [m0, m1] = mid.to_be_bytes();
+                    self.scratch[..4].copy_from_slice(&[0x40 | (ty.bits() << 4), 0, m0, m1]);
+                    4
+                }
+                ControlKind::Bytes { len, bytes } => {
+                    self.scratch = bytes;
+                    len as usize
+                }
+            };
+            return Output::Transmit(Transmit {
+                to: control.to,
+                data: &self.scratch[..len],
+            });
+        }
+        // Then the answers owed to accepted messages: ACKs and replays (§4.2, §4.5).
+        while let Some((entry, to, mid)) = self.dedup.take_pending() {
+            match self.dedup.reply(entry) {
+                Reply::EmptyAck => {
+                    let [m0, m1] = mid.to_be_bytes();
+                    self.scratch[..4].copy_from_slice(&[0x40 | (Type::Ack.bits() << 4), 0, m0, m1]);
+                    return Output::Transmit(Transmit {
+                        to,
+                        data: &self.scratch[..4],
+                    });
+                }
+                // A reply overwritten in the arena since is lost, as if on the way.
+                Reply::Stored { .. } if self.dedup.stored(entry).is_some() => {
+                    return Output::Transmit(Transmit {
+                        to,
+                        data: self.dedup.stored(entry).unwrap_or(&[]),
+                    });
+                }
+                _ => {}
+            }
+        }
+        while let Some(index) = self.to_send.pop() {
+            let Some(Some(slot)) = self.slots.get_mut(index) else {
+                continue;
+            };
+            if !slot.sending() {
+                continue;
+            }
+            slot.set_sending(false);
+            let (to, len, state) = (slot.peer, slot.len as usize, slot.state);
+            let (mid, entry) = (slot.mid, slot.dedup as usize);
+            match state {
+                State::Piggybacked => {
+                    self.release(index);
+                    // Keep the reply for duplicates of the request (§4.5) — if the
+                    // dedup entry still belongs to it.
+                    if self.dedup.key(entry) == Some((to, mid)) {
+                        self.dedup.store(entry, &self.bufs[index][..len]);
+                    }
+                }
+                State::SendingNon => self.release(index),
+                _ => {}
+            }
+            return Output::Transmit(Transmit {
+                to,
+                data: &self.bufs[index][..len],
+            });
+        }
+        while let Some(index) = self.to_report.pop() {
+            let Some(Some(slot)) = self.slots.get(index) else {
+                continue;
+            };
+            let (generation, peer) = (self.gens[index], slot.peer);
+            let index16 = index as u16;
+            if slot.state == State::NeedsBlock {
+                let (offset, max_len) = self.blocks[index]
+                    .and_then(|b| b.upload)
+                    .and_then(|u| u.next_offset())
+                    .unwrap_or((0, 0));
+                if let Some(Some(slot)) = self.slots.get_mut(index) {
+                    slot.state = State::AwaitingBlock;
+                }
+                return Output::Event(Event::BlockNeeded {
+                    handle: RequestHandle {
+                        index: index16,
+                        generation,
+                    },
+                    offset,
+                    max_len,
+                });
+            }
+            let event = match slot.state {
+                State::ClientDone(outcome) => {
+                    let h = RequestHandle {
+                        index: index16,
+                        generation,
+                    };
+                    match outcome {
+                        ClientOutcome::TimedOut => Event::TimedOut(h),
+                        ClientOutcome::Reset => Event::Reset(h),
+                        ClientOutcome::Pong => Event::Pong(h),
+                        ClientOutcome::BlockFailed => {
+                            match self.blocks[index].and_then(|b| b.failed) {
+                                Some(BlockFailure::Upload(e)) => Event::UploadFailed(h, e),
+                                Some(BlockFailure::Download(e)) => Event::BlockFailed(h, e),
+                                None => Event::BlockFailed(h, DownloadError::Finished),
+                            }
+                        }
+                    }
+                }
+                State::ServerDone(outcome) => {
+                    let h = IncomingHandle {
+                        index: index16,
+                        generation,
+                    };
+                    match outcome {
+                        ServerOutcome::Acknowledged => Event::ResponseAcknowledged(h),
+                        ServerOutcome::TimedOut => Event::ResponseTimedOut(h),
+                        ServerOutcome::Reset => Event::ResponseReset(h),
+                        ServerOutcome::Expired => Event::RequestExpired(h),
+                    }
+                }
+                _ => continue,
+            };
+            self.release(index);
+            self.start_queued(now, peer);
+            return Output::Event(event);
+        }
+        Output::Timeout(self.next_timer().map(|(at, _)| at))
+    }
+}

@@ -1,0 +1,121 @@
+//! What accepted messages are owed (RFC 7252 §4.2, §4.5): ACKs, RSTs and replays, kept on
+//! the dedup entries.
+
+use super::Endpoint;
+use super::output::ControlKind;
+use super::slot::{ClientOutcome, ServerOutcome, State};
+use crate::Instant;
+use crate::dedup::Reply;
+use crate::wire::Message;
+
+impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
+    Endpoint<P, E, D, M, R>
+{
+    /// Owes `reply` to the peer of dedup entry `entry` (the message `peer`/`mid`): it
+    /// goes out at the next `poll_output` and stays the answer for duplicates. If the
+    /// entry was given up for another message meanwhile, an empty ACK is still sent.
+    pub(super) fn owe(&mut self, entry: usize, peer: P, mid: u16, reply: Reply) {
+        if self.dedup.key(entry) == Some((peer, mid)) {
+            if !matches!(self.dedup.reply(entry), Reply::Stored { .. }) {
+                self.dedup.set_reply(entry, reply);
+            }
+            self.dedup.mark_pending(entry);
+        } else if reply == Reply::EmptyAck {
+            self.queue_control(peer, ControlKind::EmptyAck(mid));
+        }
+    }
+
+    /// An ACK: acknowledges a CON of ours with the same peer and MID (§4.2, §4.4).
+    pub(super) fn on_ack(&mut self, now: Instant, from: P, msg: &Message<'_>) {
+        if msg.code().is_request() {
+            // §4.2: an ACK carries a response or nothing; reject by ignoring.
+            return;
+        }
+        let Some(index) = self.find_sent(from, msg.message_id()) else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        match slot.state {
+            State::AwaitingAck if slot.is_ping() => {
+                slot.state = State::ClientDone(ClientOutcome::Pong);
+            }
+            State::AwaitingAck if msg.is_empty() => {
+                slot.state = State::AwaitingSeparate;
+                slot.deadline = now
+                    + self
+                        .config
+                        .separate_response_timeout
+                        .unwrap_or(self.exchange_lifetime);
+                self.start_queued(now, from);
+            }
+            State::AwaitingAck => {} // piggybacked response: take_response finishes it
+            State::RespondingCon => slot.state = State::ServerDone(ServerOutcome::Acknowledged),
+            _ => {}
+        }
+        self.sync(index);
+    }
+
+    /// A RST: rejects a CON of ours with the same peer and MID (§4.2).
+    pub(super) fn on_rst(&mut self, now: Instant, from: P, msg: &Message<'_>) {
+        if !msg.is_empty() {
+            return; // §4.2: a RST must be Empty; reject by ignoring.
+        }
+        let Some(index) = self.find_sent(from, msg.message_id()) else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        slot.state = match slot.state {
+            State::AwaitingAck if slot.is_ping() => State::ClientDone(ClientOutcome::Pong),
+            State::AwaitingAck | State::AwaitingNonResponse | State::AwaitingSeparate => {
+                State::ClientDone(ClientOutcome::Reset)
+            }
+            State::RespondingCon => State::ServerDone(ServerOutcome::Reset),
+            other => other,
+        };
+        self.sync(index);
+        self.start_queued(now, from);
+    }
+
+    /// The slot whose last sent message has this peer and MID and may be answered.
+    pub(super) fn find_sent(&self, from: P, mid: u16) -> Option<usize> {
+        self.by_mid.candidates(mid as u32).find(|&i| {
+            matches!(&self.slots[i], Some(s) if s.mid == mid && s.peer == from && s.answerable())
+        })
+    }
+
+    /// Sends a duplicate of a remembered CON its first reply again (§4.5).
+    pub(super) fn replay(&mut self, to: P, mid: u16, entry: usize) {
+        match self.dedup.reply(entry) {
+            Reply::EmptyAck | Reply::Stored { .. } => self.dedup.mark_pending(entry),
+            Reply::Pending(tag) => {
+                // The request is still with the application. Its client is
+                // retransmitting, so acknowledge now rather than wait for the timer —
+                // unless a piggybacked answer is about to leave: that is the reply.
+                let (index, generation) = ((tag >> 16) as u16, tag as u16);
+                let wait = self
+                    .config
+                    .deferred_response_timeout
+                    .unwrap_or(self.exchange_lifetime);
+                match self.slot_mut(index, generation) {
+                    Some(slot) if slot.state == State::Piggybacked => {}
+                    Some(slot) => {
+                        if slot.state == State::DeferredCon {
+                            slot.state = State::Deferred;
+                            slot.deadline = slot.deadline + wait;
+                        }
+                        self.sync(index as usize);
+                        self.owe(entry, to, mid, Reply::EmptyAck);
+                    }
+                    None => self.owe(entry, to, mid, Reply::EmptyAck),
+                }
+            }
+            Reply::Nothing | Reply::Evicted => {}
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Counters of what the endpoint absorbed or dropped.
+
+/// Counters for what the endpoint absorbed or had to drop; all start at zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams that failed to parse.
+    pub malformed: u64,
+    /// Duplicates recognized and not delivered again.
+    pub duplicates: u64,
+    /// Retransmissions sent.
+    pub retransmissions: u64,
+    /// ACK, RST or replies not queued because the control queue was full (the peer's
+    /// retransmission gets another chance).
+    pub control_dropped: u64,
+    /// Requests answered 5.03 because the exchange table was full.
+    pub overloaded: u64,
+    /// ACK and RST messages that matched nothing.
+    pub unmatched: u64,
+}

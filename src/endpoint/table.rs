@@ -1,0 +1,114 @@
+//! The slots and the indexes over them.
+
+use super::slot::{COUNTED, Slot, State};
+use super::{Endpoint, token_hash};
+use crate::Instant;
+
+impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
+    Endpoint<P, E, D, M, R>
+{
+    /// A free slot, taken off the free list: the caller must `occupy` it or give it
+    /// back with `release`.
+    pub(super) fn free_index(&mut self) -> Option<usize> {
+        self.free.pop()
+    }
+
+    pub(super) fn slot_mut(&mut self, index: u16, generation: u16) -> Option<&mut Slot<P>> {
+        match self.slots.get_mut(index as usize) {
+            Some(Some(s)) if self.gens.get(index as usize) == Some(&generation) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Puts `slot` in place `index` under a new generation.
+    pub(super) fn occupy(&mut self, index: usize, slot: Slot<P>) -> u16 {
+        let generation = self.gens[index].wrapping_add(1);
+        self.gens[index] = generation;
+        if slot.state == State::Queued {
+            self.queued += 1;
+        }
+        self.slots[index] = Some(slot);
+        self.sync(index);
+        generation
+    }
+
+    /// Brings the indexes in line with slot `index` after it changed.
+    pub(super) fn sync(&mut self, index: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        if slot.is_outstanding() != (slot.bits & COUNTED != 0) {
+            slot.bits ^= COUNTED;
+            if slot.bits & COUNTED != 0 {
+                self.outstanding += 1;
+            } else {
+                self.outstanding -= 1;
+            }
+        }
+        let slot = &*slot;
+        let has_timer = slot.has_timer();
+        let slots = &self.slots;
+        let key = |i: usize| slots[i].as_ref().map_or(Instant::MAX, |s| s.deadline);
+        if has_timer {
+            self.timers.set(index, &key);
+        } else {
+            self.timers.remove(index, &key);
+        }
+        let Some(Some(slot)) = self.slots.get(index) else {
+            return;
+        };
+        if slot.sending() {
+            self.to_send.push(index);
+        }
+        if matches!(
+            slot.state,
+            State::ClientDone(_) | State::ServerDone(_) | State::NeedsBlock
+        ) {
+            self.to_report.push(index);
+        }
+        if slot.answerable() {
+            self.by_mid.insert(index, slot.mid as u32);
+        } else {
+            self.by_mid.remove(index);
+        }
+        // Every live client request is indexed by token, queued ones too, so that a new
+        // token never repeats one in use; matching a response checks the state.
+        if slot.is_client() && !slot.is_ping() && !matches!(slot.state, State::ClientDone(_)) {
+            self.by_token.insert(index, token_hash(slot.token()));
+        } else {
+            self.by_token.remove(index);
+        }
+    }
+
+    /// The earliest timer and its slot.
+    pub(super) fn next_timer(&self) -> Option<(Instant, usize)> {
+        let index = self.timers.peek()?;
+        Some((self.slots.get(index)?.as_ref()?.deadline, index))
+    }
+
+    /// Frees slot `index` and drops it from every index. Queued sends and reports of
+    /// the slot are skipped when they come up.
+    pub(super) fn release(&mut self, index: usize) {
+        if self.slots.get(index).is_some_and(Option::is_some) {
+            // Out of the heap while the slot still holds the deadline it is keyed by.
+            let slots = &self.slots;
+            self.timers.remove(index, &|i| {
+                slots[i].as_ref().map_or(Instant::MAX, |s| s.deadline)
+            });
+        }
+        if let Some(b) = self.blocks.get_mut(index) {
+            *b = None;
+        }
+        if let Some(slot) = self.slots.get_mut(index).and_then(Option::take) {
+            if slot.state == State::Queued {
+                self.queued -= 1;
+            }
+            if slot.bits & COUNTED != 0 {
+                self.outstanding -= 1;
+            }
+            self.by_mid.remove(index);
+            self.by_token.remove(index);
+            self.free.push(index);
+        }
+    }
+}

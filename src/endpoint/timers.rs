@@ -1,0 +1,77 @@
+//! What the deadlines mean and what firing them does (RFC 7252 §4.2, §5.2.2).
+
+use super::Endpoint;
+use super::slot::{ClientOutcome, ServerOutcome, State};
+use crate::Instant;
+use crate::dedup::Reply;
+use crate::retransmit::{RetransmitAction, step};
+
+impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
+    Endpoint<P, E, D, M, R>
+{
+    /// Fires every timer due at `now`: retransmissions, give-ups, empty ACKs and
+    /// expiries. [`poll_output`](Self::poll_output) calls it too.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clamp(now);
+        // Every firing moves its timer later or removes it; the bound only guards
+        // against a bug turning into a hang.
+        for _ in 0..4 * E + 4 {
+            match self.next_timer() {
+                Some((at, index)) if at <= now => self.fire(now, index),
+                _ => return,
+            }
+        }
+    }
+
+    /// The transitions of §4.2 and §5.2.2 driven by time, for slot `index`.
+    pub(super) fn fire(&mut self, now: Instant, index: usize) {
+        let exchange_lifetime = self.exchange_lifetime;
+        let deferred = self
+            .config
+            .deferred_response_timeout
+            .unwrap_or(exchange_lifetime);
+        let ack_delay = self.config.empty_ack_delay;
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        let mut owe = None;
+        match slot.state {
+            State::AwaitingAck | State::RespondingCon => {
+                match step(
+                    &mut slot.deadline,
+                    &mut slot.timeout_us,
+                    &mut slot.retransmits_left,
+                    now,
+                ) {
+                    RetransmitAction::Wait => {}
+                    RetransmitAction::Retransmit => {
+                        slot.set_sending(true);
+                        self.stats.retransmissions += 1;
+                    }
+                    RetransmitAction::GiveUp => {
+                        slot.state = if slot.state == State::AwaitingAck {
+                            State::ClientDone(ClientOutcome::TimedOut)
+                        } else {
+                            State::ServerDone(ServerOutcome::TimedOut)
+                        };
+                    }
+                }
+            }
+            State::AwaitingNonResponse | State::AwaitingSeparate => {
+                slot.state = State::ClientDone(ClientOutcome::TimedOut);
+            }
+            State::DeferredCon => {
+                // §5.2.2: no answer in time; acknowledge now, answer later.
+                slot.state = State::Deferred;
+                slot.deadline = now + deferred.saturating_sub(ack_delay);
+                owe = Some((slot.dedup as usize, slot.peer, slot.mid));
+            }
+            State::Deferred => slot.state = State::ServerDone(ServerOutcome::Expired),
+            _ => {}
+        }
+        self.sync(index);
+        if let Some((entry, peer, mid)) = owe {
+            self.owe(entry, peer, mid, Reply::EmptyAck);
+        }
+    }
+}
