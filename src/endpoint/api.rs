@@ -106,6 +106,10 @@ pub enum Event {
     /// A request was not answered within the deferred-response timeout; the endpoint
     /// forgot it.
     RequestExpired(IncomingHandle),
+    /// A request that came in over the deferral quota (see
+    /// [`Endpoint::may_defer`](super::Endpoint::may_defer)) was not answered within its
+    /// handling call; the endpoint answered it with 5.03 or 4.29 and forgot it.
+    RequestRefused(IncomingHandle),
 }
 
 impl fmt::Display for Event {
@@ -128,6 +132,12 @@ impl fmt::Display for Event {
             Event::ResponseTimedOut(h) => write!(f, "response to {h} never acknowledged"),
             Event::ResponseReset(h) => write!(f, "response to {h} was reset by the peer"),
             Event::RequestExpired(h) => write!(f, "{h} expired unanswered"),
+            Event::RequestRefused(h) => {
+                write!(
+                    f,
+                    "{h} refused: answered late while over the deferral quota"
+                )
+            }
         }
     }
 }

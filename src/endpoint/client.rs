@@ -6,7 +6,9 @@ use core::time::Duration;
 use super::client_block::BlockFailure;
 use super::output::ControlKind;
 use super::slot::{CON, PING, Slot, State};
-use super::{Endpoint, Error, Incoming, MAX_TOKEN_LEN, RequestHandle, RequestOptions, token_hash};
+use super::{
+    Endpoint, Error, Incoming, MAX_TOKEN_LEN, NO_ENTRY, RequestHandle, RequestOptions, token_hash,
+};
 use crate::block::{Block1Upload, Block2Download};
 use crate::dedup::Reply;
 use crate::wire::{Block, BuildError, Code, Message, MessageBuilder, Type};
@@ -400,7 +402,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if let Some(entry) = self.dedup.find(now, from, msg.message_id()) {
             self.stats.duplicates += 1;
             if con {
-                self.replay(from, msg.message_id(), entry);
+                self.replay(now, from, msg.message_id(), entry);
             }
             return None;
         }
@@ -408,10 +410,17 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             Some(incoming) => {
                 if con {
                     let life = self.exchange_lifetime;
+                    // Without an entry (every one protected) the ACK still goes out; a
+                    // duplicate of the response would then find no request and get RST.
                     let entry =
                         self.dedup
                             .insert(now, from, msg.message_id(), life, Reply::EmptyAck);
-                    self.owe(entry, from, msg.message_id(), Reply::EmptyAck);
+                    self.owe(
+                        entry.unwrap_or(NO_ENTRY),
+                        from,
+                        msg.message_id(),
+                        Reply::EmptyAck,
+                    );
                 } else {
                     let life = self.non_lifetime;
                     self.dedup

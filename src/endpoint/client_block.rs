@@ -1,7 +1,7 @@
 //! The client side of block-wise transfers (RFC 7959 §2.4, §2.5, §3.3): following Block2
 //! responses, sending Block1 blocks.
 
-use super::slot::{ClientOutcome, State};
+use super::slot::{Outcome, State};
 use super::{Endpoint, Error, MAX_TOKEN_LEN, RequestHandle};
 use crate::Instant;
 use crate::block::{DownloadError, Received, UploadError, UploadStep};
@@ -99,7 +99,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if let (Some(Some(slot)), Some(Some(b))) =
             (self.slots.get_mut(index), self.blocks.get_mut(index))
         {
-            slot.state = State::ClientDone(ClientOutcome::BlockFailed);
+            slot.state = State::Done(Outcome::BlockFailed);
             b.failed = Some(failure);
         }
         self.sync(index);

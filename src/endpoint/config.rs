@@ -3,6 +3,7 @@
 use core::time::Duration;
 
 use crate::TransmissionParams;
+use crate::resource::Methods;
 use crate::wire::Block;
 
 #[allow(unused_imports)]
@@ -41,8 +42,26 @@ pub struct Config {
     /// How long a client waits for the response to a NON request (default:
     /// MAX_TRANSMIT_WAIT).
     pub non_response_timeout: Option<Duration>,
-    /// Max-Age, in seconds, of the 5.03 sent when the exchange table is full.
+    /// Max-Age, in seconds, of a 5.03 when the endpoint cannot tell when space frees
+    /// (every slot holds a client request waiting for NSTART). Otherwise a refusal's
+    /// Max-Age is the real time until a place frees.
     pub overload_max_age: u32,
+    /// Methods whose requests must never be processed twice (RFC 7252 §4.5): their
+    /// dedup entries and stored replies stay for EXCHANGE_LIFETIME and are never
+    /// evicted or overwritten; when that cannot be promised, a new one is refused with
+    /// 5.03 before it is delivered. Default: POST and PATCH. Requests of other methods
+    /// may be processed again when their entry had to make room, as §4.5 allows for
+    /// idempotent ones.
+    pub non_idempotent: Methods,
+    /// Exchange slots that only requests answered within their handling call may use
+    /// (default 2, at most all slots but one). However many requests wait for a late
+    /// answer, one answered at once always finds a slot.
+    pub immediate_reserve: u16,
+    /// The share of each bounded table one peer may hold, in percent (default 50): of
+    /// the slots for requests answered late, and of the protected dedup entries. Over
+    /// its share a peer gets 4.29 Too Many Requests (RFC 8516) with the time until its
+    /// oldest place frees as Max-Age.
+    pub peer_share_percent: u8,
     /// Critical options the application understands beyond those of RFC 7252 and
     /// RFC 7959; a request with any other critical option gets 4.02 Bad Option.
     pub known_critical_options: &'static [u16],
@@ -64,6 +83,9 @@ impl Default for Config {
             separate_response_timeout: None,
             non_response_timeout: None,
             overload_max_age: 5,
+            non_idempotent: Methods::POST.and(Methods::PATCH),
+            immediate_reserve: 2,
+            peer_share_percent: 50,
             known_critical_options: &[],
             max_block_szx: Block::MAX_SZX,
         }
@@ -96,6 +118,15 @@ pub struct RequestOptions<'t> {
     /// the block that holds it (at `block2_szx`, default 1024 bytes); the bytes of that
     /// block before the offset are the caller's to skip.
     pub block2_offset: usize,
+}
+
+impl Config {
+    /// One peer's share of a table of `capacity` places: at least one.
+    pub(super) fn peer_share(&self, capacity: usize) -> usize {
+        (capacity * self.peer_share_percent.clamp(1, 100) as usize)
+            .div_ceil(100)
+            .max(1)
+    }
 }
 
 /// How [`Endpoint::respond_with`] sends an answer.

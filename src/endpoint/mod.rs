@@ -68,7 +68,7 @@ use slot::Slot;
 /// Type parameters: the peer address `P` (any `Copy + Eq`: a socket address, a smoltcp
 /// endpoint, a DTLS session id); `E` exchange slots, each with an `M`-byte message
 /// buffer; `D` dedup entries and `R` bytes for stored replies. The defaults —
-/// `Endpoint<SocketAddr, 16, 32, 1152, 4608>` — take about 25 KiB; see the crate docs
+/// `Endpoint<SocketAddr, 16, 32, 1152, 4608>` — take about 29 KiB; see the crate docs
 /// for the exact `size_of`.
 ///
 /// # The run loop
@@ -107,6 +107,8 @@ pub struct Endpoint<
     queued: usize,
     /// Slots that count toward NSTART, over all peers.
     outstanding: usize,
+    /// Server slots whose request is with the application (handling or deferred).
+    held: usize,
     bufs: [[u8; M]; E],
     /// Block-wise state of client requests, by slot.
     blocks: [Option<ClientBlocks>; E],
@@ -172,6 +174,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             by_token: ChainIndex::new(),
             queued: 0,
             outstanding: 0,
+            held: 0,
             bufs: [[0; M]; E],
             blocks: [None; E],
             dedup: DedupCache::new(),
@@ -266,6 +269,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         }
     }
 }
+
+/// A dedup entry index that names no entry: `owe` then sends a plain empty ACK.
+pub(super) const NO_ENTRY: usize = u16::MAX as usize;
 
 /// A hash of a token for the token index: FNV-1a over its bytes.
 pub(super) fn token_hash(token: &[u8]) -> u32 {

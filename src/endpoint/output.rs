@@ -2,7 +2,7 @@
 //! reports.
 
 use super::client_block::BlockFailure;
-use super::slot::{ClientOutcome, ServerOutcome, State};
+use super::slot::{Outcome, REFUSED, State};
 use super::{Endpoint, Event, IncomingHandle, Output, RequestHandle, Transmit};
 use crate::Instant;
 use crate::block::DownloadError;
@@ -113,18 +113,22 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             }
             slot.set_sending(false);
             let (to, len, state) = (slot.peer, slot.len as usize, slot.state);
-            let (mid, entry) = (slot.mid, slot.dedup as usize);
-            match state {
-                State::Piggybacked => {
-                    self.release(index);
-                    // Keep the reply for duplicates of the request (§4.5) — if the
-                    // dedup entry still belongs to it.
-                    if self.dedup.key(entry) == Some((to, mid)) {
-                        self.dedup.store(entry, &self.bufs[index][..len]);
+            let (mid, entry, refused) = (slot.mid, slot.dedup as usize, slot.quota & REFUSED != 0);
+            if state == State::Piggybacked && self.dedup.key(entry) == Some((to, mid)) {
+                // Keep the reply for duplicates of the request (§4.5) — if the dedup
+                // entry still belongs to it. A protected entry has its room reserved.
+                self.dedup.store(now, entry, &self.bufs[index][..len]);
+            }
+            if matches!(state, State::Piggybacked | State::SendingNon) {
+                if refused {
+                    // Sent; the application still hears that its handle is gone.
+                    if let Some(Some(slot)) = self.slots.get_mut(index) {
+                        slot.state = State::Done(Outcome::Refused);
                     }
+                    self.sync(index);
+                } else {
+                    self.release(index);
                 }
-                State::SendingNon => self.release(index),
-                _ => {}
             }
             return Output::Transmit(Transmit {
                 to,
@@ -154,38 +158,31 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                     max_len,
                 });
             }
-            let event = match slot.state {
-                State::ClientDone(outcome) => {
-                    let h = RequestHandle {
-                        index: index16,
-                        generation,
-                    };
-                    match outcome {
-                        ClientOutcome::TimedOut => Event::TimedOut(h),
-                        ClientOutcome::Reset => Event::Reset(h),
-                        ClientOutcome::Pong => Event::Pong(h),
-                        ClientOutcome::BlockFailed => {
-                            match self.blocks[index].and_then(|b| b.failed) {
-                                Some(BlockFailure::Upload(e)) => Event::UploadFailed(h, e),
-                                Some(BlockFailure::Download(e)) => Event::BlockFailed(h, e),
-                                None => Event::BlockFailed(h, DownloadError::Finished),
-                            }
-                        }
-                    }
-                }
-                State::ServerDone(outcome) => {
-                    let h = IncomingHandle {
-                        index: index16,
-                        generation,
-                    };
-                    match outcome {
-                        ServerOutcome::Acknowledged => Event::ResponseAcknowledged(h),
-                        ServerOutcome::TimedOut => Event::ResponseTimedOut(h),
-                        ServerOutcome::Reset => Event::ResponseReset(h),
-                        ServerOutcome::Expired => Event::RequestExpired(h),
-                    }
-                }
-                _ => continue,
+            let State::Done(outcome) = slot.state else {
+                continue;
+            };
+            let request = RequestHandle {
+                index: index16,
+                generation,
+            };
+            let incoming = IncomingHandle {
+                index: index16,
+                generation,
+            };
+            let event = match outcome {
+                Outcome::TimedOut => Event::TimedOut(request),
+                Outcome::Reset => Event::Reset(request),
+                Outcome::Pong => Event::Pong(request),
+                Outcome::BlockFailed => match self.blocks[index].and_then(|b| b.failed) {
+                    Some(BlockFailure::Upload(e)) => Event::UploadFailed(request, e),
+                    Some(BlockFailure::Download(e)) => Event::BlockFailed(request, e),
+                    None => Event::BlockFailed(request, DownloadError::Finished),
+                },
+                Outcome::Acknowledged => Event::ResponseAcknowledged(incoming),
+                Outcome::ResponseTimedOut => Event::ResponseTimedOut(incoming),
+                Outcome::ResponseReset => Event::ResponseReset(incoming),
+                Outcome::Expired => Event::RequestExpired(incoming),
+                Outcome::Refused => Event::RequestRefused(incoming),
             };
             self.release(index);
             self.start_queued(now, peer);

@@ -3,7 +3,7 @@
 
 use super::Endpoint;
 use super::output::ControlKind;
-use super::slot::{ClientOutcome, ServerOutcome, State};
+use super::slot::{Outcome, State};
 use crate::Instant;
 use crate::dedup::Reply;
 use crate::wire::Message;
@@ -40,7 +40,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         };
         match slot.state {
             State::AwaitingAck if slot.is_ping() => {
-                slot.state = State::ClientDone(ClientOutcome::Pong);
+                slot.state = State::Done(Outcome::Pong);
             }
             State::AwaitingAck if msg.is_empty() => {
                 slot.state = State::AwaitingSeparate;
@@ -52,7 +52,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 self.start_queued(now, from);
             }
             State::AwaitingAck => {} // piggybacked response: take_response finishes it
-            State::RespondingCon => slot.state = State::ServerDone(ServerOutcome::Acknowledged),
+            State::RespondingCon => slot.state = State::Done(Outcome::Acknowledged),
             _ => {}
         }
         self.sync(index);
@@ -71,11 +71,11 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             return;
         };
         slot.state = match slot.state {
-            State::AwaitingAck if slot.is_ping() => State::ClientDone(ClientOutcome::Pong),
+            State::AwaitingAck if slot.is_ping() => State::Done(Outcome::Pong),
             State::AwaitingAck | State::AwaitingNonResponse | State::AwaitingSeparate => {
-                State::ClientDone(ClientOutcome::Reset)
+                State::Done(Outcome::Reset)
             }
-            State::RespondingCon => State::ServerDone(ServerOutcome::Reset),
+            State::RespondingCon => State::Done(Outcome::ResponseReset),
             other => other,
         };
         self.sync(index);
@@ -90,7 +90,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     }
 
     /// Sends a duplicate of a remembered CON its first reply again (§4.5).
-    pub(super) fn replay(&mut self, to: P, mid: u16, entry: usize) {
+    pub(super) fn replay(&mut self, now: Instant, to: P, mid: u16, entry: usize) {
         match self.dedup.reply(entry) {
             Reply::EmptyAck | Reply::Stored { .. } => self.dedup.mark_pending(entry),
             Reply::Pending(tag) => {
@@ -98,24 +98,13 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 // retransmitting, so acknowledge now rather than wait for the timer —
                 // unless a piggybacked answer is about to leave: that is the reply.
                 let (index, generation) = ((tag >> 16) as u16, tag as u16);
-                let wait = self
-                    .config
-                    .deferred_response_timeout
-                    .unwrap_or(self.exchange_lifetime);
-                match self.slot_mut(index, generation) {
-                    Some(slot) if slot.state == State::Piggybacked => {}
-                    Some(slot) => {
-                        if slot.state == State::DeferredCon {
-                            slot.state = State::Deferred;
-                            slot.deadline = slot.deadline + wait;
-                        }
-                        self.sync(index as usize);
-                        self.owe(entry, to, mid, Reply::EmptyAck);
-                    }
-                    None => self.owe(entry, to, mid, Reply::EmptyAck),
+                match self.slot_mut(index, generation).map(|s| s.state) {
+                    Some(State::Piggybacked) => {}
+                    Some(State::Handling) => self.defer(now, index as usize),
+                    _ => self.owe(entry, to, mid, Reply::EmptyAck),
                 }
             }
-            Reply::Nothing | Reply::Evicted => {}
+            Reply::Nothing => {}
         }
     }
 }

@@ -4,8 +4,8 @@
 use core::time::Duration;
 
 use super::output::{CONTROL_BYTES, ControlKind};
-use super::slot::{CON, Slot, State};
-use super::{Endpoint, Error, Incoming, IncomingHandle, MAX_TOKEN_LEN, ResponseMode};
+use super::slot::{CON, HELD, MUST_ANSWER, OVER_SHARE, REFUSED, Slot, State};
+use super::{Endpoint, Error, Incoming, IncomingHandle, MAX_TOKEN_LEN, NO_ENTRY, ResponseMode};
 use crate::dedup::Reply;
 use crate::wire::{
     BuildError, Code, Message, MessageBuilder, NoResponse, OptionNumber, Type, encode_uint,
@@ -47,10 +47,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let slot = *self
             .slot_mut(handle.index, handle.generation)
             .ok_or(Error::UnknownHandle)?;
-        if !matches!(slot.state, State::DeferredCon | State::Deferred) {
+        if !matches!(slot.state, State::Handling | State::Deferred) {
             return Err(Error::UnknownHandle);
         }
-        let piggyback = slot.state == State::DeferredCon && mode == ResponseMode::Auto;
+        let piggyback = slot.state == State::Handling && slot.con() && mode == ResponseMode::Auto;
         let ty = match (piggyback, mode, slot.con()) {
             (true, _, _) => Type::Ack,
             (false, ResponseMode::Confirmable, _) | (false, ResponseMode::Auto, true) => Type::Con,
@@ -58,7 +58,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         };
         if NoResponse(slot.no_response).suppresses(code) {
             // RFC 7967 §2: not sending is the answer; a CON still gets its empty ACK.
-            if slot.state == State::DeferredCon {
+            if slot.state == State::Handling && slot.con() {
                 self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
             }
             self.release(index);
@@ -69,7 +69,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         b.token(slot.token())?;
         build(&mut b)?;
         let len = b.len() as u16;
-        if !piggyback && slot.state == State::DeferredCon {
+        if !piggyback && slot.state == State::Handling && slot.con() {
             // A separate response to a CON not yet acknowledged: ACK it first (§5.2.2).
             self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
         }
@@ -109,7 +109,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if let Some(entry) = self.dedup.find(now, from, mid) {
             self.stats.duplicates += 1;
             if con {
-                self.replay(from, mid, entry);
+                self.replay(now, from, mid, entry);
             }
             return None;
         }
@@ -138,52 +138,84 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         } else {
             self.non_lifetime
         };
-        let free = if error.is_none() {
-            self.free_index()
-        } else {
-            None
-        };
-        let index = match (error, free) {
-            (None, Some(index)) => index,
-            (error, _) => {
-                let code = error.unwrap_or_else(|| {
-                    self.stats.overloaded += 1;
-                    Code::SERVICE_UNAVAILABLE
-                });
-                self.reply_error(now, from, &msg, code, lifetime);
-                return None;
-            }
+        if let Some(code) = error {
+            self.reply_error(now, from, &msg, code, lifetime, None);
+            return None;
+        }
+        let Some(index) = self.free_index() else {
+            self.stats.overloaded += 1;
+            let frees_at = self.frees_at(now, false, None);
+            self.reply_error(
+                now,
+                from,
+                &msg,
+                Code::SERVICE_UNAVAILABLE,
+                lifetime,
+                Some(frees_at),
+            );
+            return None;
         };
         let generation = self.gens[index].wrapping_add(1);
-        let entry = self.dedup.insert(
-            now,
-            from,
-            mid,
-            lifetime,
-            if con {
-                Reply::Pending(((index as u32) << 16) | generation as u32)
-            } else {
-                Reply::Nothing
-            },
-        );
-        let wait = self
-            .config
-            .deferred_response_timeout
-            .unwrap_or(self.exchange_lifetime);
-        let (deadline, state) = if con {
-            (now + self.config.empty_ack_delay, State::DeferredCon)
+        let reply = if con {
+            Reply::Pending(((index as u32) << 16) | generation as u32)
         } else {
-            (now + wait, State::Deferred)
+            Reply::Nothing
+        };
+        let entry = if self.config.non_idempotent.allows(msg.code()) {
+            // §4.5: processed once, whatever else arrives; room for the reply is set
+            // aside now, or the request is refused before anyone sees it.
+            let room = if con { M } else { 0 };
+            let share = self.config.peer_share(D);
+            match self
+                .dedup
+                .insert_protected(now, from, mid, lifetime, reply, room, share)
+            {
+                Ok(entry) => entry,
+                Err(full) => {
+                    self.free.push(index);
+                    let code = if full.peer_over_share {
+                        self.stats.over_share += 1;
+                        Code::TOO_MANY_REQUESTS
+                    } else {
+                        self.stats.overloaded += 1;
+                        Code::SERVICE_UNAVAILABLE
+                    };
+                    self.reply_error(now, from, &msg, code, lifetime, Some(full.retry_at));
+                    return None;
+                }
+            }
+        } else {
+            // Idempotent: without an entry a duplicate is simply processed again.
+            self.dedup
+                .insert(now, from, mid, lifetime, reply)
+                .unwrap_or(NO_ENTRY)
+        };
+        // The deferral quota: decided now, enforced only if the application does not
+        // answer within its handling call (see `defer`).
+        let deferrable = E - (self.config.immediate_reserve as usize).min(E - 1);
+        let share = self.config.peer_share(deferrable);
+        let quota = if self.held >= deferrable {
+            MUST_ANSWER
+        } else if self.held >= share && self.held_by(from) >= share {
+            MUST_ANSWER | OVER_SHARE
+        } else {
+            0
+        };
+        let deadline = if con {
+            now + self.config.empty_ack_delay
+        } else {
+            now
         };
         let mut slot = Slot::new(
             from,
             deadline,
-            state,
+            State::Handling,
             msg.token(),
             if con { CON } else { 0 },
         );
         slot.mid = mid;
         slot.dedup = entry as u16;
+        slot.quota = quota;
         slot.no_response = match msg.no_response() {
             Ok(Some(nr)) => nr.0,
             _ => 0,
@@ -227,8 +259,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         ) || self.config.known_critical_options.contains(&n.0)
     }
 
-    /// Answers a request the endpoint itself refuses (4.02, 4.05, 5.03): piggybacked
-    /// and stored for replay if CON, a NON response otherwise.
+    /// Answers a request the endpoint itself refuses (4.02, 4.05, 4.29, 5.03):
+    /// piggybacked and stored for replay if CON, a NON response otherwise. A refusal for
+    /// want of space says in Max-Age when space frees (`retry_at`).
     pub(super) fn reply_error(
         &mut self,
         now: Instant,
@@ -236,6 +269,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         msg: &Message<'_>,
         code: Code,
         lifetime: Duration,
+        retry_at: Option<Instant>,
     ) {
         let con = msg.ty() == Type::Con;
         let (ty, mid) = if con {
@@ -247,10 +281,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let Ok(mut b) = MessageBuilder::new(&mut bytes, ty, code, mid) else {
             return;
         };
-        let token = msg.token();
-        let max_age = self.config.overload_max_age;
-        let built = b.token(token).and_then(|b| {
-            if code == Code::SERVICE_UNAVAILABLE {
+        let max_age = retry_at.map(|at| self.max_age_until(now, at));
+        let built = b.token(msg.token()).and_then(|b| {
+            if let Some(max_age) = max_age {
                 let mut tmp = [0; 4];
                 b.option(OptionNumber::MAX_AGE, encode_uint(max_age, &mut tmp))?;
             }
@@ -260,31 +293,152 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             return;
         }
         let len = b.len();
+        let mid = msg.message_id();
+        // The refusal is remembered like any answer, in an evictable entry: a duplicate
+        // that finds none is refused (or served) anew, which does no harm.
+        let entry = self.dedup.insert(now, to, mid, lifetime, Reply::Nothing);
         if NoResponse(msg.no_response().ok().flatten().map_or(0, |n| n.0)).suppresses(code) {
             if con {
-                let entry = self
-                    .dedup
-                    .insert(now, to, msg.message_id(), lifetime, Reply::EmptyAck);
-                self.owe(entry, to, msg.message_id(), Reply::EmptyAck);
+                self.owe(entry.unwrap_or(NO_ENTRY), to, mid, Reply::EmptyAck);
             }
             return;
         }
-        if con {
-            let entry = self
-                .dedup
-                .insert(now, to, msg.message_id(), lifetime, Reply::Nothing);
-            self.dedup.store(entry, &bytes[..len]);
-            self.dedup.mark_pending(entry);
-        } else {
-            self.dedup
-                .insert(now, to, msg.message_id(), lifetime, Reply::Nothing);
-            self.queue_control(
+        match entry {
+            Some(entry) if con && self.dedup.store(now, entry, &bytes[..len]) => {
+                self.dedup.mark_pending(entry);
+            }
+            _ => self.queue_control(
                 to,
                 ControlKind::Bytes {
                     len: len as u8,
                     bytes,
                 },
-            );
+            ),
+        }
+    }
+
+    /// Max-Age in seconds for a refusal until `at`: rounded up, at least 1 (the
+    /// configured fallback when the endpoint cannot tell).
+    pub(super) fn max_age_until(&self, now: Instant, at: Instant) -> u32 {
+        if at == Instant::MAX {
+            return self.config.overload_max_age;
+        }
+        let micros = at.saturating_duration_since(now).as_micros();
+        micros.div_ceil(1_000_000).clamp(1, u32::MAX as u128) as u32
+    }
+
+    /// When a place frees at the latest: any slot (`deferral` false), or a place
+    /// under the deferral quota — of any peer, or of `peer`. Requests admitted over the
+    /// quota leave when their handling call ends and so free a slot, but no place under
+    /// the quota.
+    pub(super) fn frees_at(&self, now: Instant, deferral: bool, peer: Option<P>) -> Instant {
+        let wait = self.deferred_wait();
+        let transient = |s: &Slot<P>| s.state == State::Handling && s.quota & MUST_ANSWER != 0;
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| !deferral || (s.is_held() && !transient(s)))
+            .filter(|s| peer.is_none_or(|p| s.peer == p))
+            .filter_map(|s| {
+                if transient(s) {
+                    Some(s.deadline)
+                } else {
+                    s.ends_by(now, wait)
+                }
+            })
+            .min()
+            .unwrap_or(Instant::MAX)
+    }
+
+    /// Requests of `peer` with the application, counted toward the quota.
+    fn held_by(&self, peer: P) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.peer == peer && s.quota & HELD != 0)
+            .count()
+    }
+
+    /// How long a deferred request waits for its answer.
+    pub(super) fn deferred_wait(&self) -> Duration {
+        self.config
+            .deferred_response_timeout
+            .unwrap_or(self.exchange_lifetime)
+    }
+
+    /// Slot `index`'s request was not answered within its handling call (§5.2.2): a CON
+    /// gets its empty ACK and the answer becomes separate — unless the request came in
+    /// over the deferral quota, in which case the endpoint answers for the application
+    /// with 5.03, or 4.29 when its peer holds its share, and a Max-Age that says when a
+    /// place frees.
+    pub(super) fn defer(&mut self, now: Instant, index: usize) {
+        let Some(Some(slot)) = self.slots.get(index) else {
+            return;
+        };
+        if slot.state != State::Handling {
+            return;
+        }
+        if slot.quota & MUST_ANSWER != 0 {
+            let peer = slot.peer;
+            let (code, retry_at) = if slot.quota & OVER_SHARE != 0 {
+                self.stats.over_share += 1;
+                (
+                    Code::TOO_MANY_REQUESTS,
+                    self.frees_at(now, true, Some(peer)),
+                )
+            } else {
+                self.stats.overloaded += 1;
+                (Code::SERVICE_UNAVAILABLE, self.frees_at(now, true, None))
+            };
+            let max_age = self.max_age_until(now, retry_at);
+            let handle = IncomingHandle {
+                index: index as u16,
+                generation: self.gens[index],
+            };
+            if self
+                .respond(now, handle, code, |b| b.max_age(max_age).map(drop))
+                .is_ok()
+            {
+                if let Some(Some(slot)) = self.slots.get_mut(index) {
+                    slot.quota |= REFUSED;
+                }
+                return;
+            }
+        }
+        let wait = self.deferred_wait();
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        slot.state = State::Deferred;
+        let owe = slot
+            .con()
+            .then_some((slot.dedup as usize, slot.peer, slot.mid));
+        let ack_delay = if slot.con() {
+            self.config.empty_ack_delay
+        } else {
+            Duration::ZERO
+        };
+        // From the request's arrival: its handling deadline was `ack_delay` after it.
+        slot.deadline = slot.deadline + wait.saturating_sub(ack_delay);
+        self.sync(index);
+        if let Some((entry, peer, mid)) = owe {
+            self.owe(entry, peer, mid, Reply::EmptyAck);
+        }
+    }
+
+    /// Whether the application may answer request `handle` later than within its
+    /// handling call. `false` when the request came in while the endpoint (or its peer)
+    /// already holds as many late-answered requests as it may: if it is not answered
+    /// before the next [`poll_output`](Self::poll_output), the endpoint answers it with
+    /// 5.03 Service Unavailable (or 4.29 Too Many Requests) itself, reports
+    /// [`Event::RequestRefused`](super::Event::RequestRefused), and the handle goes
+    /// stale. A handler that cannot answer at once should then not act on the request.
+    pub fn may_defer(&self, handle: IncomingHandle) -> bool {
+        match self.slots.get(handle.index as usize) {
+            Some(Some(s)) if self.gens.get(handle.index as usize) == Some(&handle.generation) => {
+                s.quota & MUST_ANSWER == 0 || s.state != State::Handling
+            }
+            _ => false,
         }
     }
 }

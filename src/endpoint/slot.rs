@@ -14,16 +14,15 @@ pub(super) enum State {
     AwaitingNonResponse,
     /// Client CON request acknowledged, waiting for the separate response.
     AwaitingSeparate,
-    /// Client outcome decided, to be reported.
-    ClientDone(ClientOutcome),
     /// Client upload: the next block is to be asked for (reported as `BlockNeeded`).
     NeedsBlock,
     /// Client upload: waiting for the application's `send_block`.
     AwaitingBlock,
-    /// Server: CON request delivered, empty ACK not sent yet (due at `deadline`).
-    DeferredCon,
-    /// Server: CON request acknowledged empty, or NON request, waiting for the answer
-    /// until `deadline`.
+    /// Server: request delivered, within its handling call. At `deadline` (CON: after
+    /// `empty_ack_delay`; NON: at once) it is deferred: a CON gets its empty ACK.
+    Handling,
+    /// Server: request deferred (CON: acknowledged empty), waiting for the
+    /// application's answer until `deadline`.
     Deferred,
     /// Server: piggybacked response built, to be sent once and stored for replay.
     Piggybacked,
@@ -31,25 +30,36 @@ pub(super) enum State {
     SendingNon,
     /// Server: separate CON response sent, retransmitting until ACK/RST.
     RespondingCon,
-    /// Server outcome decided, to be reported.
-    ServerDone(ServerOutcome),
+    /// Outcome decided, to be reported.
+    Done(Outcome),
 }
 
+/// How an exchange ended, to be reported as an [`Event`](super::Event). One enum for
+/// both roles keeps `State` a single byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum ClientOutcome {
+pub(super) enum Outcome {
+    // Client side.
     TimedOut,
     Reset,
     Pong,
     /// The failure is kept in the slot's `ClientBlocks`.
     BlockFailed,
+    // Server side.
+    Acknowledged,
+    ResponseTimedOut,
+    ResponseReset,
+    Expired,
+    /// Deferred over the quota: the endpoint answered 5.03 or 4.29 itself.
+    Refused,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum ServerOutcome {
-    Acknowledged,
-    TimedOut,
-    Reset,
-    Expired,
+impl Outcome {
+    fn is_client(self) -> bool {
+        matches!(
+            self,
+            Outcome::TimedOut | Outcome::Reset | Outcome::Pong | Outcome::BlockFailed
+        )
+    }
 }
 
 /// One exchange. Its message bytes live in the endpoint's parallel buffer array, so
@@ -77,7 +87,18 @@ pub(super) struct Slot<P> {
     pub(super) state: State,
     /// Server: the request's No-Response value (RFC 7967).
     pub(super) no_response: u8,
+    /// Server: the `HELD`, `MUST_ANSWER`, `OVER_SHARE` and `REFUSED` flags.
+    pub(super) quota: u8,
 }
+
+/// Counted in `Endpoint::held`: a request with the application.
+pub(super) const HELD: u8 = 0x01;
+/// Admitted over the deferral quota: answered by the endpoint if not at once.
+pub(super) const MUST_ANSWER: u8 = 0x02;
+/// Over the quota of its peer (4.29) rather than of the endpoint (5.03).
+pub(super) const OVER_SHARE: u8 = 0x04;
+/// Answered by the endpoint for the application: reported once sent.
+pub(super) const REFUSED: u8 = 0x08;
 
 pub(super) const SEND: u8 = 0x10;
 pub(super) const CON: u8 = 0x20;
@@ -108,6 +129,7 @@ impl<P> Slot<P> {
             retransmits_left: 0,
             state,
             no_response: 0,
+            quota: 0,
         }
     }
 
@@ -144,10 +166,9 @@ impl<P> Slot<P> {
                 | State::AwaitingAck
                 | State::AwaitingNonResponse
                 | State::AwaitingSeparate
-                | State::ClientDone(_)
                 | State::NeedsBlock
                 | State::AwaitingBlock
-        )
+        ) || matches!(self.state, State::Done(o) if o.is_client())
     }
 
     /// Whether `deadline` is a timer to fire (a queued request's is only its place in
@@ -158,7 +179,7 @@ impl<P> Slot<P> {
             State::AwaitingAck
                 | State::AwaitingNonResponse
                 | State::AwaitingSeparate
-                | State::DeferredCon
+                | State::Handling
                 | State::Deferred
                 | State::RespondingCon
         )
@@ -182,6 +203,37 @@ impl<P> Slot<P> {
                 self.state,
                 State::AwaitingAck | State::AwaitingNonResponse | State::AwaitingSeparate
             )
+    }
+
+    /// A request with the application, answered or deferred: counted toward the
+    /// deferral quota.
+    pub(super) fn is_held(&self) -> bool {
+        matches!(self.state, State::Handling | State::Deferred)
+    }
+
+    /// When the slot is free at the latest, if nothing else happens: its give-up or
+    /// expiry. `deferred_wait` is how long a deferred request waits; `None` for a
+    /// request waiting for NSTART, which has no bound of its own.
+    pub(super) fn ends_by(
+        &self,
+        now: Instant,
+        deferred_wait: core::time::Duration,
+    ) -> Option<Instant> {
+        let retransmitting = || {
+            // The remaining back-off: timeout · (2 + 4 + … + 2^left).
+            let rest = (self.timeout_us as u64)
+                .saturating_mul((1u64 << (self.retransmits_left.min(32) + 1)) - 2);
+            self.deadline + core::time::Duration::from_micros(rest)
+        };
+        match self.state {
+            State::Queued => None,
+            State::Handling => Some(self.deadline + deferred_wait),
+            State::AwaitingAck | State::RespondingCon => Some(retransmitting()),
+            State::Deferred | State::AwaitingNonResponse | State::AwaitingSeparate => {
+                Some(self.deadline)
+            }
+            _ => Some(now),
+        }
     }
 
     /// Counts toward NSTART (§4.7): a CON awaiting its ACK, or a request awaiting a

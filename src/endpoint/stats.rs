@@ -13,8 +13,11 @@ pub struct Stats {
     /// ACK, RST or replies not queued because the control queue was full (the peer's
     /// retransmission gets another chance).
     pub control_dropped: u64,
-    /// Requests answered 5.03 because the exchange table was full.
+    /// Requests answered 5.03 because a table was full (exchange slots, deferral
+    /// quota, protected dedup entries or reply bytes).
     pub overloaded: u64,
+    /// Requests answered 4.29 because their peer held its share of a table.
+    pub over_share: u64,
     /// ACK and RST messages that matched nothing.
     pub unmatched: u64,
 }

@@ -1,6 +1,6 @@
 //! The slots and the indexes over them.
 
-use super::slot::{COUNTED, Slot, State};
+use super::slot::{COUNTED, HELD, MUST_ANSWER, Slot, State};
 use super::{Endpoint, token_hash};
 use crate::Instant;
 
@@ -45,6 +45,16 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 self.outstanding -= 1;
             }
         }
+        // Only requests admitted under the quota count toward it.
+        let held = slot.is_held() && slot.quota & MUST_ANSWER == 0;
+        if held != (slot.quota & HELD != 0) {
+            slot.quota ^= HELD;
+            if slot.quota & HELD != 0 {
+                self.held += 1;
+            } else {
+                self.held -= 1;
+            }
+        }
         let slot = &*slot;
         let has_timer = slot.has_timer();
         let slots = &self.slots;
@@ -60,10 +70,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if slot.sending() {
             self.to_send.push(index);
         }
-        if matches!(
-            slot.state,
-            State::ClientDone(_) | State::ServerDone(_) | State::NeedsBlock
-        ) {
+        if matches!(slot.state, State::Done(_) | State::NeedsBlock) {
             self.to_report.push(index);
         }
         if slot.answerable() {
@@ -73,7 +80,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         }
         // Every live client request is indexed by token, queued ones too, so that a new
         // token never repeats one in use; matching a response checks the state.
-        if slot.is_client() && !slot.is_ping() && !matches!(slot.state, State::ClientDone(_)) {
+        if slot.is_client() && !slot.is_ping() && !matches!(slot.state, State::Done(_)) {
             self.by_token.insert(index, token_hash(slot.token()));
         } else {
             self.by_token.remove(index);
@@ -105,6 +112,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             }
             if slot.bits & COUNTED != 0 {
                 self.outstanding -= 1;
+            }
+            if slot.quota & HELD != 0 {
+                self.held -= 1;
             }
             self.by_mid.remove(index);
             self.by_token.remove(index);

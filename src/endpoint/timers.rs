@@ -1,7 +1,7 @@
 //! What the deadlines mean and what firing them does (RFC 7252 §4.2, §5.2.2).
 
 use super::Endpoint;
-use super::slot::{ClientOutcome, ServerOutcome, State};
+use super::slot::{Outcome, State};
 use crate::Instant;
 use crate::dedup::Reply;
 use crate::retransmit::{RetransmitAction, step};
@@ -25,16 +25,10 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
 
     /// The transitions of §4.2 and §5.2.2 driven by time, for slot `index`.
     pub(super) fn fire(&mut self, now: Instant, index: usize) {
-        let exchange_lifetime = self.exchange_lifetime;
-        let deferred = self
-            .config
-            .deferred_response_timeout
-            .unwrap_or(exchange_lifetime);
-        let ack_delay = self.config.empty_ack_delay;
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;
         };
-        let mut owe = None;
+        let mut expired = None;
         match slot.state {
             State::AwaitingAck | State::RespondingCon => {
                 match step(
@@ -50,28 +44,31 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                     }
                     RetransmitAction::GiveUp => {
                         slot.state = if slot.state == State::AwaitingAck {
-                            State::ClientDone(ClientOutcome::TimedOut)
+                            State::Done(Outcome::TimedOut)
                         } else {
-                            State::ServerDone(ServerOutcome::TimedOut)
+                            State::Done(Outcome::ResponseTimedOut)
                         };
                     }
                 }
             }
             State::AwaitingNonResponse | State::AwaitingSeparate => {
-                slot.state = State::ClientDone(ClientOutcome::TimedOut);
+                slot.state = State::Done(Outcome::TimedOut);
             }
-            State::DeferredCon => {
-                // §5.2.2: no answer in time; acknowledge now, answer later.
-                slot.state = State::Deferred;
-                slot.deadline = now + deferred.saturating_sub(ack_delay);
-                owe = Some((slot.dedup as usize, slot.peer, slot.mid));
+            // §5.2.2: no answer in time; acknowledge now, answer later.
+            State::Handling => return self.defer(now, index),
+            State::Deferred => {
+                slot.state = State::Done(Outcome::Expired);
+                expired = Some((slot.dedup as usize, slot.peer, slot.mid));
             }
-            State::Deferred => slot.state = State::ServerDone(ServerOutcome::Expired),
             _ => {}
         }
         self.sync(index);
-        if let Some((entry, peer, mid)) = owe {
-            self.owe(entry, peer, mid, Reply::EmptyAck);
+        if let Some((entry, peer, mid)) = expired {
+            // Never answered: a late duplicate gets the empty ACK it already had, and the
+            // room set aside for a reply is free again.
+            if self.dedup.key(entry) == Some((peer, mid)) {
+                self.dedup.set_reply(entry, Reply::EmptyAck);
+            }
         }
     }
 }

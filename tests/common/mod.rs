@@ -32,16 +32,24 @@ pub fn exact_params() -> TransmissionParams {
 }
 
 /// Everything one drain of `poll_output` produced.
-#[derive(Debug, Default)]
-pub struct Drained {
-    pub sent: Vec<(u8, Vec<u8>)>,
+#[derive(Debug)]
+pub struct Drained<P = u8> {
+    pub sent: Vec<(P, Vec<u8>)>,
     pub events: Vec<Event>,
     pub timeout: Option<Instant>,
 }
 
-/// Drains `poll_output` at `now` until it yields a timeout (bounded).
-pub fn drain(ep: &mut Ep, now: Instant) -> Drained {
-    let mut out = Drained::default();
+/// Drains `poll_output` at `now` until it yields a timeout (bounded), for an endpoint of
+/// any capacities.
+pub fn drain<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>(
+    ep: &mut Endpoint<P, E, D, M, R>,
+    now: Instant,
+) -> Drained<P> {
+    let mut out = Drained {
+        sent: Vec::new(),
+        events: Vec::new(),
+        timeout: None,
+    };
     for _ in 0..1000 {
         match ep.poll_output(now) {
             Output::Transmit(t) => out.sent.push((t.to, t.data.to_vec())),

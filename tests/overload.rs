@@ -1,0 +1,482 @@
+//! Overload never breaks a promise: floods against the endpoint's bounded tables, with
+//! the default capacities of the adapters and with small ones. A handler runs once per
+//! live non-idempotent request, a duplicate gets byte-identical bytes, requests answered
+//! at once are served however many late-answered ones wait, and every refusal carries a
+//! Max-Age that is the real time until a place frees.
+
+mod common;
+
+use coap_proto::wire::{Code, Message, Type};
+use coap_proto::{Config, Endpoint, Event, Incoming, IncomingHandle, Instant};
+use common::*;
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+/// The capacities the std and tokio adapters use, with numbered peers.
+type Default8 = Endpoint<u8>;
+
+const LIFETIME_S: u64 = 247;
+
+fn con(code: Code, mid: u16, token: &[u8], path: &str) -> Vec<u8> {
+    msg(Type::Con, code, mid, token, |b| {
+        b.uri_path(path).unwrap();
+    })
+}
+
+fn deliver<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>(
+    ep: &mut Endpoint<P, E, D, M, R>,
+    now: Instant,
+    from: P,
+    bytes: &[u8],
+) -> Option<IncomingHandle> {
+    match ep.handle_datagram(now, from, bytes) {
+        Some(Incoming::Request { handle, .. }) => Some(handle),
+        _ => None,
+    }
+}
+
+/// The datagrams of one drain sent to `to`.
+fn sent_to(out: &Drained, to: u8) -> Vec<Vec<u8>> {
+    out.sent
+        .iter()
+        .filter(|(p, _)| *p == to)
+        .map(|(_, d)| d.clone())
+        .collect()
+}
+
+#[test]
+fn post_retransmitted_among_large_replies_runs_its_handler_once() {
+    // The hostile client of the issue: one CON POST sent 100 times with the same
+    // message ID, a GET with a 1 KiB reply between copies, a second between copies.
+    let mut server = Default8::new(config(2)).unwrap();
+    let post = con(Code::POST, 7, &[0xaa], "log");
+    let h = deliver(&mut server, t(0), CLIENT, &post).expect("delivered once");
+    server
+        .respond(t(0), h, Code::CREATED, |b| b.payload(b"entry 1").map(drop))
+        .unwrap();
+    let first = sent_to(&drain(&mut server, t(0)), CLIENT);
+    assert_eq!(first.len(), 1);
+    let mut runs = 1;
+    for i in 1..100u16 {
+        let now = t(i as u64 * 1000);
+        let get = con(Code::GET, 1000 + i, &[i as u8], "example_data");
+        let g = deliver(&mut server, now, 3, &get).expect("GETs are served");
+        server
+            .respond(now, g, Code::CONTENT, |b| {
+                b.payload(&[b'x'; 1024]).map(drop)
+            })
+            .unwrap();
+        drain(&mut server, now);
+        if deliver(&mut server, now, CLIENT, &post).is_some() {
+            runs += 1;
+        }
+        let replay = sent_to(&drain(&mut server, now), CLIENT);
+        assert_eq!(
+            replay, first,
+            "copy {i} gets the first reply, byte for byte"
+        );
+    }
+    assert_eq!(runs, 1, "the POST handler ran once");
+    assert!(server.stats().duplicates >= 99);
+}
+
+#[test]
+fn post_answered_late_is_acknowledged_again_never_delivered_again() {
+    // The same with a POST whose answer comes later, while requests with large replies
+    // and late-answered ones flow by, more than the tables hold.
+    let mut server = Default8::new(config(2)).unwrap();
+    let post = con(Code::POST, 9, &[0xbb], "async");
+    let h = deliver(&mut server, t(0), CLIENT, &post).unwrap();
+    let acks = sent_to(&drain(&mut server, t(0)), CLIENT);
+    assert_eq!(acks.len(), 1, "empty ACK");
+    let mut pending = vec![];
+    for i in 1..60u16 {
+        let now = t(i as u64 * 1000);
+        let other = 10 + (i % 20) as u8;
+        if let Some(g) = deliver(&mut server, now, other, &con(Code::GET, i, &[1], "slow")) {
+            pending.push(g); // answered never: late-answered requests pile up
+        }
+        let get = con(Code::GET, 5000 + i, &[2], "big");
+        let g = deliver(&mut server, now, 3, &get).expect("answered-at-once GETs are served");
+        server
+            .respond(now, g, Code::CONTENT, |b| {
+                b.payload(&[b'y'; 1000]).map(drop)
+            })
+            .unwrap();
+        drain(&mut server, now);
+        assert!(
+            deliver(&mut server, now, CLIENT, &post).is_none(),
+            "never again"
+        );
+        assert_eq!(sent_to(&drain(&mut server, now), CLIENT), acks);
+    }
+    server
+        .respond(t(60_000), h, Code::CHANGED, |_| Ok(()))
+        .unwrap();
+    let separate = sent_to(&drain(&mut server, t(60_000)), CLIENT);
+    assert_eq!(separate.len(), 1);
+    assert_eq!(parse(&separate[0]).code(), Code::CHANGED);
+}
+
+#[test]
+fn posts_beyond_what_can_be_kept_are_refused_before_they_run() {
+    // Every dedup entry holds a live POST: a new one is refused with 5.03 whose
+    // Max-Age is the time until the oldest entry expires, and it is not delivered.
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut accepted = 0;
+    for i in 0..40u16 {
+        let now = t(i as u64 * 1000);
+        let peer = 10 + (i % 8) as u8;
+        match deliver(&mut server, now, peer, &con(Code::POST, i, &[1], "log")) {
+            Some(h) => {
+                accepted += 1;
+                server.respond(now, h, Code::CREATED, |_| Ok(())).unwrap();
+                drain(&mut server, now);
+            }
+            None => {
+                let out = drain(&mut server, now);
+                let r = parse(&out.sent[0].1);
+                assert_eq!(r.code(), Code::SERVICE_UNAVAILABLE);
+                // The first POST came at 0 s and frees its entry at 247 s.
+                assert_eq!(r.max_age(), Ok(Some(LIFETIME_S as u32 - i as u32)));
+            }
+        }
+    }
+    assert_eq!(accepted, 32, "as many as there are dedup entries");
+    // When the Max-Age said, a place is free again.
+    let h = deliver(
+        &mut server,
+        t(LIFETIME_S * 1000),
+        99,
+        &con(Code::POST, 77, &[1], "log"),
+    );
+    assert!(h.is_some());
+    server.dedup().check();
+}
+
+#[test]
+fn one_peer_gets_4_29_over_its_share_of_posts_while_others_are_served() {
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut refused_at = None;
+    for i in 0..20u16 {
+        let now = t(i as u64 * 1000);
+        match deliver(&mut server, now, 66, &con(Code::POST, i, &[1], "log")) {
+            Some(h) => {
+                server.respond(now, h, Code::CREATED, |_| Ok(())).unwrap();
+                drain(&mut server, now);
+            }
+            None => {
+                let r = drain(&mut server, now).sent[0].1.clone();
+                assert_eq!(parse(&r).code(), Code::TOO_MANY_REQUESTS);
+                refused_at.get_or_insert(i);
+            }
+        }
+    }
+    assert_eq!(refused_at, Some(16), "half of the 32 entries per peer");
+    let h = deliver(&mut server, t(20_000), 67, &con(Code::POST, 1, &[1], "log"));
+    assert!(h.is_some(), "another peer is served");
+    assert_eq!(server.stats().over_share, 4);
+}
+
+#[test]
+fn late_answered_flood_from_many_peers_leaves_requests_answered_at_once_served() {
+    // 64 requests to a resource that answers late (never, here), from 64 peers, while
+    // one more client sends GETs that are answered at once.
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut held = 0;
+    let mut refusals = vec![];
+    for i in 0..64u16 {
+        let now = t(i as u64 * 500);
+        let peer = 100 + i as u8;
+        if deliver(&mut server, now, peer, &con(Code::GET, i, &[1], "async")).is_some() {
+            held += 1;
+        }
+        let get = con(Code::GET, 1000 + i, &[2], "");
+        let h = deliver(&mut server, now, CLIENT, &get).expect("GET / always gets a slot");
+        server
+            .respond(now, h, Code::CONTENT, |b| b.payload(b"hello").map(drop))
+            .unwrap();
+        let out = drain(&mut server, now);
+        let mine = sent_to(&out, CLIENT);
+        assert_eq!(mine.len(), 1);
+        assert_eq!(parse(&mine[0]).code(), Code::CONTENT);
+        for (to, d) in &out.sent {
+            let m = parse(d);
+            if *to != CLIENT && m.code() == Code::SERVICE_UNAVAILABLE {
+                refusals.push((now, m.max_age().unwrap().unwrap()));
+            }
+        }
+    }
+    assert_eq!(
+        held, 64,
+        "all delivered; those over the quota refused after"
+    );
+    assert_eq!(refusals.len(), 64 - 14, "14 = 16 slots - 2 reserved");
+    for (now, max_age) in refusals {
+        // The first deferred request expires 247 s after it came at 0 s.
+        let real = (LIFETIME_S * 1000 - now.as_micros() / 1000).div_ceil(1000);
+        assert_eq!(max_age as u64, real, "Max-Age at {now}");
+    }
+}
+
+#[test]
+fn one_peer_over_its_share_of_late_answers_gets_4_29() {
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut codes = vec![];
+    for i in 0..10u16 {
+        let now = t(i as u64 * 1000);
+        deliver(&mut server, now, 50, &con(Code::GET, i, &[1], "async")).unwrap();
+        let out = drain(&mut server, now);
+        codes.push(parse(&out.sent[0].1).code());
+    }
+    // 14 places may be held late, 7 by one peer: then 4.29 until its first expires.
+    assert_eq!(&codes[..7], &[Code::EMPTY; 7]);
+    assert_eq!(&codes[7..], &[Code::TOO_MANY_REQUESTS; 3]);
+    deliver(
+        &mut server,
+        t(10_000),
+        50,
+        &con(Code::GET, 99, &[1], "async"),
+    )
+    .unwrap();
+    let out = drain(&mut server, t(10_000));
+    let r = parse(&out.sent[0].1);
+    assert_eq!(r.code(), Code::TOO_MANY_REQUESTS);
+    assert_eq!(r.max_age(), Ok(Some(LIFETIME_S as u32 - 10)));
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::RequestRefused(_)))
+    );
+    // Another peer still gets its late answers.
+    deliver(
+        &mut server,
+        t(10_000),
+        51,
+        &con(Code::GET, 1, &[1], "async"),
+    )
+    .unwrap();
+    assert_eq!(
+        parse(&drain(&mut server, t(10_000)).sent[0].1).code(),
+        Code::EMPTY
+    );
+}
+
+#[test]
+fn may_defer_tells_the_handler_before_it_acts() {
+    let mut server = Default8::new(config(2)).unwrap();
+    for i in 0..7u16 {
+        let h = deliver(&mut server, t(0), 50, &con(Code::GET, i, &[1], "async")).unwrap();
+        assert!(server.may_defer(h));
+        drain(&mut server, t(0));
+    }
+    let h = deliver(&mut server, t(0), 50, &con(Code::POST, 8, &[1], "async")).unwrap();
+    assert!(!server.may_defer(h), "over its share");
+    // Answered at once, it is served normally.
+    server.respond(t(0), h, Code::CHANGED, |_| Ok(())).unwrap();
+    let out = drain(&mut server, t(0));
+    assert_eq!(parse(&out.sent[0].1).code(), Code::CHANGED);
+    assert!(out.events.is_empty());
+}
+
+// ---- property: no live protected entry is lost, no handler runs twice ---------------
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// A new request from `peer`.
+    New {
+        peer: u8,
+        post: bool,
+        con: bool,
+        answer: Answer,
+        reply_len: u16,
+    },
+    /// A copy of request `which` (an index into those sent so far).
+    Duplicate { which: usize },
+    /// The late answer to request `which`, if it is still waiting.
+    AnswerLate { which: usize },
+    /// The clock moves (sometimes backwards: the endpoint clamps it).
+    Advance { ms: i32 },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Now,
+    Later,
+    Never,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..6, any::<bool>(), prop::bool::weighted(0.8), 0u8..3, 0u16..900).prop_map(
+            |(peer, post, con, a, reply_len)| Op::New {
+                peer,
+                post,
+                con,
+                answer: [Answer::Now, Answer::Later, Answer::Never][a as usize],
+                reply_len,
+            }
+        ),
+        3 => any::<usize>().prop_map(|which| Op::Duplicate { which }),
+        1 => any::<usize>().prop_map(|which| Op::AnswerLate { which }),
+        2 => (-5_000i32..120_000).prop_map(|ms| Op::Advance { ms }),
+    ]
+}
+
+struct Sent {
+    peer: u8,
+    bytes: Vec<u8>,
+    post: bool,
+    con: bool,
+    /// When it was first handed to the application.
+    delivered_at: Option<Instant>,
+    handle: Option<IncomingHandle>,
+    /// The piggybacked reply it got, to be replayed byte for byte.
+    reply: Option<Vec<u8>>,
+}
+
+fn run<const E: usize, const D: usize, const M: usize, const R: usize>(
+    seed: u64,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let mut server = Endpoint::<u8, E, D, M, R>::new(Config {
+        seed,
+        ..Config::default()
+    })
+    .unwrap();
+    // §4.5: duplicates of a CON are recognized for EXCHANGE_LIFETIME, of a NON for
+    // NON_LIFETIME.
+    let lifetime_of =
+        |con: bool| std::time::Duration::from_secs(if con { LIFETIME_S } else { 145 });
+    let mut now = Instant::ZERO;
+    let mut sent: Vec<Sent> = vec![];
+    let mut runs: HashMap<(u8, u16), u32> = HashMap::new();
+    let mut next_mid = 0u16;
+    for op in ops {
+        let (index, fresh) = match *op {
+            Op::New {
+                peer,
+                post,
+                con,
+                answer,
+                reply_len,
+            } => {
+                next_mid = next_mid.wrapping_add(1);
+                let ty = if con { Type::Con } else { Type::Non };
+                let code = if post { Code::POST } else { Code::GET };
+                let bytes = msg(ty, code, next_mid, &[peer, 1], |b| {
+                    b.uri_path("r").unwrap();
+                });
+                sent.push(Sent {
+                    peer,
+                    bytes,
+                    post,
+                    con,
+                    delivered_at: None,
+                    handle: None,
+                    reply: None,
+                });
+                (sent.len() - 1, Some((answer, reply_len)))
+            }
+            Op::Duplicate { which } if !sent.is_empty() => (which % sent.len(), None),
+            Op::AnswerLate { which } if !sent.is_empty() => {
+                let n = sent.len();
+                let s = &mut sent[which % n];
+                if let Some(h) = s.handle.take() {
+                    let _ = server.respond(now, h, Code::CHANGED, |_| Ok(()));
+                }
+                drain(&mut server, now);
+                continue;
+            }
+            Op::Advance { ms } => {
+                if ms >= 0 {
+                    now = now + std::time::Duration::from_millis(ms as u64);
+                }
+                let at = Instant::from_micros(now.as_micros().saturating_sub(if ms < 0 {
+                    (-ms) as u64 * 1000
+                } else {
+                    0
+                }));
+                drain(&mut server, at); // a clock running late is clamped
+                continue;
+            }
+            _ => continue,
+        };
+        let s = &sent[index];
+        let (peer, bytes) = (s.peer, s.bytes.clone());
+        let mid = Message::parse(&bytes).unwrap().message_id();
+        let delivered = match server.handle_datagram(now, peer, &bytes) {
+            Some(Incoming::Request { handle, .. }) => Some(handle),
+            _ => None,
+        };
+        let s = &mut sent[index];
+        let lifetime = lifetime_of(s.con);
+        if let Some(h) = delivered {
+            let live = s.delivered_at.is_some_and(|at| now < at + lifetime);
+            prop_assert!(
+                !(s.post && live),
+                "POST {mid} from {peer} delivered twice within EXCHANGE_LIFETIME"
+            );
+            *runs.entry((peer, mid)).or_default() += 1;
+            s.delivered_at = Some(now);
+            s.reply = None;
+            match fresh.map(|f| f.0) {
+                Some(Answer::Now) | None => {
+                    let len = fresh.map_or(8, |f| f.1 as usize).min(M - 16);
+                    server
+                        .respond(now, h, Code::CHANGED, |b| {
+                            b.payload(&vec![7; len]).map(drop)
+                        })
+                        .unwrap();
+                }
+                Some(Answer::Later) => s.handle = Some(h),
+                Some(Answer::Never) => {}
+            }
+        }
+        let out = drain(&mut server, now);
+        let to_peer: Vec<_> = out
+            .sent
+            .iter()
+            .filter(|(p, d)| {
+                *p == peer && parse(d).message_id() == mid && parse(d).ty() == Type::Ack
+            })
+            .map(|(_, d)| d.clone())
+            .collect();
+        let s = &mut sent[index];
+        if delivered.is_some() {
+            if s.con && to_peer.len() == 1 && parse(&to_peer[0]).code() != Code::EMPTY {
+                s.reply = Some(to_peer[0].clone());
+            }
+        } else if fresh.is_none() && s.post && s.con {
+            // A duplicate of a live POST gets exactly its reply again.
+            let live = s.delivered_at.is_some_and(|at| now < at + lifetime);
+            if let (true, Some(reply)) = (live, &s.reply) {
+                prop_assert_eq!(&to_peer, &vec![reply.clone()], "replay of POST {}", mid);
+            }
+        }
+        server.dedup().check();
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    ))]
+
+    #[test]
+    fn no_live_post_is_processed_twice_or_loses_its_reply(
+        seed in any::<u64>(),
+        ops in prop::collection::vec(op(), 1..300),
+        sizes in 0u8..3,
+    ) {
+        match sizes {
+            // The adapters' default capacities.
+            0 => run::<16, 32, 1152, 4608>(seed, &ops)?,
+            // A small embedded configuration.
+            1 => run::<4, 8, 256, 1024>(seed, &ops)?,
+            // Many slots, few entries, a tight reply store.
+            _ => run::<32, 6, 512, 600>(seed, &ops)?,
+        }
+    }
+}
