@@ -480,3 +480,139 @@ proptest! {
         }
     }
 }
+
+// ---- Block1 assembly ----------------------------------------------------------------
+
+use coap_proto::block::Block1Assembler;
+use coap_proto::wire::Block;
+
+/// Block `num` of an upload to /up with Request-Tag `tag`, 64-byte blocks.
+fn block1(mid: u16, tag: u16, num: u32, more: bool) -> Vec<u8> {
+    msg(Type::Con, Code::PUT, mid, &[1], |b| {
+        b.uri_path("up").unwrap();
+        b.request_tag(&tag.to_be_bytes()).unwrap();
+        b.block1(Block::new(num, more, 2).unwrap()).unwrap();
+        b.payload(&[num as u8; 64]).unwrap();
+    })
+}
+
+/// Feeds one block; returns the response code, or `None` when the body completed.
+fn upload_step<const N: usize, const CAP: usize>(
+    server: &mut Default8,
+    assembler: &mut Block1Assembler<u8, N, CAP>,
+    now: Instant,
+    peer: u8,
+    bytes: &[u8],
+) -> Option<Code> {
+    let Some(Incoming::Request { handle, message }) = server.handle_datagram(now, peer, bytes)
+    else {
+        panic!("not delivered");
+    };
+    let done = server
+        .assemble_block1(now, handle, &message, assembler)
+        .unwrap()
+        .map(|body| body.body.len());
+    if let Some(len) = done {
+        server
+            .respond(now, handle, Code::CHANGED, |_| Ok(()))
+            .unwrap();
+        drain(server, now);
+        assert!(len > 0);
+        return None;
+    }
+    let out = drain(server, now);
+    Some(parse(&out.sent[0].1).code())
+}
+
+#[test]
+fn abandoned_uploads_never_lock_out_a_new_one() {
+    // The scenario: 200 uploads started and abandoned with distinct
+    // Request-Tags (from 200 peers), then a new upload: it completes at once.
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut assembler: Block1Assembler<u8, 4, 4096> = Block1Assembler::new();
+    let mut mid = 0;
+    for i in 0..200u16 {
+        mid += 1;
+        let peer = 10 + (i % 200) as u8;
+        let code = upload_step(
+            &mut server,
+            &mut assembler,
+            t(i as u64 * 10),
+            peer,
+            &block1(mid, i, 0, true),
+        );
+        assert_eq!(code, Some(Code::CONTINUE));
+    }
+    let now = t(2_000);
+    for num in 0..3 {
+        mid += 1;
+        let code = upload_step(
+            &mut server,
+            &mut assembler,
+            now,
+            CLIENT,
+            &block1(mid, 999, num, num < 2),
+        );
+        assert_eq!(code, if num < 2 { Some(Code::CONTINUE) } else { None });
+    }
+    assert!(assembler.evictions() >= 196);
+}
+
+#[test]
+fn repeating_an_old_block_does_not_keep_an_upload_alive() {
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut assembler: Block1Assembler<u8, 4, 4096> = Block1Assembler::new();
+    let mut step =
+        |now, bytes: Vec<u8>| upload_step(&mut server, &mut assembler, now, CLIENT, &bytes);
+    step(t(0), block1(1, 5, 0, true));
+    step(t(0), block1(2, 5, 1, true));
+    // Block 1 again, with new message IDs, every 10 s. (Block 0 again would start the
+    // body anew, RFC 7959 §2.5: a new upload, bounded like any other.)
+    for k in 1..=9u16 {
+        let code = step(t(k as u64 * 10_000), block1(2 + k, 5, 1, true));
+        assert_eq!(code, Some(Code::CONTINUE));
+    }
+    // Idle since 0 s: dropped after MAX_TRANSMIT_WAIT (93 s); its next block gets 4.08.
+    let code = step(t(100_000), block1(50, 5, 2, true));
+    assert_eq!(code, Some(Code::REQUEST_ENTITY_INCOMPLETE));
+}
+
+#[test]
+fn one_peer_over_its_share_of_uploads_gets_4_29_and_others_still_upload() {
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut assembler: Block1Assembler<u8, 4, 4096> = Block1Assembler::new();
+    for tag in 0..2u16 {
+        let code = upload_step(
+            &mut server,
+            &mut assembler,
+            t(tag as u64 * 1000),
+            66,
+            &block1(tag, tag, 0, true),
+        );
+        assert_eq!(code, Some(Code::CONTINUE));
+    }
+    let third = block1(9, 9, 0, true);
+    let Some(Incoming::Request { handle, message }) = server.handle_datagram(t(5_000), 66, &third)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        server.assemble_block1(t(5_000), handle, &message, &mut assembler),
+        Ok(None)
+    );
+    let r = drain(&mut server, t(5_000)).sent[0].1.clone();
+    let r = parse(&r);
+    assert_eq!(r.code(), Code::TOO_MANY_REQUESTS);
+    // Its first body idles out at 93 s.
+    assert_eq!(r.max_age(), Ok(Some(88)));
+    for num in 0..3 {
+        let code = upload_step(
+            &mut server,
+            &mut assembler,
+            t(6_000),
+            67,
+            &block1(20 + num as u16, 1, num, num < 2),
+        );
+        assert_eq!(code, if num < 2 { Some(Code::CONTINUE) } else { None });
+    }
+}

@@ -6,11 +6,21 @@
 //! next in sequence, or a last block without all the earlier ones, gets 4.08 Request
 //! Entity Incomplete. A body larger than the server can keep gets 4.13 Request Entity
 //! Too Large with the acceptable size in Size1. Block 0 starts a new body, replacing any
-//! older one from the same client for the same resource. Partial bodies may be dropped
-//! EXCHANGE_LIFETIME after their last block. RFC 9175 §3: the Request-Tag option tells
-//! concurrent bodies for one resource apart, so it is part of the key.
+//! older one from the same client for the same resource. RFC 9175 §3: the Request-Tag
+//! option tells concurrent bodies for one resource apart, so it is part of the key.
 //!
-//! Capacity: `N` bodies in assembly at once, each at most `CAP` bytes, all inline.
+//! Capacity: `BODIES` bodies in assembly at once, each at most `BODY_BYTES` bytes, all
+//! inline. The overflow policy (§2.5 allows a server to drop partial bodies; the client
+//! then gets 4.08 and may start again):
+//! - A partial body that has made no progress for the idle time given with each block
+//!   is dropped. Only a block that adds to the body counts as progress: repeating an
+//!   old block is answered again but does not keep the body alive.
+//! - When every place is taken, block 0 of a new body evicts the partial body that has
+//!   been idle longest ([`Block1Assembler::evictions`]); new uploads are never refused
+//!   for want of room.
+//! - One peer may hold at most a given share of the places; over it, its block 0 is
+//!   refused with [`AssembleError::TooMany`] (4.29 Too Many Requests, RFC 8516), which
+//!   says when its stalest body idles out.
 
 use core::fmt;
 use core::time::Duration;
@@ -40,8 +50,12 @@ pub enum AssembleError {
     },
     /// 4.00 Bad Request: a block before the last was not of the block size (§2.3).
     BadBlock,
-    /// Every assembly is in use: 5.03 Service Unavailable (or 4.13, §2.5).
-    Busy,
+    /// The peer already holds its share of assemblies: 4.29 Too Many Requests
+    /// (RFC 8516) with Max-Age until `retry_at`, when its stalest one idles out.
+    TooMany {
+        /// When one of the peer's assemblies is dropped at the latest.
+        retry_at: Instant,
+    },
 }
 
 impl fmt::Display for AssembleError {
@@ -52,7 +66,9 @@ impl fmt::Display for AssembleError {
             AssembleError::BadBlock => {
                 f.write_str("a block before the last is not of the block size")
             }
-            AssembleError::Busy => f.write_str("every assembly slot is in use"),
+            AssembleError::TooMany { retry_at } => {
+                write!(f, "the peer holds its share of assemblies until {retry_at}")
+            }
         }
     }
 }
@@ -64,10 +80,11 @@ struct Assembly<P> {
     peer: P,
     key: u64,
     next: usize,
+    /// When the body is dropped unless a block adds to it first.
     expires: Instant,
 }
 
-/// Bodies being assembled from Block1 blocks: `N` at once, `CAP` bytes each.
+/// Bodies being assembled from Block1 blocks: `BODIES` at once, `BODY_BYTES` bytes each.
 ///
 /// ```
 /// use coap_proto::block::{Assembled, Block1Assembler};
@@ -75,42 +92,54 @@ struct Assembly<P> {
 /// use coap_proto::Instant;
 /// use core::time::Duration;
 /// let mut a: Block1Assembler<u8, 2, 64> = Block1Assembler::new();
-/// let life = Duration::from_secs(247);
+/// let idle = Duration::from_secs(93);
 /// let b0 = Block::new(0, true, 0).unwrap();
-/// assert_eq!(a.on_block(Instant::ZERO, 1, 42, b0, None, &[1; 16], life), Ok(Assembled::Continue(b0)));
+/// assert_eq!(a.on_block(Instant::ZERO, 1, 42, b0, None, &[1; 16], idle, 1), Ok(Assembled::Continue(b0)));
 /// let b1 = Block::new(1, false, 0).unwrap();
-/// assert_eq!(a.on_block(Instant::ZERO, 1, 42, b1, None, &[2; 3], life).unwrap(),
+/// assert_eq!(a.on_block(Instant::ZERO, 1, 42, b1, None, &[2; 3], idle, 1).unwrap(),
 ///            Assembled::Complete(&[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2][..]));
 /// ```
 #[derive(Clone, Debug)]
-pub struct Block1Assembler<P, const N: usize, const CAP: usize> {
-    slots: [Option<Assembly<P>>; N],
-    bufs: [[u8; CAP]; N],
+pub struct Block1Assembler<P, const BODIES: usize, const BODY_BYTES: usize> {
+    slots: [Option<Assembly<P>>; BODIES],
+    bufs: [[u8; BODY_BYTES]; BODIES],
+    evictions: u64,
 }
 
-impl<P: Copy + Eq, const N: usize, const CAP: usize> Default for Block1Assembler<P, N, CAP> {
+impl<P: Copy + Eq, const BODIES: usize, const BODY_BYTES: usize> Default
+    for Block1Assembler<P, BODIES, BODY_BYTES>
+{
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<P: Copy + Eq, const N: usize, const CAP: usize> Block1Assembler<P, N, CAP> {
+impl<P: Copy + Eq, const BODIES: usize, const BODY_BYTES: usize>
+    Block1Assembler<P, BODIES, BODY_BYTES>
+{
     /// No bodies in assembly.
     pub const fn new() -> Self {
         Block1Assembler {
-            slots: [None; N],
-            bufs: [[0; CAP]; N],
+            slots: [None; BODIES],
+            bufs: [[0; BODY_BYTES]; BODIES],
+            evictions: 0,
         }
     }
 
-    /// Bodies in assembly (expired ones included until reused).
+    /// Bodies in assembly (idle ones included until they are reused).
     pub fn in_progress(&self) -> usize {
         self.slots.iter().flatten().count()
     }
 
+    /// Partial bodies dropped to make room for a new one before they idled out.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
     /// Takes in one block of the body `key` (see [`block1_key`]) from `peer`: its
-    /// Block1, the request's Size1, and its payload. `lifetime` is how long a partial
-    /// body is kept after this block (EXCHANGE_LIFETIME).
+    /// Block1, the request's Size1, and its payload. A partial body is dropped after
+    /// `idle` without progress; `peer_share` is the most bodies one peer may have in
+    /// assembly at once.
     #[allow(clippy::too_many_arguments)]
     pub fn on_block(
         &mut self,
@@ -120,12 +149,13 @@ impl<P: Copy + Eq, const N: usize, const CAP: usize> Block1Assembler<P, N, CAP> 
         block: Block,
         size1: Option<u32>,
         payload: &[u8],
-        lifetime: Duration,
+        idle: Duration,
+        peer_share: usize,
     ) -> Result<Assembled<'_>, AssembleError> {
         if block.more() && payload.len() != block.size() || payload.len() > block.size() {
             return Err(AssembleError::BadBlock);
         }
-        let max = u32::try_from(CAP).unwrap_or(u32::MAX);
+        let max = u32::try_from(BODY_BYTES).unwrap_or(u32::MAX);
         let found = self.slots.iter().position(
             |s| matches!(s, Some(a) if a.peer == peer && a.key == key && a.expires > now),
         );
@@ -138,19 +168,15 @@ impl<P: Copy + Eq, const N: usize, const CAP: usize> Block1Assembler<P, N, CAP> 
                 return Err(AssembleError::TooLarge { max });
             }
             // Block 0 (re)starts the body.
-            let free = found.or_else(|| {
-                self.slots
-                    .iter()
-                    .position(|s| s.as_ref().is_none_or(|a| a.expires <= now))
-            });
-            let Some(i) = free else {
-                return Err(AssembleError::Busy);
+            let i = match found {
+                Some(i) => i,
+                None => self.place_for(now, peer, peer_share.max(1))?,
             };
             self.slots[i] = Some(Assembly {
                 peer,
                 key,
                 next: 0,
-                expires: now + lifetime,
+                expires: now + idle,
             });
             i
         } else {
@@ -163,24 +189,63 @@ impl<P: Copy + Eq, const N: usize, const CAP: usize> Block1Assembler<P, N, CAP> 
         if offset != a.next {
             if end == a.next && offset < a.next {
                 // The previous block again (a retry with a new message ID): already
-                // taken, acknowledge it again.
-                a.expires = now + lifetime;
+                // taken, acknowledged again — but it is no progress, so it does not
+                // keep the body alive.
                 return Ok(Assembled::Continue(block));
             }
             return Err(AssembleError::Incomplete);
         }
-        if end > CAP {
+        if end > BODY_BYTES {
             self.slots[index] = None;
             return Err(AssembleError::TooLarge { max });
         }
         self.bufs[index][offset..end].copy_from_slice(payload);
         a.next = end;
-        a.expires = now + lifetime;
+        a.expires = now + idle;
         if block.more() {
             return Ok(Assembled::Continue(block));
         }
         self.slots[index] = None;
         Ok(Assembled::Complete(&self.bufs[index][..end]))
+    }
+
+    /// A place for a new body of `peer`: a free or idle one, else the stalest (evicted);
+    /// refused when the peer holds its share.
+    fn place_for(&mut self, now: Instant, peer: P, share: usize) -> Result<usize, AssembleError> {
+        let mut mine = 0;
+        let mut mine_first_expiry = Instant::MAX;
+        let mut free = None;
+        let mut stalest: Option<(Instant, usize)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            match s {
+                Some(a) if a.expires > now => {
+                    if a.peer == peer {
+                        mine += 1;
+                        mine_first_expiry = mine_first_expiry.min(a.expires);
+                    }
+                    if stalest.is_none_or(|(at, _)| a.expires < at) {
+                        stalest = Some((a.expires, i));
+                    }
+                }
+                _ => {
+                    free.get_or_insert(i);
+                }
+            }
+        }
+        if mine >= share {
+            return Err(AssembleError::TooMany {
+                retry_at: mine_first_expiry,
+            });
+        }
+        match (free, stalest) {
+            (Some(i), _) => Ok(i),
+            (None, Some((_, i))) => {
+                self.evictions += 1;
+                Ok(i)
+            }
+            // No places at all (BODIES = 0).
+            (None, None) => Err(AssembleError::TooLarge { max: 0 }),
+        }
     }
 }
 
@@ -214,7 +279,7 @@ pub fn block1_key(msg: &Message<'_>) -> u64 {
 mod tests {
     use super::*;
 
-    const LIFE: Duration = Duration::from_secs(247);
+    const IDLE: Duration = Duration::from_secs(93);
 
     fn blk(num: u32, more: bool, szx: u8) -> Block {
         Block::new(num, more, szx).unwrap()
@@ -227,14 +292,14 @@ mod tests {
         let mut a = A::new();
         let t = Instant::ZERO;
         assert!(matches!(
-            a.on_block(t, 1, 9, blk(0, true, 0), None, &[1; 16], LIFE),
+            a.on_block(t, 1, 9, blk(0, true, 0), None, &[1; 16], IDLE, 2),
             Ok(Assembled::Continue(_))
         ));
         assert!(matches!(
-            a.on_block(t, 1, 9, blk(1, true, 0), None, &[2; 16], LIFE),
+            a.on_block(t, 1, 9, blk(1, true, 0), None, &[2; 16], IDLE, 2),
             Ok(Assembled::Continue(_))
         ));
-        match a.on_block(t, 1, 9, blk(2, false, 0), None, &[3; 5], LIFE) {
+        match a.on_block(t, 1, 9, blk(2, false, 0), None, &[3; 5], IDLE, 2) {
             Ok(Assembled::Complete(body)) => {
                 assert_eq!(body.len(), 37);
                 assert_eq!((body[0], body[16], body[36]), (1, 2, 3));
@@ -249,18 +314,18 @@ mod tests {
         let mut a = A::new();
         let t = Instant::ZERO;
         assert_eq!(
-            a.on_block(t, 1, 9, blk(1, true, 0), None, &[0; 16], LIFE),
+            a.on_block(t, 1, 9, blk(1, true, 0), None, &[0; 16], IDLE, 2),
             Err(AssembleError::Incomplete)
         );
-        a.on_block(t, 1, 9, blk(0, true, 0), None, &[0; 16], LIFE)
+        a.on_block(t, 1, 9, blk(0, true, 0), None, &[0; 16], IDLE, 2)
             .unwrap();
         assert_eq!(
-            a.on_block(t, 1, 9, blk(2, false, 0), None, &[0; 1], LIFE),
+            a.on_block(t, 1, 9, blk(2, false, 0), None, &[0; 1], IDLE, 2),
             Err(AssembleError::Incomplete)
         );
         // The assembly survives: the right block still fits.
         assert!(
-            a.on_block(t, 1, 9, blk(1, false, 0), None, &[0; 1], LIFE)
+            a.on_block(t, 1, 9, blk(1, false, 0), None, &[0; 1], IDLE, 2)
                 .is_ok()
         );
     }
@@ -269,13 +334,13 @@ mod tests {
     fn repeated_previous_block_is_acknowledged_not_appended() {
         let mut a = A::new();
         let t = Instant::ZERO;
-        a.on_block(t, 1, 9, blk(0, true, 0), None, &[1; 16], LIFE)
+        a.on_block(t, 1, 9, blk(0, true, 0), None, &[1; 16], IDLE, 2)
             .unwrap();
         assert!(matches!(
-            a.on_block(t, 1, 9, blk(0, true, 0), None, &[1; 16], LIFE),
+            a.on_block(t, 1, 9, blk(0, true, 0), None, &[1; 16], IDLE, 2),
             Ok(Assembled::Continue(_))
         ));
-        match a.on_block(t, 1, 9, blk(1, false, 0), None, &[2; 1], LIFE) {
+        match a.on_block(t, 1, 9, blk(1, false, 0), None, &[2; 1], IDLE, 2) {
             Ok(Assembled::Complete(body)) => assert_eq!(body.len(), 17),
             other => panic!("{other:?}"),
         }
@@ -286,43 +351,91 @@ mod tests {
         let mut a = A::new();
         let t = Instant::ZERO;
         assert_eq!(
-            a.on_block(t, 1, 9, blk(0, true, 2), Some(65), &[0; 64], LIFE),
+            a.on_block(t, 1, 9, blk(0, true, 2), Some(65), &[0; 64], IDLE, 2),
             Err(AssembleError::TooLarge { max: 64 })
         );
-        a.on_block(t, 1, 9, blk(0, true, 2), None, &[0; 64], LIFE)
+        a.on_block(t, 1, 9, blk(0, true, 2), None, &[0; 64], IDLE, 2)
             .unwrap();
         assert_eq!(
-            a.on_block(t, 1, 9, blk(1, false, 2), None, &[0; 1], LIFE),
+            a.on_block(t, 1, 9, blk(1, false, 2), None, &[0; 1], IDLE, 2),
             Err(AssembleError::TooLarge { max: 64 })
         );
         assert_eq!(a.in_progress(), 0);
     }
 
     #[test]
-    fn peers_keys_and_capacity_are_respected_and_stale_bodies_dropped() {
+    fn full_assembler_evicts_the_stalest_body_for_a_new_one() {
         let mut a = A::new();
-        let t = Instant::ZERO;
-        a.on_block(t, 1, 9, blk(0, true, 0), None, &[0; 16], LIFE)
+        let s = Instant::from_secs;
+        a.on_block(s(0), 1, 9, blk(0, true, 0), None, &[0; 16], IDLE, 2)
             .unwrap();
-        a.on_block(t, 2, 9, blk(0, true, 0), None, &[0; 16], LIFE)
+        a.on_block(s(1), 2, 9, blk(0, true, 0), None, &[0; 16], IDLE, 2)
             .unwrap();
-        assert_eq!(
-            a.on_block(t, 3, 9, blk(0, true, 0), None, &[0; 16], LIFE),
-            Err(AssembleError::Busy)
-        );
-        assert_eq!(
-            a.on_block(t, 1, 8, blk(1, true, 0), None, &[0; 16], LIFE),
-            Err(AssembleError::Incomplete)
-        );
-        // After EXCHANGE_LIFETIME the slots are free again.
-        let later = t + LIFE;
+        // Peer 1's body makes progress at 5 s: peer 2's is now the stalest.
+        a.on_block(s(5), 1, 9, blk(1, true, 0), None, &[0; 16], IDLE, 2)
+            .unwrap();
         assert!(
-            a.on_block(later, 3, 9, blk(0, true, 0), None, &[0; 16], LIFE)
+            a.on_block(s(6), 3, 9, blk(0, true, 0), None, &[0; 16], IDLE, 2)
                 .is_ok()
         );
+        assert_eq!(a.evictions(), 1);
         assert_eq!(
-            a.on_block(later, 1, 9, blk(1, true, 0), None, &[0; 16], LIFE),
-            Err(AssembleError::Incomplete)
+            a.on_block(s(7), 2, 9, blk(1, true, 0), None, &[0; 16], IDLE, 2),
+            Err(AssembleError::Incomplete),
+            "the evicted client gets 4.08 and may start again"
+        );
+        assert!(
+            a.on_block(s(7), 1, 9, blk(2, true, 0), None, &[0; 16], IDLE, 2)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn idle_bodies_are_dropped_and_repeats_do_not_keep_them_alive() {
+        let mut a = A::new();
+        let s = Instant::from_secs;
+        a.on_block(s(0), 1, 9, blk(0, true, 0), None, &[0; 16], IDLE, 2)
+            .unwrap();
+        // The same block again and again: acknowledged, but no progress.
+        for k in 1..=92 {
+            assert!(
+                a.on_block(s(k), 1, 9, blk(0, true, 0), None, &[0; 16], IDLE, 2)
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            a.on_block(s(93), 1, 9, blk(1, true, 0), None, &[0; 16], IDLE, 2),
+            Err(AssembleError::Incomplete),
+            "idle since 0 s: dropped at 93 s"
+        );
+        // A fresh body for another key is not held back by the idle one.
+        assert!(
+            a.on_block(s(93), 1, 8, blk(0, true, 0), None, &[0; 16], IDLE, 2)
+                .is_ok()
+        );
+        assert_eq!(a.evictions(), 0, "idle bodies are reused, not evicted");
+    }
+
+    #[test]
+    fn one_peer_gets_too_many_over_its_share_with_the_time_it_frees() {
+        let mut a: Block1Assembler<u8, 4, 64> = Block1Assembler::new();
+        let s = Instant::from_secs;
+        a.on_block(s(0), 1, 1, blk(0, true, 0), None, &[0; 16], IDLE, 2)
+            .unwrap();
+        a.on_block(s(3), 1, 2, blk(0, true, 0), None, &[0; 16], IDLE, 2)
+            .unwrap();
+        assert_eq!(
+            a.on_block(s(4), 1, 3, blk(0, true, 0), None, &[0; 16], IDLE, 2),
+            Err(AssembleError::TooMany { retry_at: s(93) })
+        );
+        assert!(
+            a.on_block(s(4), 2, 3, blk(0, true, 0), None, &[0; 16], IDLE, 2)
+                .is_ok()
+        );
+        // Restarting one of its own bodies is not a new one.
+        assert!(
+            a.on_block(s(4), 1, 2, blk(0, true, 0), None, &[0; 16], IDLE, 2)
+                .is_ok()
         );
     }
 
@@ -330,7 +443,16 @@ mod tests {
     fn short_intermediate_block_is_a_bad_request() {
         let mut a = A::new();
         assert_eq!(
-            a.on_block(Instant::ZERO, 1, 9, blk(0, true, 0), None, &[0; 15], LIFE),
+            a.on_block(
+                Instant::ZERO,
+                1,
+                9,
+                blk(0, true, 0),
+                None,
+                &[0; 15],
+                IDLE,
+                2
+            ),
             Err(AssembleError::BadBlock)
         );
     }

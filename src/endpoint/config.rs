@@ -62,6 +62,11 @@ pub struct Config {
     /// its share a peer gets 4.29 Too Many Requests (RFC 8516) with the time until its
     /// oldest place frees as Max-Age.
     pub peer_share_percent: u8,
+    /// How long a partial Block1 body may go without progress before
+    /// [`Endpoint::assemble_block1`] drops it (RFC 7959 §2.5; default:
+    /// MAX_TRANSMIT_WAIT, the longest one block's exchange can take). Repeating an old
+    /// block is no progress.
+    pub block1_idle_timeout: Option<Duration>,
     /// Critical options the application understands beyond those of RFC 7252 and
     /// RFC 7959; a request with any other critical option gets 4.02 Bad Option.
     pub known_critical_options: &'static [u16],
@@ -86,6 +91,7 @@ impl Default for Config {
             non_idempotent: Methods::POST.and(Methods::PATCH),
             immediate_reserve: 2,
             peer_share_percent: 50,
+            block1_idle_timeout: None,
             known_critical_options: &[],
             max_block_szx: Block::MAX_SZX,
         }

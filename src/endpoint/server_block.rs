@@ -98,21 +98,26 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
 
     /// Takes the Block1 block `request` carries into `assembler` (RFC 7959 §2.5,
     /// RFC 9175 §3). A block before the last is answered here with 2.31 Continue
-    /// echoing its Block1 — at [`Config::max_block_szx`](super::Config::max_block_szx) if that is smaller, which asks
-    /// the client for smaller blocks (Figure 9) — and `Ok(None)` is returned. A refused
-    /// block is answered too: 4.08 Request Entity Incomplete (out of sequence), 4.13
-    /// Request Entity Too Large with Size1, 4.00 Bad Request, or 5.03 when every
-    /// assembly is busy. After the last block the whole body is returned with the Block1
-    /// to echo in the final response, which the caller sends with
-    /// [`respond`](Self::respond) (or `respond_block2`). A request without Block1 returns
-    /// its own payload and no Block1.
-    pub fn assemble_block1<'a, const N: usize, const CAP: usize>(
+    /// echoing its Block1 — at [`Config::max_block_szx`](super::Config::max_block_szx)
+    /// if that is smaller, which asks the client for smaller blocks (Figure 9) — and
+    /// `Ok(None)` is returned. A refused block is answered too: 4.08 Request Entity
+    /// Incomplete (out of sequence, or its body was dropped), 4.13 Request Entity Too
+    /// Large with Size1, 4.00 Bad Request, or 4.29 Too Many Requests with Max-Age when
+    /// the peer already has its share of bodies in assembly. A partial body is dropped
+    /// after [`Config::block1_idle_timeout`](super::Config::block1_idle_timeout)
+    /// without progress, and evicted (stalest first) when the assembler is full and
+    /// another body starts. After the last block the whole body is returned with the
+    /// Block1 to echo in the final response, which the caller sends with
+    /// [`respond`](Self::respond) (or `respond_block2`). A request without Block1
+    /// returns its own payload and no Block1.
+    pub fn assemble_block1<'a, const BODIES: usize, const BODY_BYTES: usize>(
         &mut self,
         now: Instant,
         handle: IncomingHandle,
         request: &Message<'a>,
-        assembler: &'a mut Block1Assembler<P, N, CAP>,
+        assembler: &'a mut Block1Assembler<P, BODIES, BODY_BYTES>,
     ) -> Result<Option<Block1Body<'a>>, Error> {
+        let now = self.clamp(now);
         let Ok(block1) = request.block1() else {
             self.respond(now, handle, Code::BAD_REQUEST, |_| Ok(()))?;
             return Ok(None);
@@ -127,12 +132,15 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             .slot_mut(handle.index, handle.generation)
             .map(|s| s.peer)
             .ok_or(Error::UnknownHandle)?;
-        let lifetime = self.exchange_lifetime;
+        let idle = self
+            .config
+            .block1_idle_timeout
+            .unwrap_or(self.max_transmit_wait);
+        let share = self.config.peer_share(BODIES);
         let max_block_szx = self.config.max_block_szx;
         let size1 = request.size1().ok().flatten();
         let key = block1_key(request);
-        let answer = |ep: &mut Self, code: Code, block: Option<Block>, size1: Option<u32>| {
-            let max_age = ep.config.overload_max_age;
+        let answer = |ep: &mut Self, code: Code, block: Option<Block>, size1, max_age| {
             ep.respond(now, handle, code, |b| {
                 if let Some(block) = block {
                     b.block1(block)?;
@@ -140,30 +148,37 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 if let Some(n) = size1 {
                     b.size1(n)?;
                 }
-                if code == Code::SERVICE_UNAVAILABLE {
-                    b.max_age(max_age)?;
+                if let Some(age) = max_age {
+                    b.max_age(age)?;
                 }
                 Ok(())
             })
         };
-        match assembler.on_block(now, peer, key, block, size1, request.payload(), lifetime) {
+        let payload = request.payload();
+        match assembler.on_block(now, peer, key, block, size1, payload, idle, share) {
             Ok(Assembled::Complete(body)) => Ok(Some(Block1Body {
                 body,
                 echo: Some(block),
             })),
             Ok(Assembled::Continue(block)) => {
                 let echo = Block::new(block.num(), true, block.szx().min(max_block_szx));
-                answer(self, Code::CONTINUE, echo, None)?;
+                answer(self, Code::CONTINUE, echo, None, None)?;
                 Ok(None)
             }
             Err(e) => {
-                let (code, size1) = match e {
-                    AssembleError::Incomplete => (Code::REQUEST_ENTITY_INCOMPLETE, None),
-                    AssembleError::TooLarge { max } => (Code::REQUEST_ENTITY_TOO_LARGE, Some(max)),
-                    AssembleError::Busy => (Code::SERVICE_UNAVAILABLE, None),
-                    _ => (Code::BAD_REQUEST, None),
+                let (code, size1, max_age) = match e {
+                    AssembleError::Incomplete => (Code::REQUEST_ENTITY_INCOMPLETE, None, None),
+                    AssembleError::TooLarge { max } => {
+                        (Code::REQUEST_ENTITY_TOO_LARGE, Some(max), None)
+                    }
+                    AssembleError::TooMany { retry_at } => {
+                        self.stats.over_share += 1;
+                        let age = self.max_age_until(now, retry_at);
+                        (Code::TOO_MANY_REQUESTS, None, Some(age))
+                    }
+                    _ => (Code::BAD_REQUEST, None, None),
                 };
-                answer(self, code, None, size1)?;
+                answer(self, code, None, size1, max_age)?;
                 Ok(None)
             }
         }
