@@ -85,7 +85,7 @@
 //!
 //! Everything is inline and fixed at compile time by [`Endpoint`]'s const parameters.
 //! `size_of::<Endpoint>()` with the defaults (`SocketAddr` peers, 16 exchanges with
-//! 1152-byte buffers, 32 dedup entries, 4608 bytes of stored replies) is **29,296 bytes**
+//! 1152-byte buffers, 32 dedup entries, 4608 bytes of stored replies) is **29,312 bytes**
 //! on 64-bit targets. Each exchange costs its message buffer plus 32 bytes of state,
 //! the peer address, 27 bytes of indexes (timer heap, queues, lookups by message ID and
 //! token) that keep every operation O(1) or O(log n), and 96 bytes of per-request

@@ -63,7 +63,7 @@ fn upload(body: &[u8], client_szx: u8) -> Vec<u8> {
     for _ in 0..70_000 {
         let (block, range) = up.next_block(body.len()).expect("a block to send");
         match server
-            .on_block(Instant::ZERO, 1, 77, block, None, &body[range], life)
+            .on_block(Instant::ZERO, 1, 77, block, None, &body[range], life, 1)
             .expect("taken")
         {
             Assembled::Continue(ack) => {
@@ -121,7 +121,7 @@ fn server_preferring_smaller_block1_size_mid_transfer() {
         let (block, range) = up.next_block(b.len()).unwrap();
         nums.push((block.num(), block.size()));
         match server
-            .on_block(Instant::ZERO, 1, 5, block, None, &b[range], life)
+            .on_block(Instant::ZERO, 1, 5, block, None, &b[range], life, 1)
             .unwrap()
         {
             Assembled::Continue(ack) => {

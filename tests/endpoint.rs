@@ -784,7 +784,7 @@ fn default_endpoint_size_is_as_documented() {
     // The crate docs state these figures; keep them honest.
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 29_296);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 29_312);
     // Per exchange beyond its message buffer, averaged over 64 more slots.
     let per = |a: usize, b: usize| (b - a) / 64 - 1152;
     assert_eq!(
