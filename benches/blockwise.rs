@@ -16,7 +16,7 @@ use coap_proto::block::Block1Assembler;
 use coap_proto::wire::Code;
 use coap_proto::{Config, Endpoint, Event, Incoming, Instant, Output, RequestOptions};
 
-type Ep = Endpoint<u8, 4, 64, 1152, 8192>;
+type Ep = Endpoint<u8, 4, 6, 1152, 64, 8192>;
 const MIB: usize = 1 << 20;
 
 fn endpoints() -> (Ep, Ep) {

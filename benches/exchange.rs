@@ -19,7 +19,7 @@ use coap_proto::{
 };
 
 const E: usize = 64;
-type Ep = Endpoint<u8, E, 256, 256, 16384>;
+type Ep = Endpoint<u8, E, { E + 2 }, 256, 256, 16384>;
 
 struct Pair {
     client: Ep,

@@ -83,15 +83,21 @@
 //!
 //! ## Memory
 //!
-//! Everything is inline and fixed at compile time by [`Endpoint`]'s const parameters.
-//! `size_of::<Endpoint>()` with the defaults (`SocketAddr` peers, 16 exchanges with
-//! 1152-byte buffers, 32 dedup entries, 4608 bytes of stored replies) is **29,312 bytes**
-//! on 64-bit targets. Each exchange costs its message buffer plus 32 bytes of state,
-//! the peer address, 27 bytes of indexes (timer heap, queues, lookups by message ID and
-//! token) that keep every operation O(1) or O(log n), and 96 bytes of per-request
-//! state (start parameters, download and upload): 187 bytes with a 32-byte `SocketAddr`, 163 with a
-//! 4-byte peer handle. Choose smaller parameters on a
-//! microcontroller.
+//! Everything is inline and fixed at compile time by [`Endpoint`]'s const parameters,
+//! in three tables with written overflow policies (see [`Endpoint`], [`DedupCache`] and
+//! [`block::Block1Assembler`]):
+//!
+//! | piece | bytes (64-bit) |
+//! |---|---|
+//! | one exchange record, indexes included (a request waiting for its answer costs this and nothing else) | 59 + the peer: 91 with `SocketAddr`, 67 with a 4-byte peer handle |
+//! | one message buffer (held only by bytes that must be kept) | `MSG_BYTES` + 102 |
+//! | one dedup entry, indexes included | 72 with `SocketAddr`, 40 with a 1-byte peer |
+//! | `size_of::<Endpoint>()`: `SocketAddr`, 64 records, 16 buffers of 1152 bytes, 128 dedup entries, 8 KiB of stored replies | **44,304** |
+//! | `size_of::<SmallEndpoint<u8>>()`: 8 records, 4 buffers of 256 bytes, 16 entries, 1 KiB of replies | **4,328** |
+//!
+//! A thousand requests waiting for late answers cost a thousand records: 91 KB with
+//! socket addresses. Every index (timer heap, queues, lookups by message ID and token)
+//! keeps operations O(1) or O(log n).
 //!
 //! ## Parsing
 //!
@@ -159,10 +165,10 @@ mod retransmit;
 mod rng;
 mod time;
 
-pub use dedup::{DedupCache, Reply};
+pub use dedup::{DedupCache, DedupFull, Reply};
 pub use endpoint::{
     Block1Body, Config, Endpoint, Error, Event, Incoming, IncomingHandle, MAX_TOKEN_LEN, Output,
-    RequestHandle, RequestOptions, ResponseMode, Stats, Transmit,
+    RequestHandle, RequestOptions, ResponseMode, SmallEndpoint, Stats, Transmit,
 };
 pub use params::{ParamsError, TransmissionParams};
 pub use retransmit::{Retransmission, RetransmitAction};

@@ -8,7 +8,7 @@ use coap_proto::wire::{Code, Type};
 use coap_proto::{Config, Endpoint, Incoming, Instant, Output, RequestOptions};
 use common::{CLIENT, SERVER, parse};
 
-type Ep = Endpoint<u8, 8, 16, 1152, 4608>;
+type Ep = Endpoint<u8, 8, 10, 1152, 16, 4608>;
 
 struct Run {
     /// One line per datagram that arrived: "C>S CON 2:1/0/128" etc.

@@ -782,25 +782,42 @@ fn time_going_backwards_is_clamped() {
 #[cfg(target_pointer_width = "64")]
 fn default_endpoint_size_is_as_documented() {
     // The crate docs state these figures; keep them honest.
+    use coap_proto::SmallEndpoint;
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 29_312);
-    // Per exchange beyond its message buffer, averaged over 64 more slots.
-    let per = |a: usize, b: usize| (b - a) / 64 - 1152;
-    assert_eq!(
-        per(
-            size_of::<Endpoint<SocketAddr, 32, 32, 1152, 4608>>(),
-            size_of::<Endpoint<SocketAddr, 96, 32, 1152, 4608>>()
-        ),
-        187
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 44_304);
+    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_328);
+    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_352);
+    // One exchange record, indexes included, averaged over 64 more; a request waiting
+    // for its answer costs this and nothing else. At most 64 bytes beyond the peer.
+    let per = |a: usize, b: usize| (b - a) / 64;
+    let record_socket = per(
+        size_of::<Endpoint<SocketAddr, 64, 16, 1152, 128, 8192>>(),
+        size_of::<Endpoint<SocketAddr, 128, 16, 1152, 128, 8192>>(),
     );
-    assert_eq!(
-        per(
-            size_of::<Endpoint<u32, 32, 32, 1152, 4608>>(),
-            size_of::<Endpoint<u32, 96, 32, 1152, 4608>>()
-        ),
-        163
+    let record_u32 = per(
+        size_of::<Endpoint<u32, 64, 16, 1152, 128, 8192>>(),
+        size_of::<Endpoint<u32, 128, 16, 1152, 128, 8192>>(),
     );
+    let record_u8 = per(
+        size_of::<Endpoint<u8, 64, 16, 1152, 128, 8192>>(),
+        size_of::<Endpoint<u8, 128, 16, 1152, 128, 8192>>(),
+    );
+    assert_eq!((record_socket, record_u32, record_u8), (91, 67, 59));
+    assert!(record_socket - size_of::<SocketAddr>() <= 64);
+    assert!(record_u32 - 4 <= 64 && record_u8 - 1 <= 64);
+    // A message buffer: its bytes, the client request's block-wise state and length.
+    let buffer = per(
+        size_of::<Endpoint<u8, 64, 16, 1152, 128, 8192>>(),
+        size_of::<Endpoint<u8, 64, 80, 1152, 128, 8192>>(),
+    );
+    assert_eq!(buffer, 1152 + 102);
+    // A dedup entry with its indexes.
+    let entry = per(
+        size_of::<Endpoint<SocketAddr, 64, 16, 1152, 128, 8192>>(),
+        size_of::<Endpoint<SocketAddr, 64, 16, 1152, 192, 8192>>(),
+    );
+    assert_eq!(entry, 72);
 }
 
 #[test]
@@ -808,7 +825,7 @@ fn burst_of_separate_responses_loses_no_acks() {
     // Found by the exchange benchmark: 16 requests answered separately at once used to
     // overflow a small control queue, dropping half the empty ACKs and the client's
     // ACKs of the separate responses. Owed answers now live on their dedup entries.
-    type Big = Endpoint<u8, 32, 64, 256, 8192>;
+    type Big = Endpoint<u8, 32, 34, 256, 64, 8192>;
     let config = |seed| Config {
         seed,
         params: TransmissionParams {
@@ -921,7 +938,7 @@ fn lost_empty_ack_and_lost_separate_response_both_recover() {
 fn full_dedup_cache_forgets_the_oldest_message() {
     // Documented behaviour: with every entry in use, a new message takes the oldest
     // entry; a late duplicate of that oldest message is then new again.
-    type Tiny = Endpoint<u8, 8, 2, 256, 512>;
+    type Tiny = Endpoint<u8, 8, 10, 256, 2, 512>;
     let mut server = Tiny::new(config(2)).unwrap();
     let non = |mid: u16| msg(Type::Non, Code::GET, mid, &[1], |_| {});
     for mid in [1, 2] {
@@ -1018,7 +1035,7 @@ fn duplicate_whose_idempotent_reply_made_room_is_processed_again() {
     // overwritten got a zero-length datagram; later it got nothing, and its client
     // retransmitted into silence. Now an idempotent request whose reply had to make
     // room is processed again, as RFC 7252 §4.5 allows, and answered in full.
-    type Small = Endpoint<u8, 8, 16, 128, 128>;
+    type Small = Endpoint<u8, 8, 10, 128, 16, 132>;
     let mut server = Small::new(config(2)).unwrap();
     let req = |mid: u16| {
         msg(Type::Con, Code::GET, mid, &[mid as u8], |b| {

@@ -14,6 +14,13 @@ use std::collections::HashMap;
 
 /// The capacities the std and tokio adapters use, with numbered peers.
 type Default8 = Endpoint<u8>;
+/// Its exchange records, less the two kept for requests answered at once.
+const DEFERRABLE: usize = 64 - 2;
+/// One peer's share of those (half, rounded up).
+const PEER_SHARE: usize = DEFERRABLE.div_ceil(2);
+/// Its dedup entries, and one peer's share of them.
+const DEDUP: usize = 128;
+const DEDUP_SHARE: usize = DEDUP / 2;
 
 const LIFETIME_S: u64 = 247;
 
@@ -23,8 +30,15 @@ fn con(code: Code, mid: u16, token: &[u8], path: &str) -> Vec<u8> {
     })
 }
 
-fn deliver<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>(
-    ep: &mut Endpoint<P, E, D, M, R>,
+fn deliver<
+    P: Copy + Eq,
+    const E: usize,
+    const B: usize,
+    const M: usize,
+    const D: usize,
+    const R: usize,
+>(
+    ep: &mut Endpoint<P, E, B, M, D, R>,
     now: Instant,
     from: P,
     bytes: &[u8],
@@ -124,7 +138,7 @@ fn posts_beyond_what_can_be_kept_are_refused_before_they_run() {
     // Max-Age is the time until the oldest entry expires, and it is not delivered.
     let mut server = Default8::new(config(2)).unwrap();
     let mut accepted = 0;
-    for i in 0..40u16 {
+    for i in 0..(DEDUP as u16 + 10) {
         let now = t(i as u64 * 1000);
         let peer = 10 + (i % 8) as u8;
         match deliver(&mut server, now, peer, &con(Code::POST, i, &[1], "log")) {
@@ -142,7 +156,7 @@ fn posts_beyond_what_can_be_kept_are_refused_before_they_run() {
             }
         }
     }
-    assert_eq!(accepted, 32, "as many as there are dedup entries");
+    assert_eq!(accepted, DEDUP, "as many as there are dedup entries");
     // When the Max-Age said, a place is free again.
     let h = deliver(
         &mut server,
@@ -158,7 +172,7 @@ fn posts_beyond_what_can_be_kept_are_refused_before_they_run() {
 fn one_peer_gets_4_29_over_its_share_of_posts_while_others_are_served() {
     let mut server = Default8::new(config(2)).unwrap();
     let mut refused_at = None;
-    for i in 0..20u16 {
+    for i in 0..(DEDUP_SHARE as u16 + 4) {
         let now = t(i as u64 * 1000);
         match deliver(&mut server, now, 66, &con(Code::POST, i, &[1], "log")) {
             Some(h) => {
@@ -172,20 +186,29 @@ fn one_peer_gets_4_29_over_its_share_of_posts_while_others_are_served() {
             }
         }
     }
-    assert_eq!(refused_at, Some(16), "half of the 32 entries per peer");
-    let h = deliver(&mut server, t(20_000), 67, &con(Code::POST, 1, &[1], "log"));
+    assert_eq!(
+        refused_at,
+        Some(DEDUP_SHARE as u16),
+        "half of the entries per peer"
+    );
+    let h = deliver(
+        &mut server,
+        t(100_000),
+        67,
+        &con(Code::POST, 1, &[1], "log"),
+    );
     assert!(h.is_some(), "another peer is served");
     assert_eq!(server.stats().over_share, 4);
 }
 
 #[test]
 fn late_answered_flood_from_many_peers_leaves_requests_answered_at_once_served() {
-    // 64 requests to a resource that answers late (never, here), from 64 peers, while
+    // 100 requests to a resource that answers late (never, here), from 100 peers, while
     // one more client sends GETs that are answered at once.
     let mut server = Default8::new(config(2)).unwrap();
     let mut held = 0;
     let mut refusals = vec![];
-    for i in 0..64u16 {
+    for i in 0..100u16 {
         let now = t(i as u64 * 500);
         let peer = 100 + i as u8;
         if deliver(&mut server, now, peer, &con(Code::GET, i, &[1], "async")).is_some() {
@@ -208,10 +231,10 @@ fn late_answered_flood_from_many_peers_leaves_requests_answered_at_once_served()
         }
     }
     assert_eq!(
-        held, 64,
+        held, 100,
         "all delivered; those over the quota refused after"
     );
-    assert_eq!(refusals.len(), 64 - 14, "14 = 16 slots - 2 reserved");
+    assert_eq!(refusals.len(), 100 - DEFERRABLE);
     for (now, max_age) in refusals {
         // The first deferred request expires 247 s after it came at 0 s.
         let real = (LIFETIME_S * 1000 - now.as_micros() / 1000).div_ceil(1000);
@@ -223,41 +246,30 @@ fn late_answered_flood_from_many_peers_leaves_requests_answered_at_once_served()
 fn one_peer_over_its_share_of_late_answers_gets_4_29() {
     let mut server = Default8::new(config(2)).unwrap();
     let mut codes = vec![];
-    for i in 0..10u16 {
+    for i in 0..(PEER_SHARE as u16 + 3) {
         let now = t(i as u64 * 1000);
         deliver(&mut server, now, 50, &con(Code::GET, i, &[1], "async")).unwrap();
         let out = drain(&mut server, now);
         codes.push(parse(&out.sent[0].1).code());
     }
-    // 14 places may be held late, 7 by one peer: then 4.29 until its first expires.
-    assert_eq!(&codes[..7], &[Code::EMPTY; 7]);
-    assert_eq!(&codes[7..], &[Code::TOO_MANY_REQUESTS; 3]);
-    deliver(
-        &mut server,
-        t(10_000),
-        50,
-        &con(Code::GET, 99, &[1], "async"),
-    )
-    .unwrap();
-    let out = drain(&mut server, t(10_000));
+    // Half the places may be held late by one peer: then 4.29 until its first expires.
+    assert_eq!(&codes[..PEER_SHARE], &[Code::EMPTY; PEER_SHARE]);
+    assert_eq!(&codes[PEER_SHARE..], &[Code::TOO_MANY_REQUESTS; 3]);
+    let now = t(100_000);
+    deliver(&mut server, now, 50, &con(Code::GET, 999, &[1], "async")).unwrap();
+    let out = drain(&mut server, now);
     let r = parse(&out.sent[0].1);
     assert_eq!(r.code(), Code::TOO_MANY_REQUESTS);
-    assert_eq!(r.max_age(), Ok(Some(LIFETIME_S as u32 - 10)));
+    assert_eq!(r.max_age(), Ok(Some(LIFETIME_S as u32 - 100)));
     assert!(
         out.events
             .iter()
             .any(|e| matches!(e, Event::RequestRefused(_)))
     );
     // Another peer still gets its late answers.
-    deliver(
-        &mut server,
-        t(10_000),
-        51,
-        &con(Code::GET, 1, &[1], "async"),
-    )
-    .unwrap();
+    deliver(&mut server, now, 51, &con(Code::GET, 1, &[1], "async")).unwrap();
     assert_eq!(
-        parse(&drain(&mut server, t(10_000)).sent[0].1).code(),
+        parse(&drain(&mut server, now).sent[0].1).code(),
         Code::EMPTY
     );
 }
@@ -265,12 +277,12 @@ fn one_peer_over_its_share_of_late_answers_gets_4_29() {
 #[test]
 fn may_defer_tells_the_handler_before_it_acts() {
     let mut server = Default8::new(config(2)).unwrap();
-    for i in 0..7u16 {
+    for i in 0..PEER_SHARE as u16 {
         let h = deliver(&mut server, t(0), 50, &con(Code::GET, i, &[1], "async")).unwrap();
         assert!(server.may_defer(h));
         drain(&mut server, t(0));
     }
-    let h = deliver(&mut server, t(0), 50, &con(Code::POST, 8, &[1], "async")).unwrap();
+    let h = deliver(&mut server, t(0), 50, &con(Code::POST, 999, &[1], "async")).unwrap();
     assert!(!server.may_defer(h), "over its share");
     // Answered at once, it is served normally.
     server.respond(t(0), h, Code::CHANGED, |_| Ok(())).unwrap();
@@ -335,11 +347,11 @@ struct Sent {
     reply: Option<Vec<u8>>,
 }
 
-fn run<const E: usize, const D: usize, const M: usize, const R: usize>(
+fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(
     seed: u64,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
-    let mut server = Endpoint::<u8, E, D, M, R>::new(Config {
+    let mut server = Endpoint::<u8, E, B, M, D, R>::new(Config {
         seed,
         ..Config::default()
     })
@@ -472,11 +484,11 @@ proptest! {
     ) {
         match sizes {
             // The adapters' default capacities.
-            0 => run::<16, 32, 1152, 4608>(seed, &ops)?,
+            0 => run::<64, 16, 1152, 128, 8192>(seed, &ops)?,
             // A small embedded configuration.
-            1 => run::<4, 8, 256, 1024>(seed, &ops)?,
-            // Many slots, few entries, a tight reply store.
-            _ => run::<32, 6, 512, 600>(seed, &ops)?,
+            1 => run::<8, 4, 256, 16, 1024>(seed, &ops)?,
+            // Many records, few buffers and entries, a tight reply store.
+            _ => run::<32, 3, 512, 6, 600>(seed, &ops)?,
         }
     }
 }
@@ -615,4 +627,65 @@ fn one_peer_over_its_share_of_uploads_gets_4_29_and_others_still_upload() {
         );
         assert_eq!(code, if num < 2 { Some(Code::CONTINUE) } else { None });
     }
+}
+
+#[test]
+fn answers_given_at_once_find_a_buffer_while_con_responses_wait_for_acks() {
+    // A small endpoint: 4 message buffers, 2 of them kept for answers that leave at
+    // once. Separate CON responses to a client that never acknowledges hold the others.
+    use coap_proto::{Error, ResponseMode, SmallEndpoint};
+    let mut server = SmallEndpoint::<u8>::new(config(2)).unwrap();
+    let mut late = vec![];
+    for i in 0..3u16 {
+        late.push(
+            deliver(
+                &mut server,
+                t(0),
+                40 + i as u8,
+                &con(Code::GET, i, &[1], "slow"),
+            )
+            .unwrap(),
+        );
+    }
+    drain(&mut server, t(0));
+    let answer = |s: &mut SmallEndpoint<u8>, h| {
+        s.respond_with(t(1), h, ResponseMode::Confirmable, Code::CONTENT, |b| {
+            b.payload(b"late").map(drop)
+        })
+    };
+    assert_eq!(answer(&mut server, late[0]), Ok(()));
+    assert_eq!(answer(&mut server, late[1]), Ok(()));
+    assert_eq!(answer(&mut server, late[2]), Err(Error::BuffersFull));
+    drain(&mut server, t(1));
+    for i in 0..20u16 {
+        let now = t(2 + i as u64);
+        let h = deliver(&mut server, now, CLIENT, &con(Code::GET, 100 + i, &[2], "")).unwrap();
+        server
+            .respond(now, h, Code::CONTENT, |b| b.payload(b"now").map(drop))
+            .unwrap();
+        let out = drain(&mut server, now);
+        assert_eq!(sent_to(&out, CLIENT).len(), 1, "answered at once");
+    }
+    // Once a CON response is given up (or acknowledged), the waiting one can go.
+    let mut now = t(30);
+    let mut timed_out = 0;
+    for _ in 0..50 {
+        let out = drain(&mut server, now);
+        timed_out += out
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::ResponseTimedOut(_)))
+            .count();
+        if timed_out > 0 {
+            break;
+        }
+        now = out.timeout.expect("retransmissions are scheduled");
+    }
+    assert!(timed_out > 0);
+    let answer = |s: &mut SmallEndpoint<u8>, h| {
+        s.respond_with(now, h, ResponseMode::Confirmable, Code::CONTENT, |b| {
+            b.payload(b"late").map(drop)
+        })
+    };
+    assert_eq!(answer(&mut server, late[2]), Ok(()));
 }

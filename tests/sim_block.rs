@@ -18,10 +18,11 @@ use common::sim::{App, Link, Sim};
 use proptest::prelude::*;
 
 const E: usize = 8;
+const B: usize = E + 2;
 const D: usize = 256;
 const M: usize = 1152;
 const R: usize = 16384;
-type SimEp = Endpoint<u8, E, D, M, R>;
+type SimEp = Endpoint<u8, E, B, M, D, R>;
 
 struct Downloads {
     body: Vec<u8>,
@@ -33,7 +34,7 @@ struct Downloads {
     handled: HashMap<u16, u32>,
 }
 
-impl App<E, D, M, R> for Downloads {
+impl App<E, B, M, D, R> for Downloads {
     fn incoming(
         &mut self,
         node: usize,
@@ -110,7 +111,7 @@ struct Case {
     max_delay_ms: u64,
 }
 
-fn run(c: &Case) -> (Downloads, Sim<E, D, M, R>) {
+fn run(c: &Case) -> (Downloads, Sim<E, B, M, D, R>) {
     let body: Vec<u8> = (0..c.len)
         .map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0])
         .collect();
@@ -151,7 +152,7 @@ fn run(c: &Case) -> (Downloads, Sim<E, D, M, R>) {
     (app, sim)
 }
 
-fn check(app: &Downloads, sim: &Sim<E, D, M, R>) {
+fn check(app: &Downloads, sim: &Sim<E, B, M, D, R>) {
     assert_eq!(
         app.outcome.len(),
         1,
@@ -268,7 +269,7 @@ mod uploads {
         pub handled: HashMap<u16, u32>,
     }
 
-    impl App<E, D, M, R> for Uploads {
+    impl App<E, B, M, D, R> for Uploads {
         fn incoming(
             &mut self,
             node: usize,

@@ -23,10 +23,11 @@ use common::sim::{App, Link, Sim};
 use proptest::prelude::*;
 
 const E: usize = 16;
+const B: usize = E + 2;
 const D: usize = 128;
 const M: usize = 256;
 const R: usize = 8192;
-type SimEp = Endpoint<u8, E, D, M, R>;
+type SimEp = Endpoint<u8, E, B, M, D, R>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -65,7 +66,7 @@ fn payload(id: u32) -> [u8; 4] {
     id.to_be_bytes()
 }
 
-impl App<E, D, M, R> for Exchanges {
+impl App<E, B, M, D, R> for Exchanges {
     fn incoming(
         &mut self,
         node: usize,
@@ -191,7 +192,7 @@ struct Scenario {
     requests: Vec<(u64, bool, u8, u16)>, // (start ms, con, answer kind, delay ms)
 }
 
-fn run(s: &Scenario) -> (Exchanges, Sim<E, D, M, R>) {
+fn run(s: &Scenario) -> (Exchanges, Sim<E, B, M, D, R>) {
     let nodes: Vec<SimEp> = (0..=s.clients)
         .map(|i| {
             SimEp::new(Config {
@@ -230,7 +231,7 @@ fn run(s: &Scenario) -> (Exchanges, Sim<E, D, M, R>) {
     (app, sim)
 }
 
-fn check(s: &Scenario, app: &Exchanges, sim: &Sim<E, D, M, R>) {
+fn check(s: &Scenario, app: &Exchanges, sim: &Sim<E, B, M, D, R>) {
     assert!(app.plan.is_empty(), "every planned request was issued");
     for id in 0..s.requests.len() as u32 {
         let outcomes = app.outcomes.get(&id).cloned().unwrap_or_default();

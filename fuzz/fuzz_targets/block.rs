@@ -13,7 +13,7 @@ use coap_proto::{Config, Endpoint, Event, Incoming, Instant, Output, RequestOpti
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
-type Ep = Endpoint<u8, 4, 16, 512, 2048>;
+type Ep = Endpoint<u8, 4, 6, 512, 16, 2048>;
 
 #[derive(Arbitrary, Debug)]
 struct Blockish {

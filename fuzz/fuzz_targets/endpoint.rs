@@ -13,7 +13,7 @@ use coap_proto::{
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
-type Ep = Endpoint<u8, 4, 8, 128, 256>;
+type Ep = Endpoint<u8, 4, 6, 128, 8, 256>;
 
 #[derive(Arbitrary, Debug)]
 enum Op {

@@ -60,8 +60,14 @@ impl StartParams {
     }
 }
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     // ---- client commands -------------------------------------------------------
 
@@ -131,7 +137,12 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if options.token.is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
             return Err(Error::TokenTooLong);
         }
+        let reserve = self.config.immediate_reserve as usize;
         let index = self.free_index().ok_or(Error::TableFull)?;
+        let Some(buf) = self.pool.take(true, reserve) else {
+            self.free.push(index);
+            return Err(Error::BuffersFull);
+        };
         let mut token = [0u8; MAX_TOKEN_LEN];
         let token = match options.token {
             Some(t) => t,
@@ -161,7 +172,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         self.rng.fill(&mut tag);
         // The endpoint's own options go in first: `build` may end with a payload, and
         // the builder puts options added later where they belong.
-        let built = MessageBuilder::new(&mut self.bufs[index], ty, method, 0).and_then(|mut b| {
+        let built = MessageBuilder::new(self.pool.buf_mut(buf), ty, method, 0).and_then(|mut b| {
             b.token(token)?;
             if let Some(block) = first_block2 {
                 b.block2(block)?;
@@ -176,6 +187,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             Ok(len) => len,
             Err(e) => {
                 self.free.push(index);
+                self.pool.give_back(buf);
                 return Err(e.into());
             }
         };
@@ -191,13 +203,14 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             token,
             if options.non_confirmable { 0 } else { CON },
         );
-        slot.len = len as u16;
+        slot.buf = buf;
+        self.pool.set_len(buf, len);
         let non_wait = options.timeout.unwrap_or(
             self.config
                 .non_response_timeout
                 .unwrap_or(params.max_transmit_wait()),
         );
-        self.blocks[index] = Some(ClientBlocks {
+        self.pool.blocks[buf as usize] = Some(ClientBlocks {
             start: StartParams::new(&params, non_wait),
             download,
             upload: upload.map(Block1Upload::new),
@@ -216,11 +229,17 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     /// [`Event::TimedOut`](super::Event::TimedOut).
     pub fn ping(&mut self, now: Instant, peer: P) -> Result<RequestHandle, Error> {
         let now = self.clamp(now);
+        let reserve = self.config.immediate_reserve as usize;
         let index = self.free_index().ok_or(Error::TableFull)?;
-        // 4 bytes always fit: M is at least 64.
-        let _ = MessageBuilder::new(&mut self.bufs[index], Type::Con, Code::EMPTY, 0);
+        let Some(buf) = self.pool.take(true, reserve) else {
+            self.free.push(index);
+            return Err(Error::BuffersFull);
+        };
+        // 4 bytes always fit: MSG_BYTES is at least 64.
+        let _ = MessageBuilder::new(self.pool.buf_mut(buf), Type::Con, Code::EMPTY, 0);
+        self.pool.set_len(buf, 4);
         let mut slot = Slot::new(peer, now, State::Queued, &[], CON | PING);
-        slot.len = 4;
+        slot.buf = buf;
         let generation = self.occupy(index, slot);
         self.try_start(now, index);
         Ok(RequestHandle {
@@ -271,7 +290,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         else {
             return;
         };
-        let start = match self.blocks.get(index).copied().flatten() {
+        let start = match self.pool.blocks(slot.buf) {
             Some(b) => b.start,
             // A ping: the endpoint's parameters.
             None => StartParams::new(
@@ -300,7 +319,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             return;
         };
         slot.mid = mid;
-        if let Some(b) = self.bufs[index].get_mut(2..4) {
+        if let Some(b) = self.pool.buf_mut(slot.buf).get_mut(2..4) {
             b.copy_from_slice(&mid.to_be_bytes());
         }
         slot.set_sending(true);

@@ -24,8 +24,14 @@ pub(super) enum BlockFailure {
     Upload(UploadError),
 }
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     /// Sends the next block of an upload: `data` from the offset [`Event::BlockNeeded`](super::Event::BlockNeeded)
     /// named, `more` telling whether blocks follow. Every block but the last must be
@@ -45,7 +51,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         if !matches!(slot.state, State::NeedsBlock | State::AwaitingBlock) {
             return Err(Error::NoBlockNeeded);
         }
-        let mut blocks = self.blocks[index].ok_or(Error::NoBlockNeeded)?;
+        let mut blocks = *self.blocks(index).ok_or(Error::NoBlockNeeded)?;
         let mut upload = blocks.upload.ok_or(Error::NoBlockNeeded)?;
         let block1 = upload.send(data.len(), more).map_err(Error::Upload)?;
         // An early Block2 rides on the last block (RFC 7959 Figure 11).
@@ -68,7 +74,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             BlockPayload::New(data),
         )?;
         blocks.upload = Some(upload);
-        self.blocks[index] = Some(blocks);
+        if let Some(b) = self.blocks_mut(index) {
+            *b = blocks;
+        }
         Ok(())
     }
 
@@ -80,11 +88,11 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         handle: RequestHandle,
         body: &[u8],
     ) -> Result<(), Error> {
+        if self.slot_mut(handle.index, handle.generation).is_none() {
+            return Err(Error::UnknownHandle);
+        }
         let (offset, max) = self
-            .blocks
-            .get(handle.index as usize)
-            .copied()
-            .flatten()
+            .blocks(handle.index as usize)
             .and_then(|b| b.upload)
             .and_then(|u| u.next_offset())
             .ok_or(Error::NoBlockNeeded)?;
@@ -96,11 +104,11 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     /// Ends a client request whose block-wise transfer cannot go on; the failure is
     /// reported as its outcome.
     pub(super) fn fail_transfer(&mut self, index: usize, failure: BlockFailure) {
-        if let (Some(Some(slot)), Some(Some(b))) =
-            (self.slots.get_mut(index), self.blocks.get_mut(index))
-        {
-            slot.state = State::Done(Outcome::BlockFailed);
+        if let Some(b) = self.blocks_mut(index) {
             b.failed = Some(failure);
+        }
+        if let Some(Some(slot)) = self.slots.get_mut(index) {
+            slot.state = State::Done(Outcome::BlockFailed);
         }
         self.sync(index);
     }
@@ -114,7 +122,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         index: usize,
         msg: &Message<'_>,
     ) -> Result<bool, UploadError> {
-        let Some(Some(blocks)) = self.blocks.get_mut(index) else {
+        let Some(blocks) = self.blocks_mut(index) else {
             return Ok(true);
         };
         let Some(upload) = blocks.upload.as_mut().filter(|u| !u.is_done()) else {
@@ -156,7 +164,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         index: usize,
         msg: &Message<'_>,
     ) -> Result<Option<Received>, DownloadError> {
-        let Some(Some(blocks)) = self.blocks.get_mut(index) else {
+        let Some(blocks) = self.blocks_mut(index) else {
             return Ok(None);
         };
         let block2 = msg.block2().ok().flatten();
@@ -233,8 +241,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
 
     /// The request stored in slot `index`.
     pub(super) fn stored_request(&self, index: usize) -> Option<Message<'_>> {
-        let len = self.slots.get(index)?.as_ref()?.len as usize;
-        Message::parse(self.bufs.get(index)?.get(..len)?).ok()
+        Message::parse(self.message_of(index)).ok()
     }
 
     /// Rewrites the request stored in slot `index` for its next block and queues it: the
@@ -252,7 +259,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         block2: Option<Block>,
         payload: BlockPayload<'_>,
     ) -> Result<(), BuildError> {
-        let mut tmp = [0u8; M];
+        let mut tmp = [0u8; MSG_BYTES];
         let (len, kept) = {
             // The slot holds a request this endpoint built, so it always parses.
             let old = self
@@ -282,23 +289,26 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         } else {
             len + 1 + data_len
         };
-        if total > M {
+        if total > MSG_BYTES {
             return Err(BuildError::BufferTooSmall { needed: total });
         }
+        let Some(Some(slot)) = self.slots.get(index) else {
+            return Err(BuildError::PayloadAlreadySet);
+        };
+        let b = slot.buf;
+        let buf = self.pool.buf_mut(b);
         // Payload first (a kept one may move within the buffer), then header and options.
         match payload {
-            BlockPayload::Keep if data_len > 0 => self.bufs[index].copy_within(kept, len + 1),
-            BlockPayload::New(d) if data_len > 0 => {
-                self.bufs[index][len + 1..total].copy_from_slice(d)
-            }
+            BlockPayload::Keep if data_len > 0 => buf.copy_within(kept, len + 1),
+            BlockPayload::New(d) if data_len > 0 => buf[len + 1..total].copy_from_slice(d),
             _ => {}
         }
-        self.bufs[index][..len].copy_from_slice(&tmp[..len]);
+        buf[..len].copy_from_slice(&tmp[..len]);
         if data_len > 0 {
-            self.bufs[index][len] = 0xff;
+            buf[len] = 0xff;
         }
+        self.pool.set_len(b, total);
         if let Some(Some(slot)) = self.slots.get_mut(index) {
-            slot.len = total as u16;
             slot.token = token;
             slot.bits = (slot.bits & !0x0f) | token_len as u8;
             slot.state = State::Queued;

@@ -10,8 +10,13 @@ use crate::wire::{BuildError, Code};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {
-    /// Every exchange slot is in use.
+    /// Every exchange record is in use.
     TableFull,
+    /// No message buffer may be taken for this: the others hold messages that must be
+    /// kept (client requests, CON responses awaiting their ACK), and the last few are
+    /// kept for answers that leave at once. Retry after an event has finished an
+    /// exchange; a request waiting for its answer stays valid meanwhile.
+    BuffersFull,
     /// The handle is stale: its exchange already finished.
     UnknownHandle,
     /// The code is not a request method (for `request`) or not a response (for
@@ -32,7 +37,8 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::TableFull => f.write_str("every exchange slot is in use"),
+            Error::TableFull => f.write_str("every exchange record is in use"),
+            Error::BuffersFull => f.write_str("no message buffer is free for this"),
             Error::UnknownHandle => f.write_str("the handle's exchange already finished"),
             Error::WrongCode(c) => write!(f, "code {c} is not allowed here"),
             Error::TokenTooLong => f.write_str("tokens are at most 8 bytes"),

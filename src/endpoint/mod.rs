@@ -38,6 +38,7 @@ mod client_block;
 mod config;
 mod error;
 mod output;
+mod pool;
 mod replies;
 mod server;
 mod server_block;
@@ -59,17 +60,25 @@ use crate::dedup::DedupCache;
 use crate::index::{ChainIndex, ItemQueue, TimerHeap};
 use crate::rng::Rng;
 use crate::wire::{Header, Message, ParseError, Type};
-use client::ClientBlocks;
 use output::{CONTROL_BYTES, CONTROL_QUEUE, Control, ControlKind};
+use pool::BufferPool;
 use slot::Slot;
 
 /// One local CoAP endpoint: client and server at once, any number of peers.
 ///
-/// Type parameters: the peer address `P` (any `Copy + Eq`: a socket address, a smoltcp
-/// endpoint, a DTLS session id); `E` exchange slots, each with an `M`-byte message
-/// buffer; `D` dedup entries and `R` bytes for stored replies. The defaults —
-/// `Endpoint<SocketAddr, 16, 32, 1152, 4608>` — take about 29 KiB; see the crate docs
-/// for the exact `size_of`.
+/// Type parameters, all capacities fixed at compile time:
+/// - `P`: the peer address, any `Copy + Eq` (a socket address, a smoltcp endpoint, a
+///   DTLS session id).
+/// - `EXCHANGES`: exchange records — client requests in flight, requests waiting for
+///   the application's answer, responses being sent. A record is small (see the crate
+///   docs); a request waiting for its answer holds nothing else.
+/// - `BUFFERS` message buffers of `MSG_BYTES` bytes each, for the bytes that must be
+///   kept: client requests, CON responses until acknowledged, answers until sent.
+/// - `DEDUP_ENTRIES` remembered messages and `REPLY_BYTES` bytes of stored replies
+///   for duplicate detection ([`DedupCache`]).
+///
+/// The defaults suit a server or gateway on a host; [`SmallEndpoint`] is a
+/// configuration for a microcontroller. The crate docs give the `size_of` of both.
 ///
 /// # The run loop
 ///
@@ -79,10 +88,11 @@ use slot::Slot;
 /// show the loop over a `std::net::UdpSocket`.
 pub struct Endpoint<
     P = core::net::SocketAddr,
-    const E: usize = 16,
-    const D: usize = 32,
-    const M: usize = 1152,
-    const R: usize = 4608,
+    const EXCHANGES: usize = 64,
+    const BUFFERS: usize = 16,
+    const MSG_BYTES: usize = 1152,
+    const DEDUP_ENTRIES: usize = 128,
+    const REPLY_BYTES: usize = 8192,
 > {
     config: Config,
     /// EXCHANGE_LIFETIME, NON_LIFETIME and MAX_TRANSMIT_WAIT of `config.params`,
@@ -93,26 +103,24 @@ pub struct Endpoint<
     rng: Rng,
     next_mid: u16,
     last_now: Instant,
-    slots: [Option<Slot<P>>; E],
+    slots: [Option<Slot<P>>; EXCHANGES],
     /// Generation of each slot's latest exchange, so stale handles are refused.
-    gens: [u16; E],
+    gens: [u16; EXCHANGES],
     // Indexes over the slots, kept in step by `sync` and `release`, so that no hot
     // path scans the table.
-    free: ItemQueue<E>,
-    timers: TimerHeap<E>,
-    to_send: ItemQueue<E>,
-    to_report: ItemQueue<E>,
-    by_mid: ChainIndex<E>,
-    by_token: ChainIndex<E>,
+    free: ItemQueue<EXCHANGES>,
+    timers: TimerHeap<EXCHANGES>,
+    to_send: ItemQueue<EXCHANGES>,
+    to_report: ItemQueue<EXCHANGES>,
+    by_mid: ChainIndex<EXCHANGES>,
+    by_token: ChainIndex<EXCHANGES>,
     queued: usize,
     /// Slots that count toward NSTART, over all peers.
     outstanding: usize,
-    /// Server slots whose request is with the application (handling or deferred).
+    /// Server slots whose request is with the application under the quota.
     held: usize,
-    bufs: [[u8; M]; E],
-    /// Block-wise state of client requests, by slot.
-    blocks: [Option<ClientBlocks>; E],
-    dedup: DedupCache<P, D, R>,
+    pool: BufferPool<BUFFERS, MSG_BYTES>,
+    dedup: DedupCache<P, DEDUP_ENTRIES, REPLY_BYTES>,
     control: [Option<Control<P>>; CONTROL_QUEUE],
     control_head: usize,
     control_len: usize,
@@ -120,26 +128,62 @@ pub struct Endpoint<
     stats: Stats,
 }
 
-impl<P, const E: usize, const D: usize, const M: usize, const R: usize> fmt::Debug
-    for Endpoint<P, E, D, M, R>
+/// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
+/// bytes, 16 dedup entries and 1 KiB of stored replies. The crate docs give its
+/// `size_of`.
+pub type SmallEndpoint<P> = Endpoint<P, 8, 4, 256, 16, 1024>;
+
+impl<
+    P,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> fmt::Debug for Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (buffers_in_use, _) = self.pool.usage();
         f.debug_struct("Endpoint")
-            .field("slots_in_use", &self.slots.iter().flatten().count())
-            .field("slots", &E)
+            .field("exchanges_in_use", &self.slots.iter().flatten().count())
+            .field("exchanges", &EXCHANGES)
+            .field("buffers_in_use", &buffers_in_use)
+            .field("buffers", &BUFFERS)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     const CHECK: () = {
-        assert!(E > 0 && E <= u16::MAX as usize, "E must be 1..=65535");
-        assert!(D > 0 && D <= u16::MAX as usize, "D must be 1..=65535");
-        assert!(M >= 64 && M <= u16::MAX as usize, "M must be 64..=65535");
-        assert!(R >= M, "R must hold at least one message of M bytes");
+        assert!(
+            EXCHANGES > 0 && EXCHANGES < u16::MAX as usize,
+            "EXCHANGES must be 1..65535"
+        );
+        assert!(
+            BUFFERS > 0 && BUFFERS < u16::MAX as usize,
+            "BUFFERS must be 1..65535"
+        );
+        assert!(
+            MSG_BYTES >= 64 && MSG_BYTES <= u16::MAX as usize,
+            "MSG_BYTES must be 64..=65535"
+        );
+        assert!(
+            DEDUP_ENTRIES > 0 && DEDUP_ENTRIES < u16::MAX as usize,
+            "DEDUP_ENTRIES must be 1..65535"
+        );
+        assert!(
+            REPLY_BYTES >= MSG_BYTES + 4,
+            "REPLY_BYTES must hold at least one message of MSG_BYTES bytes"
+        );
     };
 
     /// A new endpoint. Fails only for unusable transmission parameters.
@@ -156,12 +200,12 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             rng,
             next_mid,
             last_now: Instant::ZERO,
-            slots: [None; E],
-            gens: [0; E],
+            slots: [None; EXCHANGES],
+            gens: [0; EXCHANGES],
             free: {
                 let mut free = ItemQueue::new();
                 let mut i = 0;
-                while i < E {
+                while i < EXCHANGES {
                     free.push(i);
                     i += 1;
                 }
@@ -175,8 +219,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             queued: 0,
             outstanding: 0,
             held: 0,
-            bufs: [[0; M]; E],
-            blocks: [None; E],
+            pool: BufferPool::new(),
             dedup: DedupCache::new(),
             control: [None; CONTROL_QUEUE],
             control_head: 0,
@@ -202,7 +245,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
     }
 
     /// The dedup cache (for inspection).
-    pub fn dedup(&self) -> &DedupCache<P, D, R> {
+    pub fn dedup(&self) -> &DedupCache<P, DEDUP_ENTRIES, REPLY_BYTES> {
         &self.dedup
     }
 

@@ -2,7 +2,7 @@
 //! reports.
 
 use super::client_block::BlockFailure;
-use super::slot::{Outcome, REFUSED, State};
+use super::slot::{Outcome, State};
 use super::{Endpoint, Event, IncomingHandle, Output, RequestHandle, Transmit};
 use crate::Instant;
 use crate::block::DownloadError;
@@ -32,8 +32,14 @@ pub(super) enum ControlKind {
 pub(super) const CONTROL_QUEUE: usize = 8;
 pub(super) const CONTROL_BYTES: usize = 24;
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     pub(super) fn queue_control(&mut self, to: P, kind: ControlKind) {
         if self.control_len == CONTROL_QUEUE {
@@ -112,27 +118,21 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 continue;
             }
             slot.set_sending(false);
-            let (to, len, state) = (slot.peer, slot.len as usize, slot.state);
-            let (mid, entry, refused) = (slot.mid, slot.dedup as usize, slot.quota & REFUSED != 0);
+            let (to, state, buf) = (slot.peer, slot.state, slot.buf);
+            let (mid, entry) = (slot.mid, slot.dedup as usize);
             if state == State::Piggybacked && self.dedup.key(entry) == Some((to, mid)) {
                 // Keep the reply for duplicates of the request (§4.5) — if the dedup
                 // entry still belongs to it. A protected entry has its room reserved.
-                self.dedup.store(now, entry, &self.bufs[index][..len]);
+                self.dedup.store(now, entry, self.pool.message(buf));
             }
             if matches!(state, State::Piggybacked | State::SendingNon) {
-                if refused {
-                    // Sent; the application still hears that its handle is gone.
-                    if let Some(Some(slot)) = self.slots.get_mut(index) {
-                        slot.state = State::Done(Outcome::Refused);
-                    }
-                    self.sync(index);
-                } else {
-                    self.release(index);
-                }
+                // Sent once and done. The buffer goes back to the pool, but its bytes
+                // stay untouched while the transmit borrows the endpoint.
+                self.release(index);
             }
             return Output::Transmit(Transmit {
                 to,
-                data: &self.bufs[index][..len],
+                data: self.pool.message(buf),
             });
         }
         while let Some(index) = self.to_report.pop() {
@@ -142,7 +142,8 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             let (generation, peer) = (self.gens[index], slot.peer);
             let index16 = index as u16;
             if slot.state == State::NeedsBlock {
-                let (offset, max_len) = self.blocks[index]
+                let (offset, max_len) = self
+                    .blocks(index)
                     .and_then(|b| b.upload)
                     .and_then(|u| u.next_offset())
                     .unwrap_or((0, 0));
@@ -173,7 +174,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 Outcome::TimedOut => Event::TimedOut(request),
                 Outcome::Reset => Event::Reset(request),
                 Outcome::Pong => Event::Pong(request),
-                Outcome::BlockFailed => match self.blocks[index].and_then(|b| b.failed) {
+                Outcome::BlockFailed => match self.blocks(index).and_then(|b| b.failed) {
                     Some(BlockFailure::Upload(e)) => Event::UploadFailed(request, e),
                     Some(BlockFailure::Download(e)) => Event::BlockFailed(request, e),
                     None => Event::BlockFailed(request, DownloadError::Finished),

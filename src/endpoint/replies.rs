@@ -8,8 +8,14 @@ use crate::Instant;
 use crate::dedup::Reply;
 use crate::wire::Message;
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     /// Owes `reply` to the peer of dedup entry `entry` (the message `peer`/`mid`): it
     /// goes out at the next `poll_output` and stays the answer for duplicates. If the

@@ -4,7 +4,7 @@
 use core::time::Duration;
 
 use super::output::{CONTROL_BYTES, ControlKind};
-use super::slot::{CON, HELD, MUST_ANSWER, OVER_SHARE, REFUSED, Slot, State};
+use super::slot::{CON, HELD, MUST_ANSWER, OVER_SHARE, Outcome, Slot, State};
 use super::{Endpoint, Error, Incoming, IncomingHandle, MAX_TOKEN_LEN, NO_ENTRY, ResponseMode};
 use crate::dedup::Reply;
 use crate::wire::{
@@ -12,8 +12,14 @@ use crate::wire::{
 };
 use crate::{Instant, Retransmission};
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     // ---- server commands -------------------------------------------------------
 
@@ -64,11 +70,27 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             self.release(index);
             return Ok(());
         }
+        // A CON response stays until acknowledged; the others leave at the next poll
+        // and may use the buffers kept for answers given at once.
+        let reserve = self.config.immediate_reserve as usize;
+        let buf = self
+            .pool
+            .take(ty == Type::Con, reserve)
+            .ok_or(Error::BuffersFull)?;
         let mid = if piggyback { slot.mid } else { self.new_mid() };
-        let mut b = MessageBuilder::new(&mut self.bufs[index], ty, code, mid)?;
-        b.token(slot.token())?;
-        build(&mut b)?;
-        let len = b.len() as u16;
+        let built = MessageBuilder::new(self.pool.buf_mut(buf), ty, code, mid).and_then(|mut b| {
+            b.token(slot.token())?;
+            build(&mut b)?;
+            Ok(b.len())
+        });
+        let len = match built {
+            Ok(len) => len,
+            Err(e) => {
+                self.pool.give_back(buf);
+                return Err(e.into());
+            }
+        };
+        self.pool.set_len(buf, len);
         if !piggyback && slot.state == State::Handling && slot.con() {
             // A separate response to a CON not yet acknowledged: ACK it first (§5.2.2).
             self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
@@ -78,7 +100,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let Some(Some(s)) = self.slots.get_mut(index) else {
             return Err(Error::UnknownHandle);
         };
-        s.len = len;
+        s.buf = buf;
         s.set_sending(true);
         s.mid = mid;
         s.state = match ty {
@@ -164,8 +186,8 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let entry = if self.config.non_idempotent.allows(msg.code()) {
             // §4.5: processed once, whatever else arrives; room for the reply is set
             // aside now, or the request is refused before anyone sees it.
-            let room = if con { M } else { 0 };
-            let share = self.config.peer_share(D);
+            let room = if con { MSG_BYTES } else { 0 };
+            let share = self.config.peer_share(DEDUP_ENTRIES);
             match self
                 .dedup
                 .insert_protected(now, from, mid, lifetime, reply, room, share)
@@ -192,7 +214,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         };
         // The deferral quota: decided now, enforced only if the application does not
         // answer within its handling call (see `defer`).
-        let deferrable = E - (self.config.immediate_reserve as usize).min(E - 1);
+        let deferrable = EXCHANGES - (self.config.immediate_reserve as usize).min(EXCHANGES - 1);
         let share = self.config.peer_share(deferrable);
         let quota = if self.held >= deferrable {
             MUST_ANSWER
@@ -261,7 +283,9 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
 
     /// Answers a request the endpoint itself refuses (4.02, 4.05, 4.29, 5.03):
     /// piggybacked and stored for replay if CON, a NON response otherwise. A refusal for
-    /// want of space says in Max-Age when space frees (`retry_at`).
+    /// want of space says in Max-Age when space frees (`retry_at`). The refusal is
+    /// remembered like any answer, in an evictable entry: a duplicate that finds none is
+    /// refused (or served) anew, which does no harm since nothing ran.
     pub(super) fn reply_error(
         &mut self,
         now: Instant,
@@ -271,49 +295,57 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         lifetime: Duration,
         retry_at: Option<Instant>,
     ) {
-        let con = msg.ty() == Type::Con;
-        let (ty, mid) = if con {
-            (Type::Ack, msg.message_id())
+        let mid = msg.message_id();
+        let entry = self.dedup.insert(now, to, mid, lifetime, Reply::Nothing);
+        let request = Refused {
+            to,
+            con: msg.ty() == Type::Con,
+            mid,
+            token: msg.token(),
+            no_response: msg.no_response().ok().flatten().map_or(0, |n| n.0),
+            entry: entry.unwrap_or(NO_ENTRY),
+        };
+        self.refuse(now, request, code, retry_at);
+    }
+
+    /// Sends a refusal built here, without a message buffer: it fits a control message.
+    fn refuse(&mut self, now: Instant, r: Refused<'_, P>, code: Code, retry_at: Option<Instant>) {
+        let (ty, mid) = if r.con {
+            (Type::Ack, r.mid)
         } else {
             (Type::Non, self.new_mid())
         };
-        let mut bytes = [0u8; CONTROL_BYTES];
-        let Ok(mut b) = MessageBuilder::new(&mut bytes, ty, code, mid) else {
-            return;
-        };
         let max_age = retry_at.map(|at| self.max_age_until(now, at));
-        let built = b.token(msg.token()).and_then(|b| {
+        let mut bytes = [0u8; CONTROL_BYTES];
+        let built = MessageBuilder::new(&mut bytes, ty, code, mid).and_then(|mut b| {
+            b.token(r.token)?;
             if let Some(max_age) = max_age {
                 let mut tmp = [0; 4];
                 b.option(OptionNumber::MAX_AGE, encode_uint(max_age, &mut tmp))?;
             }
-            Ok(())
+            Ok(b.len())
         });
-        if built.is_err() {
+        // A token of at most 8 bytes and a Max-Age always fit CONTROL_BYTES.
+        let Ok(len) = built else {
             return;
-        }
-        let len = b.len();
-        let mid = msg.message_id();
-        // The refusal is remembered like any answer, in an evictable entry: a duplicate
-        // that finds none is refused (or served) anew, which does no harm.
-        let entry = self.dedup.insert(now, to, mid, lifetime, Reply::Nothing);
-        if NoResponse(msg.no_response().ok().flatten().map_or(0, |n| n.0)).suppresses(code) {
-            if con {
-                self.owe(entry.unwrap_or(NO_ENTRY), to, mid, Reply::EmptyAck);
+        };
+        if NoResponse(r.no_response).suppresses(code) {
+            if r.con {
+                self.owe(r.entry, r.to, r.mid, Reply::EmptyAck);
             }
             return;
         }
-        match entry {
-            Some(entry) if con && self.dedup.store(now, entry, &bytes[..len]) => {
-                self.dedup.mark_pending(entry);
-            }
-            _ => self.queue_control(
-                to,
+        let ours = self.dedup.key(r.entry) == Some((r.to, r.mid));
+        if r.con && ours && self.dedup.store(now, r.entry, &bytes[..len]) {
+            self.dedup.mark_pending(r.entry);
+        } else {
+            self.queue_control(
+                r.to,
                 ControlKind::Bytes {
                     len: len as u8,
                     bytes,
                 },
-            ),
+            );
         }
     }
 
@@ -379,31 +411,31 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             return;
         }
         if slot.quota & MUST_ANSWER != 0 {
-            let peer = slot.peer;
             let (code, retry_at) = if slot.quota & OVER_SHARE != 0 {
                 self.stats.over_share += 1;
                 (
                     Code::TOO_MANY_REQUESTS,
-                    self.frees_at(now, true, Some(peer)),
+                    self.frees_at(now, true, Some(slot.peer)),
                 )
             } else {
                 self.stats.overloaded += 1;
                 (Code::SERVICE_UNAVAILABLE, self.frees_at(now, true, None))
             };
-            let max_age = self.max_age_until(now, retry_at);
-            let handle = IncomingHandle {
-                index: index as u16,
-                generation: self.gens[index],
+            let slot = *slot;
+            let request = Refused {
+                to: slot.peer,
+                con: slot.con(),
+                mid: slot.mid,
+                token: slot.token(),
+                no_response: slot.no_response,
+                entry: slot.dedup as usize,
             };
-            if self
-                .respond(now, handle, code, |b| b.max_age(max_age).map(drop))
-                .is_ok()
-            {
-                if let Some(Some(slot)) = self.slots.get_mut(index) {
-                    slot.quota |= REFUSED;
-                }
-                return;
+            self.refuse(now, request, code, Some(retry_at));
+            if let Some(Some(slot)) = self.slots.get_mut(index) {
+                slot.state = State::Done(Outcome::Refused);
             }
+            self.sync(index);
+            return;
         }
         let wait = self.deferred_wait();
         let Some(Some(slot)) = self.slots.get_mut(index) else {
@@ -441,6 +473,17 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             _ => false,
         }
     }
+}
+
+/// A request the endpoint answers itself, and what the answer needs of it.
+struct Refused<'t, P> {
+    to: P,
+    con: bool,
+    mid: u16,
+    token: &'t [u8],
+    no_response: u8,
+    /// Its dedup entry, if it has one (else `NO_ENTRY`).
+    entry: usize,
 }
 
 /// The methods RFC 7252 and RFC 8132 assign (0.01–0.07); others get 4.05 (§5.8).

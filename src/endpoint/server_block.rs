@@ -6,8 +6,14 @@ use crate::Instant;
 use crate::block::{AssembleError, Assembled, Block1Assembler, block1_key, serve_block2};
 use crate::wire::{Block, BuildError, Code, Message, MessageBuilder};
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     /// Answers `request` with `body`, block-wise when the body does not fit one message
     /// or the request asked for a block (RFC 7959 §2.4). The endpoint takes the slice

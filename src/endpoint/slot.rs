@@ -62,8 +62,8 @@ impl Outcome {
     }
 }
 
-/// One exchange. Its message bytes live in the endpoint's parallel buffer array, so
-/// this is all the state an exchange has beyond them: 32 bytes plus the peer address.
+/// One exchange record: all the state an exchange has beyond the message buffer it
+/// may hold from the pool — 32 bytes with a one-byte peer.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Slot<P> {
     pub(super) peer: P,
@@ -76,8 +76,8 @@ pub(super) struct Slot<P> {
     /// ID of the message this slot last sent (server: of the request until the
     /// response is built).
     pub(super) mid: u16,
-    /// Bytes of the message in the slot's buffer.
-    pub(super) len: u16,
+    /// The pool buffer holding this exchange's message, or `NO_BUFFER`.
+    pub(super) buf: u16,
     /// Server: the dedup entry of the request.
     pub(super) dedup: u16,
     pub(super) token: [u8; MAX_TOKEN_LEN],
@@ -87,7 +87,7 @@ pub(super) struct Slot<P> {
     pub(super) state: State,
     /// Server: the request's No-Response value (RFC 7967).
     pub(super) no_response: u8,
-    /// Server: the `HELD`, `MUST_ANSWER`, `OVER_SHARE` and `REFUSED` flags.
+    /// Server: the `HELD`, `MUST_ANSWER` and `OVER_SHARE` flags.
     pub(super) quota: u8,
 }
 
@@ -97,8 +97,6 @@ pub(super) const HELD: u8 = 0x01;
 pub(super) const MUST_ANSWER: u8 = 0x02;
 /// Over the quota of its peer (4.29) rather than of the endpoint (5.03).
 pub(super) const OVER_SHARE: u8 = 0x04;
-/// Answered by the endpoint for the application: reported once sent.
-pub(super) const REFUSED: u8 = 0x08;
 
 pub(super) const SEND: u8 = 0x10;
 pub(super) const CON: u8 = 0x20;
@@ -122,7 +120,7 @@ impl<P> Slot<P> {
             deadline,
             timeout_us: 0,
             mid: 0,
-            len: 0,
+            buf: super::pool::NO_BUFFER,
             dedup: 0,
             token: t,
             bits: n as u8 | flags,

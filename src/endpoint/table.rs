@@ -1,11 +1,18 @@
 //! The slots and the indexes over them.
 
+use super::client::ClientBlocks;
 use super::slot::{COUNTED, HELD, MUST_ANSWER, Slot, State};
 use super::{Endpoint, token_hash};
 use crate::Instant;
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     /// A free slot, taken off the free list: the caller must `occupy` it or give it
     /// back with `release`.
@@ -103,10 +110,8 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
                 slots[i].as_ref().map_or(Instant::MAX, |s| s.deadline)
             });
         }
-        if let Some(b) = self.blocks.get_mut(index) {
-            *b = None;
-        }
         if let Some(slot) = self.slots.get_mut(index).and_then(Option::take) {
+            self.pool.give_back(slot.buf);
             if slot.state == State::Queued {
                 self.queued -= 1;
             }
@@ -119,6 +124,26 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
             self.by_mid.remove(index);
             self.by_token.remove(index);
             self.free.push(index);
+        }
+    }
+
+    /// The start parameters and block-wise state of client request `index`, kept with
+    /// its buffer.
+    pub(super) fn blocks(&self, index: usize) -> Option<&ClientBlocks> {
+        let b = self.slots.get(index)?.as_ref()?.buf;
+        self.pool.blocks(b)
+    }
+
+    pub(super) fn blocks_mut(&mut self, index: usize) -> Option<&mut ClientBlocks> {
+        let b = self.slots.get(index)?.as_ref()?.buf;
+        self.pool.blocks_mut(b)
+    }
+
+    /// The message slot `index` holds in its buffer (empty without one).
+    pub(super) fn message_of(&self, index: usize) -> &[u8] {
+        match self.slots.get(index) {
+            Some(Some(s)) => self.pool.message(s.buf),
+            _ => &[],
         }
     }
 }

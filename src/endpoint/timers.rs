@@ -6,8 +6,14 @@ use crate::Instant;
 use crate::dedup::Reply;
 use crate::retransmit::{RetransmitAction, step};
 
-impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>
-    Endpoint<P, E, D, M, R>
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
 {
     /// Fires every timer due at `now`: retransmissions, give-ups, empty ACKs and
     /// expiries. [`poll_output`](Self::poll_output) calls it too.
@@ -15,7 +21,7 @@ impl<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usiz
         let now = self.clamp(now);
         // Every firing moves its timer later or removes it; the bound only guards
         // against a bug turning into a hang.
-        for _ in 0..4 * E + 4 {
+        for _ in 0..4 * EXCHANGES + 4 {
             match self.next_timer() {
                 Some((at, index)) if at <= now => self.fire(now, index),
                 _ => return,

@@ -6,7 +6,7 @@ use coap_proto::wire::{Code, Message, MessageBuilder, Type};
 use coap_proto::{Config, Endpoint, Event, Instant, Output, TransmissionParams};
 
 /// A small endpoint whose peers are numbered.
-pub type Ep = Endpoint<u8, 8, 16, 512, 2048>;
+pub type Ep = Endpoint<u8, 8, 10, 512, 16, 2048>;
 
 pub const CLIENT: u8 = 1;
 pub const SERVER: u8 = 2;
@@ -41,8 +41,15 @@ pub struct Drained<P = u8> {
 
 /// Drains `poll_output` at `now` until it yields a timeout (bounded), for an endpoint of
 /// any capacities.
-pub fn drain<P: Copy + Eq, const E: usize, const D: usize, const M: usize, const R: usize>(
-    ep: &mut Endpoint<P, E, D, M, R>,
+pub fn drain<
+    P: Copy + Eq,
+    const E: usize,
+    const B: usize,
+    const M: usize,
+    const D: usize,
+    const R: usize,
+>(
+    ep: &mut Endpoint<P, E, B, M, D, R>,
     now: Instant,
 ) -> Drained<P> {
     let mut out = Drained {

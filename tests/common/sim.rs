@@ -28,7 +28,7 @@ impl Link {
 }
 
 /// The application on top of the endpoints; the simulation calls it.
-pub trait App<const E: usize, const D: usize, const M: usize, const R: usize> {
+pub trait App<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> {
     /// A request or response arrived at `node`.
     fn incoming(
         &mut self,
@@ -36,17 +36,23 @@ pub trait App<const E: usize, const D: usize, const M: usize, const R: usize> {
         now: Instant,
         from: u8,
         incoming: Incoming<'_>,
-        ep: &mut Endpoint<u8, E, D, M, R>,
+        ep: &mut Endpoint<u8, E, B, M, D, R>,
     );
     /// An event came out of `node`.
-    fn event(&mut self, node: usize, now: Instant, event: Event, ep: &mut Endpoint<u8, E, D, M, R>);
+    fn event(
+        &mut self,
+        node: usize,
+        now: Instant,
+        event: Event,
+        ep: &mut Endpoint<u8, E, B, M, D, R>,
+    );
     /// Called at every step; the application may issue commands. Returns when it next
     /// wants to be called, if it has plans.
     fn tick(
         &mut self,
         node: usize,
         now: Instant,
-        ep: &mut Endpoint<u8, E, D, M, R>,
+        ep: &mut Endpoint<u8, E, B, M, D, R>,
     ) -> Option<Instant>;
 }
 
@@ -58,9 +64,9 @@ struct Packet {
     bytes: Vec<u8>,
 }
 
-pub struct Sim<const E: usize, const D: usize, const M: usize, const R: usize> {
+pub struct Sim<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> {
     pub now: Instant,
-    pub nodes: Vec<Endpoint<u8, E, D, M, R>>,
+    pub nodes: Vec<Endpoint<u8, E, B, M, D, R>>,
     pub link: Link,
     in_flight: Vec<Packet>,
     rng: u64,
@@ -71,9 +77,11 @@ pub struct Sim<const E: usize, const D: usize, const M: usize, const R: usize> {
     pub duplicated: usize,
 }
 
-impl<const E: usize, const D: usize, const M: usize, const R: usize> Sim<E, D, M, R> {
+impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Sim<E, B, M, D, R>
+{
     /// Nodes are addressed by their index as `u8`.
-    pub fn new(nodes: Vec<Endpoint<u8, E, D, M, R>>, link: Link, seed: u64) -> Self {
+    pub fn new(nodes: Vec<Endpoint<u8, E, B, M, D, R>>, link: Link, seed: u64) -> Self {
         Sim {
             now: Instant::ZERO,
             nodes,
@@ -134,7 +142,7 @@ impl<const E: usize, const D: usize, const M: usize, const R: usize> Sim<E, D, M
     }
 
     /// Drains every node's output; returns the earliest deadline any node asked for.
-    fn drain(&mut self, app: &mut impl App<E, D, M, R>) -> Option<Instant> {
+    fn drain(&mut self, app: &mut impl App<E, B, M, D, R>) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for node in 0..self.nodes.len() {
             if let Some(t) = app.tick(node, self.now, &mut self.nodes[node]) {
@@ -167,7 +175,7 @@ impl<const E: usize, const D: usize, const M: usize, const R: usize> Sim<E, D, M
     /// whether the network went quiet (no datagram in flight, no deadline pending).
     pub fn run(
         &mut self,
-        app: &mut impl App<E, D, M, R>,
+        app: &mut impl App<E, B, M, D, R>,
         until: Instant,
         max_steps: usize,
     ) -> bool {
