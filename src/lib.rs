@@ -167,8 +167,9 @@ mod time;
 
 pub use dedup::{DedupCache, DedupFull, Reply};
 pub use endpoint::{
-    Block1Body, Config, Endpoint, Error, Event, Incoming, IncomingHandle, MAX_TOKEN_LEN, Output,
-    RequestHandle, RequestOptions, ResponseMode, SmallEndpoint, Stats, Transmit,
+    AUTO_ETAG_MAX, Block1Body, Config, Endpoint, Error, Event, Incoming, IncomingHandle,
+    MAX_TOKEN_LEN, Output, RequestHandle, RequestOptions, ResponseMode, SmallEndpoint, Stats,
+    Transmit,
 };
 pub use params::{ParamsError, TransmissionParams};
 pub use retransmit::{Retransmission, RetransmitAction};

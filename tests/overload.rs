@@ -689,3 +689,202 @@ fn answers_given_at_once_find_a_buffer_while_con_responses_wait_for_acks() {
     };
     assert_eq!(answer(&mut server, late[2]), Ok(()));
 }
+
+// ---- server policies in the core ----------------------------------------------------
+
+use coap_proto::block::KeptResponses;
+use coap_proto::{RequestOptions, ResponseMode};
+
+/// A client and a server endpoint; the server runs a counting POST handler whose
+/// 3000-byte answer goes block-wise, with `kept` for the follow-ups.
+fn post_exchange<const N: usize>(
+    kept: &mut KeptResponses<u8, N, 4096>,
+    clients: &[u8],
+) -> (usize, Vec<Vec<u8>>, Vec<Code>) {
+    let body: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut eps: Vec<Default8> = clients
+        .iter()
+        .map(|&c| Default8::new(config(c as u64)).unwrap())
+        .collect();
+    let mut got = vec![vec![]; clients.len()];
+    let mut last_codes = vec![Code::EMPTY; clients.len()];
+    let mut runs = 0;
+    for ep in eps.iter_mut() {
+        let opts = RequestOptions {
+            block2_szx: Some(2),
+            ..RequestOptions::default()
+        };
+        ep.request(t(0), SERVER, Code::POST, &opts, |b| {
+            b.uri_path("create")?;
+            b.payload(b"go")?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    let mut now = t(0);
+    for _ in 0..2000 {
+        let mut idle = true;
+        for (k, ep) in eps.iter_mut().enumerate() {
+            for (_, d) in drain(ep, now).sent {
+                idle = false;
+                if let Some(Incoming::Request { handle, message }) =
+                    server.handle_datagram(now, clients[k], &d)
+                {
+                    if !server
+                        .respond_from_kept(now, handle, &message, kept)
+                        .unwrap()
+                    {
+                        runs += 1;
+                        server
+                            .respond_block2_kept(
+                                now,
+                                handle,
+                                &message,
+                                Code::CREATED,
+                                &body,
+                                kept,
+                                |b| {
+                                    b.content_format(coap_proto::wire::ContentFormat::OCTET_STREAM)
+                                        .map(drop)
+                                },
+                            )
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        for (to, d) in drain(&mut server, now).sent {
+            idle = false;
+            let k = clients.iter().position(|&c| c == to).unwrap();
+            if let Some(Incoming::Response { message, .. }) =
+                eps[k].handle_datagram(now, SERVER, &d)
+            {
+                got[k].extend_from_slice(message.payload());
+                last_codes[k] = message.code();
+                if message.code() == Code::CREATED {
+                    assert_eq!(
+                        message.content_format(),
+                        Ok(Some(coap_proto::wire::ContentFormat::OCTET_STREAM))
+                    );
+                    assert!(
+                        message.etag().unwrap().is_some(),
+                        "kept bodies carry an ETag"
+                    );
+                }
+            }
+        }
+        if idle {
+            break;
+        }
+        now = now + std::time::Duration::from_millis(1);
+    }
+    (runs, got, last_codes)
+}
+
+#[test]
+fn post_with_a_blockwise_response_runs_its_handler_once_in_the_core() {
+    let mut kept: KeptResponses<u8, 4, 4096> = KeptResponses::new();
+    let (runs, got, codes) = post_exchange(&mut kept, &[CLIENT, 3, 4]);
+    assert_eq!(runs, 3, "one run per client's POST, none per follow-up");
+    let body: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    for (g, c) in got.iter().zip(codes) {
+        assert_eq!(c, Code::CREATED);
+        assert_eq!(g, &body, "every client got the whole body");
+    }
+    assert!(kept.is_empty(), "served to the end, then dropped");
+}
+
+#[test]
+fn follow_up_whose_body_was_evicted_gets_4_08_and_no_second_run() {
+    // Room for one kept body: the second client's POST evicts the first's body while
+    // the first is still fetching; its next follow-up is told to start over.
+    let mut kept: KeptResponses<u8, 1, 4096> = KeptResponses::new();
+    let (runs, _got, codes) = post_exchange(&mut kept, &[CLIENT, 3]);
+    assert_eq!(
+        runs, 2,
+        "the handler ran once per POST, never for a follow-up"
+    );
+    assert!(codes.contains(&Code::REQUEST_ENTITY_INCOMPLETE));
+    assert!(kept.evictions() >= 1);
+}
+
+#[test]
+fn abandoned_request_is_answered_5_00_in_the_ack_or_separately() {
+    let mut server = Default8::new(config(2)).unwrap();
+    let h = deliver(&mut server, t(0), CLIENT, &con(Code::POST, 1, &[9], "x")).unwrap();
+    server.abandon(t(0), h).unwrap();
+    let out = drain(&mut server, t(0));
+    let r = parse(&out.sent[0].1);
+    assert_eq!(
+        (r.ty(), r.code(), r.token()),
+        (Type::Ack, Code::INTERNAL_SERVER_ERROR, &[9][..])
+    );
+    // A duplicate gets the same answer; the handler is not asked again.
+    assert!(deliver(&mut server, t(1), CLIENT, &con(Code::POST, 1, &[9], "x")).is_none());
+    assert_eq!(drain(&mut server, t(1)).sent[0].1, out.sent[0].1);
+    // Deferred first, then abandoned: a NON 5.00 after the empty ACK.
+    let h = deliver(&mut server, t(2), CLIENT, &con(Code::GET, 2, &[8], "x")).unwrap();
+    assert_eq!(
+        parse(&drain(&mut server, t(2)).sent[0].1).code(),
+        Code::EMPTY
+    );
+    server.abandon(t(3), h).unwrap();
+    let r = drain(&mut server, t(3)).sent[0].1.clone();
+    let r = parse(&r);
+    assert_eq!(
+        (r.ty(), r.code(), r.token()),
+        (Type::Non, Code::INTERNAL_SERVER_ERROR, &[8][..])
+    );
+    assert_eq!(
+        server.respond_with(t(3), h, ResponseMode::Auto, Code::CONTENT, |_| Ok(())),
+        Err(coap_proto::Error::UnknownHandle)
+    );
+}
+
+#[test]
+fn expired_request_is_answered_5_00() {
+    let mut server = Default8::new(config(2)).unwrap();
+    deliver(&mut server, t(0), CLIENT, &con(Code::GET, 1, &[7], "x")).unwrap();
+    drain(&mut server, t(0));
+    let out = drain(&mut server, t(LIFETIME_S * 1000));
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::RequestExpired(_)))
+    );
+    let r = parse(&out.sent[0].1);
+    assert_eq!(
+        (r.ty(), r.code(), r.token()),
+        (Type::Non, Code::INTERNAL_SERVER_ERROR, &[7][..])
+    );
+}
+
+#[test]
+fn blockwise_get_gets_an_etag_from_the_endpoint() {
+    let mut server = Default8::new(config(2)).unwrap();
+    let body = [5u8; 3000];
+    let mut etags = vec![];
+    for num in 0..3u32 {
+        let req = msg(Type::Con, Code::GET, num as u16, &[1], |b| {
+            b.uri_path("big").unwrap();
+            b.block2(coap_proto::wire::Block::new(num, false, 6).unwrap())
+                .unwrap();
+        });
+        let Some(Incoming::Request { handle, message }) =
+            server.handle_datagram(t(0), CLIENT, &req)
+        else {
+            panic!()
+        };
+        server
+            .respond_block2(t(0), handle, &message, Code::CONTENT, &body, |_| Ok(()))
+            .unwrap();
+        let out = drain(&mut server, t(0));
+        etags.push(parse(&out.sent[0].1).etag().unwrap().unwrap().to_vec());
+    }
+    assert_eq!(etags[0].len(), 4);
+    assert!(
+        etags.iter().all(|e| *e == etags[0]),
+        "the same body, the same ETag"
+    );
+}

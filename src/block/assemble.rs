@@ -25,6 +25,7 @@
 use core::fmt;
 use core::time::Duration;
 
+use super::bodies::{BodyTable, NoPlace};
 use crate::Instant;
 use crate::wire::{Block, Message, OptionNumber};
 
@@ -75,15 +76,6 @@ impl fmt::Display for AssembleError {
 
 impl core::error::Error for AssembleError {}
 
-#[derive(Clone, Copy, Debug)]
-struct Assembly<P> {
-    peer: P,
-    key: u64,
-    next: usize,
-    /// When the body is dropped unless a block adds to it first.
-    expires: Instant,
-}
-
 /// Bodies being assembled from Block1 blocks: `BODIES` at once, `BODY_BYTES` bytes each.
 ///
 /// ```
@@ -101,9 +93,7 @@ struct Assembly<P> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Block1Assembler<P, const BODIES: usize, const BODY_BYTES: usize> {
-    slots: [Option<Assembly<P>>; BODIES],
-    bufs: [[u8; BODY_BYTES]; BODIES],
-    evictions: u64,
+    table: BodyTable<P, BODIES, BODY_BYTES>,
 }
 
 impl<P: Copy + Eq, const BODIES: usize, const BODY_BYTES: usize> Default
@@ -120,20 +110,18 @@ impl<P: Copy + Eq, const BODIES: usize, const BODY_BYTES: usize>
     /// No bodies in assembly.
     pub const fn new() -> Self {
         Block1Assembler {
-            slots: [None; BODIES],
-            bufs: [[0; BODY_BYTES]; BODIES],
-            evictions: 0,
+            table: BodyTable::new(),
         }
     }
 
     /// Bodies in assembly (idle ones included until they are reused).
     pub fn in_progress(&self) -> usize {
-        self.slots.iter().flatten().count()
+        self.table.in_use()
     }
 
     /// Partial bodies dropped to make room for a new one before they idled out.
     pub fn evictions(&self) -> u64 {
-        self.evictions
+        self.table.evictions
     }
 
     /// Takes in one block of the body `key` (see [`block1_key`]) from `peer`: its
@@ -156,38 +144,35 @@ impl<P: Copy + Eq, const BODIES: usize, const BODY_BYTES: usize>
             return Err(AssembleError::BadBlock);
         }
         let max = u32::try_from(BODY_BYTES).unwrap_or(u32::MAX);
-        let found = self.slots.iter().position(
-            |s| matches!(s, Some(a) if a.peer == peer && a.key == key && a.expires > now),
-        );
+        let found = self.table.find(now, peer, key);
         let offset = block.offset();
         let index = if offset == 0 {
             if size1.is_some_and(|n| n > max) {
                 if let Some(i) = found {
-                    self.slots[i] = None;
+                    self.table.places[i] = None;
                 }
                 return Err(AssembleError::TooLarge { max });
             }
             // Block 0 (re)starts the body.
-            let i = match found {
-                Some(i) => i,
-                None => self.place_for(now, peer, peer_share.max(1))?,
-            };
-            self.slots[i] = Some(Assembly {
-                peer,
-                key,
-                next: 0,
-                expires: now + idle,
-            });
-            i
+            if let Some(i) = found {
+                self.table.places[i] = None;
+            }
+            match self.table.take(now, peer, key, now + idle, peer_share) {
+                Ok(i) => i,
+                Err(NoPlace::OverShare(retry_at)) => {
+                    return Err(AssembleError::TooMany { retry_at });
+                }
+                Err(NoPlace::Empty) => return Err(AssembleError::TooLarge { max: 0 }),
+            }
         } else {
             found.ok_or(AssembleError::Incomplete)?
         };
-        let Some(Some(a)) = self.slots.get_mut(index) else {
+        let Some(Some(a)) = self.table.places.get_mut(index) else {
             return Err(AssembleError::Incomplete);
         };
         let end = offset + payload.len();
-        if offset != a.next {
-            if end == a.next && offset < a.next {
+        if offset != a.len {
+            if end == a.len && offset < a.len {
                 // The previous block again (a retry with a new message ID): already
                 // taken, acknowledged again — but it is no progress, so it does not
                 // keep the body alive.
@@ -196,56 +181,17 @@ impl<P: Copy + Eq, const BODIES: usize, const BODY_BYTES: usize>
             return Err(AssembleError::Incomplete);
         }
         if end > BODY_BYTES {
-            self.slots[index] = None;
+            self.table.places[index] = None;
             return Err(AssembleError::TooLarge { max });
         }
-        self.bufs[index][offset..end].copy_from_slice(payload);
-        a.next = end;
+        self.table.bufs[index][offset..end].copy_from_slice(payload);
+        a.len = end;
         a.expires = now + idle;
         if block.more() {
             return Ok(Assembled::Continue(block));
         }
-        self.slots[index] = None;
-        Ok(Assembled::Complete(&self.bufs[index][..end]))
-    }
-
-    /// A place for a new body of `peer`: a free or idle one, else the stalest (evicted);
-    /// refused when the peer holds its share.
-    fn place_for(&mut self, now: Instant, peer: P, share: usize) -> Result<usize, AssembleError> {
-        let mut mine = 0;
-        let mut mine_first_expiry = Instant::MAX;
-        let mut free = None;
-        let mut stalest: Option<(Instant, usize)> = None;
-        for (i, s) in self.slots.iter().enumerate() {
-            match s {
-                Some(a) if a.expires > now => {
-                    if a.peer == peer {
-                        mine += 1;
-                        mine_first_expiry = mine_first_expiry.min(a.expires);
-                    }
-                    if stalest.is_none_or(|(at, _)| a.expires < at) {
-                        stalest = Some((a.expires, i));
-                    }
-                }
-                _ => {
-                    free.get_or_insert(i);
-                }
-            }
-        }
-        if mine >= share {
-            return Err(AssembleError::TooMany {
-                retry_at: mine_first_expiry,
-            });
-        }
-        match (free, stalest) {
-            (Some(i), _) => Ok(i),
-            (None, Some((_, i))) => {
-                self.evictions += 1;
-                Ok(i)
-            }
-            // No places at all (BODIES = 0).
-            (None, None) => Err(AssembleError::TooLarge { max: 0 }),
-        }
+        self.table.places[index] = None;
+        Ok(Assembled::Complete(&self.table.bufs[index][..end]))
     }
 }
 

@@ -104,7 +104,7 @@ pub enum Event {
     /// The client rejected a separate CON response with RST.
     ResponseReset(IncomingHandle),
     /// A request was not answered within the deferred-response timeout; the endpoint
-    /// forgot it.
+    /// answered 5.00 Internal Server Error in a NON response and forgot it.
     RequestExpired(IncomingHandle),
     /// A request that came in over the deferral quota (see
     /// [`Endpoint::may_defer`](super::Endpoint::may_defer)) was not answered within its

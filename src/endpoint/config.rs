@@ -51,7 +51,9 @@ pub struct Config {
     /// evicted or overwritten; when that cannot be promised, a new one is refused with
     /// 5.03 before it is delivered. Default: POST and PATCH. Requests of other methods
     /// may be processed again when their entry had to make room, as §4.5 allows for
-    /// idempotent ones.
+    /// idempotent ones; so may a request for a Block2 block past the first, which is
+    /// answered from the response kept for its exchange
+    /// ([`Endpoint::respond_from_kept`]) and never runs the handler again.
     pub non_idempotent: Methods,
     /// Exchange slots that only requests answered within their handling call may use
     /// (default 2, at most all slots but one). However many requests wait for a late
@@ -62,11 +64,12 @@ pub struct Config {
     /// its share a peer gets 4.29 Too Many Requests (RFC 8516) with the time until its
     /// oldest place frees as Max-Age.
     pub peer_share_percent: u8,
-    /// How long a partial Block1 body may go without progress before
-    /// [`Endpoint::assemble_block1`] drops it (RFC 7959 §2.5; default:
-    /// MAX_TRANSMIT_WAIT, the longest one block's exchange can take). Repeating an old
-    /// block is no progress.
-    pub block1_idle_timeout: Option<Duration>,
+    /// How long a body kept for a block-wise exchange may go without progress before it
+    /// is dropped: a partial Block1 body in [`Endpoint::assemble_block1`] (RFC 7959 §2.5;
+    /// repeating an old block is no progress), and a response kept for the follow-ups of
+    /// an unsafe request by [`Endpoint::respond_block2_kept`]. Default: MAX_TRANSMIT_WAIT,
+    /// the longest one block's exchange can take.
+    pub block_idle_timeout: Option<Duration>,
     /// Critical options the application understands beyond those of RFC 7252 and
     /// RFC 7959; a request with any other critical option gets 4.02 Bad Option.
     pub known_critical_options: &'static [u16],
@@ -91,7 +94,7 @@ impl Default for Config {
             non_idempotent: Methods::POST.and(Methods::PATCH),
             immediate_reserve: 2,
             peer_share_percent: 50,
-            block1_idle_timeout: None,
+            block_idle_timeout: None,
             known_critical_options: &[],
             max_block_szx: Block::MAX_SZX,
         }

@@ -50,6 +50,7 @@ mod timers;
 pub use api::{Block1Body, Event, Incoming, IncomingHandle, Output, RequestHandle, Transmit};
 pub use config::{Config, MAX_TOKEN_LEN, RequestOptions, ResponseMode};
 pub use error::Error;
+pub use server_block::AUTO_ETAG_MAX;
 pub use stats::Stats;
 
 use core::fmt;

@@ -183,7 +183,11 @@ impl<
         } else {
             Reply::Nothing
         };
-        let entry = if self.config.non_idempotent.allows(msg.code()) {
+        // A follow-up for a block past the first is answered from the response kept for
+        // its exchange (`respond_from_kept`), never by running the request again: it
+        // needs no protection of its own.
+        let follow_up = matches!(msg.block2(), Ok(Some(b)) if b.num() > 0);
+        let entry = if self.config.non_idempotent.allows(msg.code()) && !follow_up {
             // §4.5: processed once, whatever else arrives; room for the reply is set
             // aside now, or the request is refused before anyone sees it.
             let room = if con { MSG_BYTES } else { 0 };
@@ -299,7 +303,7 @@ impl<
         let entry = self.dedup.insert(now, to, mid, lifetime, Reply::Nothing);
         let request = Refused {
             to,
-            con: msg.ty() == Type::Con,
+            piggyback: msg.ty() == Type::Con,
             mid,
             token: msg.token(),
             no_response: msg.no_response().ok().flatten().map_or(0, |n| n.0),
@@ -309,8 +313,14 @@ impl<
     }
 
     /// Sends a refusal built here, without a message buffer: it fits a control message.
-    fn refuse(&mut self, now: Instant, r: Refused<'_, P>, code: Code, retry_at: Option<Instant>) {
-        let (ty, mid) = if r.con {
+    pub(super) fn refuse(
+        &mut self,
+        now: Instant,
+        r: Refused<'_, P>,
+        code: Code,
+        retry_at: Option<Instant>,
+    ) {
+        let (ty, mid) = if r.piggyback {
             (Type::Ack, r.mid)
         } else {
             (Type::Non, self.new_mid())
@@ -330,13 +340,13 @@ impl<
             return;
         };
         if NoResponse(r.no_response).suppresses(code) {
-            if r.con {
+            if r.piggyback {
                 self.owe(r.entry, r.to, r.mid, Reply::EmptyAck);
             }
             return;
         }
         let ours = self.dedup.key(r.entry) == Some((r.to, r.mid));
-        if r.con && ours && self.dedup.store(now, r.entry, &bytes[..len]) {
+        if r.piggyback && ours && self.dedup.store(now, r.entry, &bytes[..len]) {
             self.dedup.mark_pending(r.entry);
         } else {
             self.queue_control(
@@ -424,7 +434,7 @@ impl<
             let slot = *slot;
             let request = Refused {
                 to: slot.peer,
-                con: slot.con(),
+                piggyback: slot.con(),
                 mid: slot.mid,
                 token: slot.token(),
                 no_response: slot.no_response,
@@ -458,6 +468,34 @@ impl<
         }
     }
 
+    /// Gives up on answering request `handle`: the endpoint answers 5.00 Internal
+    /// Server Error for the application — in the ACK if it has not gone out, else as a
+    /// NON response — and forgets the request. For an application that lost the means to
+    /// answer (a dropped responder, a failed task), so that its client is not left
+    /// waiting for a response that never comes.
+    pub fn abandon(&mut self, now: Instant, handle: IncomingHandle) -> Result<(), Error> {
+        let now = self.clamp(now);
+        let slot = *self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(Error::UnknownHandle)?;
+        if !matches!(slot.state, State::Handling | State::Deferred) {
+            return Err(Error::UnknownHandle);
+        }
+        // Once acknowledged, a request's duplicates keep getting that empty ACK.
+        let piggyback = slot.state == State::Handling && slot.con();
+        let request = Refused {
+            to: slot.peer,
+            piggyback,
+            mid: slot.mid,
+            token: slot.token(),
+            no_response: slot.no_response,
+            entry: slot.dedup as usize,
+        };
+        self.refuse(now, request, Code::INTERNAL_SERVER_ERROR, None);
+        self.release(handle.index as usize);
+        Ok(())
+    }
+
     /// Whether the application may answer request `handle` later than within its
     /// handling call. `false` when the request came in while the endpoint (or its peer)
     /// already holds as many late-answered requests as it may: if it is not answered
@@ -476,14 +514,15 @@ impl<
 }
 
 /// A request the endpoint answers itself, and what the answer needs of it.
-struct Refused<'t, P> {
-    to: P,
-    con: bool,
-    mid: u16,
-    token: &'t [u8],
-    no_response: u8,
+pub(super) struct Refused<'t, P> {
+    pub(super) to: P,
+    /// Answer in the ACK of a CON request (else as a NON response).
+    pub(super) piggyback: bool,
+    pub(super) mid: u16,
+    pub(super) token: &'t [u8],
+    pub(super) no_response: u8,
     /// Its dedup entry, if it has one (else `NO_ENTRY`).
-    entry: usize,
+    pub(super) entry: usize,
 }
 
 /// The methods RFC 7252 and RFC 8132 assign (0.01–0.07); others get 4.05 (§5.8).

@@ -1,10 +1,20 @@
 //! The server side of block-wise transfers (RFC 7959 §2.4, §2.5): serving bodies in Block2
 //! blocks, assembling Block1 bodies.
 
+use core::time::Duration;
+
 use super::{Block1Body, Endpoint, Error, IncomingHandle};
 use crate::Instant;
-use crate::block::{AssembleError, Assembled, Block1Assembler, block1_key, serve_block2};
-use crate::wire::{Block, BuildError, Code, Message, MessageBuilder};
+use crate::block::kept::{copy_options, is_safe, kept_key};
+use crate::block::{
+    AssembleError, Assembled, Block1Assembler, KeptResponses, block1_key, serve_block2,
+};
+use crate::wire::{Block, BuildError, Code, Message, MessageBuilder, OptionNumber};
+
+/// Bodies up to this size get an ETag computed by [`Endpoint::respond_block2`] when
+/// they are served block-wise without one: hashing costs one pass over the body per
+/// block served, so larger bodies are left to the application's own ETag.
+pub const AUTO_ETAG_MAX: usize = 64 * 1024;
 
 impl<
     P: Copy + Eq,
@@ -20,9 +30,13 @@ impl<
     /// the request's Block2 names, at the smaller of the requested block size and the
     /// largest that fits the message buffer, and adds Block2 and Size2 (when the request
     /// asked with Size2 = 0, and with every first block). It keeps no state: each block
-    /// request is answered on its own, so the body must stay the same between them (send
-    /// an ETag from `build` so clients can tell). A block past the end gets 4.02 Bad
-    /// Option, a Block2 with the reserved SZX 7 4.00 Bad Request.
+    /// request is answered on its own, so the body must stay the same between them. An
+    /// ETag lets clients notice if it did not (§2.4): give one from `build`, or the
+    /// endpoint adds a 4-byte hash of bodies up to [`AUTO_ETAG_MAX`] bytes. A block past
+    /// the end gets 4.02 Bad Option, a Block2 with the reserved SZX 7 4.00 Bad Request.
+    ///
+    /// This is for safe requests (GET, FETCH), which may run again for each block. For
+    /// other methods use [`respond_block2_kept`](Self::respond_block2_kept).
     ///
     /// `request` is the message the handle came with; `build` adds the other options.
     pub fn respond_block2(
@@ -35,9 +49,123 @@ impl<
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
         let write = |range: core::ops::Range<usize>, b: &mut MessageBuilder<'_>| {
+            if body.len() <= AUTO_ETAG_MAX && range.len() < body.len() && !has_etag(b) {
+                b.etag(&etag_of(body))?;
+            }
             b.payload(body.get(range).unwrap_or(&[])).map(drop)
         };
         self.respond_body(now, handle, request, code, body.len(), write, build)
+    }
+
+    /// [`respond_block2`](Self::respond_block2) for the response to a request that must
+    /// not run again for each block (POST, PUT, DELETE, PATCH …; RFC 7959 §2.7): when the
+    /// body takes more than one block, the response — code, the options `build` adds,
+    /// an ETag, and the body — is kept in `kept` for this client's exchange, and its
+    /// follow-ups are answered from there by [`respond_from_kept`](Self::respond_from_kept).
+    /// When `kept` cannot take it (the peer holds its share), the first block goes out
+    /// all the same and the follow-ups get 4.08; when the response does not fit a place
+    /// of `kept`, the error says how many bytes it needs and nothing is sent. A GET or
+    /// FETCH is answered as by `respond_block2`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn respond_block2_kept<const BODIES: usize, const BODY_BYTES: usize>(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        request: &Message<'_>,
+        code: Code,
+        body: &[u8],
+        kept: &mut KeptResponses<P, BODIES, BODY_BYTES>,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        let now = self.clamp(now);
+        let peer = self
+            .slot_mut(handle.index, handle.generation)
+            .map(|s| s.peer)
+            .ok_or(Error::UnknownHandle)?;
+        if is_safe(request.code()) || body.len() <= self.smallest_block(request) {
+            return self.respond_block2(now, handle, request, code, body, build);
+        }
+        let key = kept_key(request);
+        let (idle, share) = (self.block_idle(), self.config.peer_share(BODIES));
+        let Ok(place) = kept.place(now, peer, key, idle, share) else {
+            // Not kept: the first block goes out all the same; follow-ups get 4.08.
+            return self.respond_block2(now, handle, request, code, body, build);
+        };
+        kept.fill(place, code, body, |b| {
+            build(b)?;
+            if !has_etag(b) {
+                b.etag(&etag_of(body))?;
+            }
+            Ok(())
+        })?;
+        let Some(m) = kept.get(now, peer, key, idle) else {
+            return Err(Error::UnknownHandle);
+        };
+        self.respond_block2(now, handle, request, m.code(), m.payload(), |b| {
+            copy_options(&m, b)
+        })
+    }
+
+    /// Answers a follow-up of a response kept by
+    /// [`respond_block2_kept`](Self::respond_block2_kept): a request of an unsafe method
+    /// asking for a Block2 block past the first. The block comes from the kept copy, or,
+    /// if none is kept (dropped, evicted or never kept), 4.08 Request Entity Incomplete
+    /// tells the client to start over — the handler never runs again for it. Returns
+    /// `Ok(true)` when the request was answered here, `Ok(false)` when it is for the
+    /// application.
+    pub fn respond_from_kept<const BODIES: usize, const BODY_BYTES: usize>(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        request: &Message<'_>,
+        kept: &mut KeptResponses<P, BODIES, BODY_BYTES>,
+    ) -> Result<bool, Error> {
+        let now = self.clamp(now);
+        let follow_up = match request.block2() {
+            Ok(Some(b)) if b.num() > 0 => b,
+            _ => return Ok(false),
+        };
+        if is_safe(request.code()) {
+            return Ok(false);
+        }
+        let peer = self
+            .slot_mut(handle.index, handle.generation)
+            .map(|s| s.peer)
+            .ok_or(Error::UnknownHandle)?;
+        let key = kept_key(request);
+        let idle = self.block_idle();
+        let smallest = self.smallest_block(request);
+        let Some(m) = kept.get(now, peer, key, idle) else {
+            self.respond(now, handle, Code::REQUEST_ENTITY_INCOMPLETE, |_| Ok(()))?;
+            return Ok(true);
+        };
+        let done = follow_up.offset() + smallest >= m.payload().len();
+        self.respond_block2(now, handle, request, m.code(), m.payload(), |b| {
+            copy_options(&m, b)
+        })?;
+        if done {
+            kept.forget(now, peer, key);
+        }
+        Ok(true)
+    }
+
+    /// How long a body kept for a block-wise exchange lives without progress.
+    fn block_idle(&self) -> Duration {
+        self.config
+            .block_idle_timeout
+            .unwrap_or(self.max_transmit_wait)
+    }
+
+    /// The smallest block this endpoint would answer `request` with: the size it asks
+    /// for, the configured largest, and what fits the message buffer with room for
+    /// options, whichever is smallest.
+    fn smallest_block(&self, request: &Message<'_>) -> usize {
+        let asked = match request.block2() {
+            Ok(Some(b)) => b.szx(),
+            _ => Block::MAX_SZX,
+        };
+        let fits = Block::szx_at_most(MSG_BYTES.saturating_sub(128)).unwrap_or(0);
+        16 << asked.min(self.config.max_block_szx).min(fits)
     }
 
     /// [`respond_block2`](Self::respond_block2) for a body of `body_len` bytes that is
@@ -110,7 +238,7 @@ impl<
     /// Incomplete (out of sequence, or its body was dropped), 4.13 Request Entity Too
     /// Large with Size1, 4.00 Bad Request, or 4.29 Too Many Requests with Max-Age when
     /// the peer already has its share of bodies in assembly. A partial body is dropped
-    /// after [`Config::block1_idle_timeout`](super::Config::block1_idle_timeout)
+    /// after [`Config::block_idle_timeout`](super::Config::block_idle_timeout)
     /// without progress, and evicted (stalest first) when the assembler is full and
     /// another body starts. After the last block the whole body is returned with the
     /// Block1 to echo in the final response, which the caller sends with
@@ -138,10 +266,7 @@ impl<
             .slot_mut(handle.index, handle.generation)
             .map(|s| s.peer)
             .ok_or(Error::UnknownHandle)?;
-        let idle = self
-            .config
-            .block1_idle_timeout
-            .unwrap_or(self.max_transmit_wait);
+        let idle = self.block_idle();
         let share = self.config.peer_share(BODIES);
         let max_block_szx = self.config.max_block_szx;
         let size1 = request.size1().ok().flatten();
@@ -189,4 +314,17 @@ impl<
             }
         }
     }
+}
+
+/// Whether the options `b` holds so far include an ETag.
+fn has_etag(b: &MessageBuilder<'_>) -> bool {
+    Message::parse(b.as_bytes()).is_ok_and(|m| m.has_option(OptionNumber::ETAG))
+}
+
+/// A 4-byte ETag for `body`: FNV-1a over its bytes and length.
+fn etag_of(body: &[u8]) -> [u8; 4] {
+    let h = body.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    (h ^ body.len() as u32).to_be_bytes()
 }

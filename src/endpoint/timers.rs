@@ -1,10 +1,12 @@
 //! What the deadlines mean and what firing them does (RFC 7252 §4.2, §5.2.2).
 
 use super::Endpoint;
+use super::server::Refused;
 use super::slot::{Outcome, State};
 use crate::Instant;
 use crate::dedup::Reply;
 use crate::retransmit::{RetransmitAction, step};
+use crate::wire::Code;
 
 impl<
     P: Copy + Eq,
@@ -64,17 +66,28 @@ impl<
             State::Handling => return self.defer(now, index),
             State::Deferred => {
                 slot.state = State::Done(Outcome::Expired);
-                expired = Some((slot.dedup as usize, slot.peer, slot.mid));
+                expired = Some(*slot);
             }
             _ => {}
         }
         self.sync(index);
-        if let Some((entry, peer, mid)) = expired {
+        if let Some(slot) = expired {
             // Never answered: a late duplicate gets the empty ACK it already had, and the
-            // room set aside for a reply is free again.
+            // room set aside for a reply is free again. The client, which may still be
+            // waiting, hears 5.00 in a NON response rather than nothing.
+            let (entry, peer, mid) = (slot.dedup as usize, slot.peer, slot.mid);
             if self.dedup.key(entry) == Some((peer, mid)) {
                 self.dedup.set_reply(entry, Reply::EmptyAck);
             }
+            let request = Refused {
+                to: peer,
+                piggyback: false,
+                mid,
+                token: slot.token(),
+                no_response: slot.no_response,
+                entry,
+            };
+            self.refuse(now, request, Code::INTERNAL_SERVER_ERROR, None);
         }
     }
 }

@@ -268,11 +268,11 @@ impl Reply {
 
 type Handler = Box<dyn FnMut(&Request) -> Reply + Send>;
 
-/// Answers one request from any thread. Dropped unused, it answers 5.00 so the client
-/// is not left waiting.
+/// Answers one request from any thread. Dropped unused, the request is abandoned: the
+/// endpoint answers 5.00 so the client is not left waiting.
 pub struct Responder {
     id: IncomingHandle,
-    tx: mpsc::Sender<(IncomingHandle, Response)>,
+    tx: mpsc::Sender<(IncomingHandle, Option<Response>)>,
     wake: Waker,
     sent: bool,
 }
@@ -281,7 +281,7 @@ impl Responder {
     /// Sends the response.
     pub fn respond(mut self, response: Response) {
         self.sent = true;
-        let _ = self.tx.send((self.id, response));
+        let _ = self.tx.send((self.id, Some(response)));
         self.wake.wake();
     }
 }
@@ -289,9 +289,7 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if !self.sent {
-            let _ = self
-                .tx
-                .send((self.id, Response::new(Code::INTERNAL_SERVER_ERROR)));
+            let _ = self.tx.send((self.id, None));
             self.wake.wake();
         }
     }
@@ -343,8 +341,8 @@ pub struct Server {
     core: ServerCore,
     handlers: Vec<Handler>,
     fallback: Option<Handler>,
-    rx: mpsc::Receiver<(IncomingHandle, Response)>,
-    tx: mpsc::Sender<(IncomingHandle, Response)>,
+    rx: mpsc::Receiver<(IncomingHandle, Option<Response>)>,
+    tx: mpsc::Sender<(IncomingHandle, Option<Response>)>,
     stop: Arc<AtomicBool>,
 }
 
@@ -413,7 +411,7 @@ impl Server {
         let mut buf = std::vec![0u8; 2048];
         while !self.stop.load(Ordering::SeqCst) {
             for (id, response) in self.rx.try_iter() {
-                self.core.respond(id, response);
+                self.core.answer(id, response);
             }
             let deadline = flush(&self.socket, &mut self.core)?;
             match recv(&self.socket, self.core.clock(), deadline, &mut buf)? {

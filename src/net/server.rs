@@ -1,16 +1,17 @@
 //! The server half shared by the blocking and tokio adapters: routes requests through
 //! a resource table, assembles Block1 bodies, serves `/.well-known/core`, and answers
 //! with a [`Response`] (block-wise when large). No I/O, no handlers: the adapter runs
-//! the handler of the resource index it is given.
+//! the handler of the resource index it is given. The server policies themselves —
+//! kept responses for the follow-ups of unsafe requests, ETags of block-wise bodies,
+//! 5.00 for an abandoned request — are the core's.
 
 use std::boxed::Box;
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::vec::Vec;
 
 use super::{Clock, Core, Ep, Error, Request, Response, Step};
-use crate::block::Block1Assembler;
+use crate::block::{Block1Assembler, KeptResponses};
 use crate::resource::{LinkFormat, Resource, Route, route};
 use crate::wire::{Block, Code, ContentFormat, Message};
 use crate::{Event, Incoming, IncomingHandle};
@@ -24,8 +25,10 @@ struct Waiting {
     request: Vec<u8>,
     /// The Block1 to echo in the response.
     echo: Option<Block>,
-    peer: Option<SocketAddr>,
 }
+
+/// Block-wise responses of unsafe requests kept at once for their follow-ups.
+const KEPT: usize = 4;
 
 /// A request for the adapter to run a handler on.
 pub(crate) struct Work {
@@ -44,18 +47,10 @@ pub(crate) struct ServerCore {
     waiting: HashMap<IncomingHandle, Waiting>,
     /// Block-wise responses to unsafe methods (POST, PUT …), kept for the client's
     /// follow-up Block2 requests: running the handler again would repeat the action.
-    kept: Vec<Kept>,
+    kept: Box<KeptResponses<SocketAddr, KEPT, MAX_BODY>>,
+    /// Answers that found no message buffer free, tried again at every poll.
+    retry: VecDeque<(IncomingHandle, Response)>,
     pub(crate) out: Vec<u8>,
-}
-
-/// How many block-wise responses to unsafe requests are kept, and for how long.
-const KEPT: usize = 16;
-const KEEP_FOR: core::time::Duration = core::time::Duration::from_secs(60);
-
-struct Kept {
-    key: u64,
-    until: crate::Instant,
-    response: Response,
 }
 
 impl ServerCore {
@@ -67,7 +62,8 @@ impl ServerCore {
             has_fallback: false,
             assembler: Box::new(Block1Assembler::new()),
             waiting: HashMap::new(),
-            kept: Vec::new(),
+            kept: Box::new(KeptResponses::new()),
+            retry: VecDeque::new(),
             out: Vec::new(),
         })
     }
@@ -104,13 +100,10 @@ impl ServerCore {
                 return None;
             }
         };
-        if let Some(i) = self.kept_for(from, &message) {
-            let kept = &self.kept[i].response;
-            let _ = self
-                .ep
-                .respond_block2(now, handle, &message, kept.code, &kept.payload, |b| {
-                    kept.write_options(b)
-                });
+        if let Ok(true) = self
+            .ep
+            .respond_from_kept(now, handle, &message, &mut self.kept)
+        {
             return None;
         }
         let body = match self
@@ -127,7 +120,6 @@ impl ServerCore {
             Waiting {
                 request: message.as_bytes().to_vec(),
                 echo: body.echo,
-                peer: Some(from),
             },
         );
         Some(Work {
@@ -139,61 +131,59 @@ impl ServerCore {
 
     /// Answers request `id` with `response`: piggybacked if still possible, block-wise
     /// when the body is larger than a block or the request asked for a block.
-    pub(crate) fn respond(&mut self, id: IncomingHandle, mut response: Response) {
-        let Some(waiting) = self.waiting.remove(&id) else {
+    pub(crate) fn respond(&mut self, id: IncomingHandle, response: Response) {
+        let Some(waiting) = self.waiting.get(&id) else {
             return;
         };
         let Ok(request) = Message::parse(&waiting.request) else {
             return;
         };
-        let blockwise = response.payload.len() > 1024 || matches!(request.block2(), Ok(Some(_)));
-        if blockwise && response.etag.is_none() {
-            // Blocks are served from the handler's answer to each block request; the
-            // ETag lets the client notice if the body changed in between (RFC 7959 §2.4).
-            response.etag = Some(digest(|h| response.payload.hash(h)).to_be_bytes()[4..].to_vec());
-        }
         let now = self.clock.now();
-        if blockwise && !is_safe(request.code()) {
-            if let Some(peer) = waiting.peer {
-                self.kept.retain(|k| k.until > now);
-                if self.kept.len() == KEPT {
-                    self.kept.remove(0);
-                }
-                self.kept.push(Kept {
-                    key: response_key(peer, &request),
-                    until: now + KEEP_FOR,
-                    response: response.clone(),
-                });
-            }
-        }
-        let code = response.code;
-        let result = self
-            .ep
-            .respond_block2(now, id, &request, code, &response.payload, |b| {
-                if let Some(echo) = waiting.echo {
+        let echo = waiting.echo;
+        let result = self.ep.respond_block2_kept(
+            now,
+            id,
+            &request,
+            response.code,
+            &response.payload,
+            &mut self.kept,
+            |b| {
+                if let Some(echo) = echo {
                     b.block1(echo)?;
                 }
                 response.write_options(b)
-            });
-        if result.is_err() {
-            // The options did not fit: tell the client rather than leave it waiting.
-            let _ = self
-                .ep
-                .respond(now, id, Code::INTERNAL_SERVER_ERROR, |_| Ok(()));
+            },
+        );
+        match result {
+            Err(crate::Error::BuffersFull) => {
+                // Every buffer holds a message that must be kept: try again later.
+                self.retry.push_back((id, response));
+                return;
+            }
+            Err(_) => {
+                // The options did not fit: tell the client rather than leave it waiting.
+                let _ = self.ep.abandon(now, id);
+            }
+            Ok(()) => {}
+        }
+        self.waiting.remove(&id);
+    }
+
+    /// Gives up on request `id`: the client gets 5.00 (the core's answer for an
+    /// abandoned request).
+    pub(crate) fn abandon(&mut self, id: IncomingHandle) {
+        if self.waiting.remove(&id).is_some() {
+            let _ = self.ep.abandon(self.clock.now(), id);
         }
     }
 
-    /// The kept response a follow-up Block2 request of an unsafe method asks for.
-    fn kept_for(&self, peer: SocketAddr, request: &Message<'_>) -> Option<usize> {
-        let follow_up = matches!(request.block2(), Ok(Some(b)) if b.num() > 0);
-        if !follow_up || is_safe(request.code()) {
-            return None;
+    /// Answers `id` with `response`, or abandons it when there is none (its handler
+    /// dropped the means to answer, or panicked).
+    pub(crate) fn answer(&mut self, id: IncomingHandle, response: Option<Response>) {
+        match response {
+            Some(r) => self.respond(id, r),
+            None => self.abandon(id),
         }
-        let key = response_key(peer, request);
-        let now = self.clock.now();
-        self.kept
-            .iter()
-            .rposition(|k| k.key == key && k.until > now)
     }
 
     pub(crate) fn handle_timeout(&mut self) {
@@ -201,36 +191,20 @@ impl ServerCore {
     }
 }
 
-/// GET and FETCH may run again for each block; other methods may not.
-fn is_safe(code: Code) -> bool {
-    code == Code::GET || code == Code::FETCH
-}
-
-/// Identifies the responses of one resource to one client.
-fn response_key(peer: SocketAddr, request: &Message<'_>) -> u64 {
-    digest(|h| {
-        peer.hash(h);
-        request.code().to_u8().hash(h);
-        request.uri_path().for_each(|s| s.hash(h));
-        request.uri_query().for_each(|s| s.hash(h));
-    })
-}
-
-/// A 64-bit digest (SipHash with fixed keys: the same on every run).
-fn digest(feed: impl FnOnce(&mut DefaultHasher)) -> u64 {
-    let mut h = DefaultHasher::new();
-    feed(&mut h);
-    h.finish()
-}
-
 impl Core for ServerCore {
     fn poll(&mut self) -> Step {
+        for _ in 0..self.retry.len() {
+            if let Some((id, response)) = self.retry.pop_front() {
+                self.respond(id, response);
+            }
+        }
         loop {
             let now = self.clock.now();
             match super::poll(&mut self.ep, now, &mut self.out) {
                 Ok(step) => return step,
-                Err(Event::RequestExpired(id)) => {
+                Err(Event::RequestExpired(id) | Event::RequestRefused(id)) => {
                     self.waiting.remove(&id);
+                    self.retry.retain(|(r, _)| *r != id);
                 }
                 Err(_) => {}
             }

@@ -355,7 +355,7 @@ impl Server {
             let deadline = flush(&self.socket, &mut self.core).await?;
             let wait = deadline.map(|d| self.core.clock.until(d));
             tokio::select! {
-                Some((id, response)) = rx.recv() => self.core.respond(id, response),
+                Some((id, response)) = rx.recv() => self.core.answer(id, response),
                 received = self.socket.recv_from(&mut buf) => {
                     let Ok((n, from)) = received else { continue };
                     let Some(work) = self.core.handle_datagram(from, &buf[..n]) else { continue };
@@ -367,7 +367,7 @@ impl Server {
                         let mut answer = Answer(Some((tx.clone(), work.id)));
                         tokio::spawn(async move {
                             let response = handler(work.request).await;
-                            answer.send(response);
+                            answer.send(Some(response));
                         });
                     }
                 }
@@ -379,17 +379,16 @@ impl Server {
     }
 }
 
-/// Sends a handler's response to the server loop; if the handler panics instead, 5.00,
-/// so that the client is not left waiting.
-struct Answer(
-    Option<(
-        mpsc::UnboundedSender<(crate::IncomingHandle, Response)>,
-        crate::IncomingHandle,
-    )>,
-);
+/// Sends a handler's response to the server loop; if the handler panics instead, the
+/// request is abandoned (the endpoint answers 5.00), so that the client is not left
+/// waiting.
+struct Answer(Option<(AnswerSender, crate::IncomingHandle)>);
+
+/// Where handlers' answers go: `None` abandons the request.
+type AnswerSender = mpsc::UnboundedSender<(crate::IncomingHandle, Option<Response>)>;
 
 impl Answer {
-    fn send(&mut self, response: Response) {
+    fn send(&mut self, response: Option<Response>) {
         if let Some((tx, id)) = self.0.take() {
             let _ = tx.send((id, response));
         }
@@ -398,7 +397,7 @@ impl Answer {
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        self.send(Response::new(Code::INTERNAL_SERVER_ERROR));
+        self.send(None);
     }
 }
 
