@@ -37,16 +37,24 @@ pub(super) struct StartParams {
     pub(super) nstart: u8,
     /// How long a NON request waits for its response.
     pub(super) non_wait_ms: u32,
+    /// How long a CON request waits for its separate response after an empty ACK.
+    pub(super) separate_wait_ms: u32,
 }
 
 impl StartParams {
-    pub(super) fn new(p: &TransmissionParams, non_wait: Duration) -> StartParams {
+    pub(super) fn new(
+        p: &TransmissionParams,
+        non_wait: Duration,
+        separate_wait: Duration,
+    ) -> StartParams {
+        let ms = |d: Duration| d.as_millis().min(u32::MAX as u128) as u32;
         StartParams {
             ack_timeout_us: p.ack_timeout.as_micros().min(u32::MAX as u128) as u32,
             random_milli: p.ack_random_factor_milli,
             max_retransmit: p.max_retransmit,
             nstart: p.nstart,
-            non_wait_ms: non_wait.as_millis().min(u32::MAX as u128) as u32,
+            non_wait_ms: ms(non_wait),
+            separate_wait_ms: ms(separate_wait),
         }
     }
 
@@ -210,8 +218,9 @@ impl<
                 .non_response_timeout
                 .unwrap_or(params.max_transmit_wait()),
         );
+        let separate_wait = options.separate_timeout.unwrap_or(self.separate_wait());
         self.pool.blocks[buf as usize] = Some(ClientBlocks {
-            start: StartParams::new(&params, non_wait),
+            start: StartParams::new(&params, non_wait, separate_wait),
             download,
             upload: upload.map(Block1Upload::new),
             fresh_token: options.fresh_token_per_block,
@@ -298,6 +307,7 @@ impl<
                 self.config
                     .non_response_timeout
                     .unwrap_or(self.max_transmit_wait),
+                self.separate_wait(),
             ),
         };
         let peer = slot.peer;
@@ -455,5 +465,12 @@ impl<
                 None
             }
         }
+    }
+
+    /// How long a CON request waits for its separate response, unless it says.
+    pub(super) fn separate_wait(&self) -> Duration {
+        self.config
+            .separate_response_timeout
+            .unwrap_or(self.exchange_lifetime)
     }
 }

@@ -112,8 +112,11 @@ pub struct RequestOptions<'t> {
     pub token: Option<&'t [u8]>,
     /// For a NON request: how long to wait for the response after sending it
     /// (default [`Config::non_response_timeout`]). A CON request ends by the back-off
-    /// of §4.2 and, after an empty ACK, by [`Config::separate_response_timeout`].
+    /// of §4.2 and, after an empty ACK, by `separate_timeout`.
     pub timeout: Option<Duration>,
+    /// For a CON request: how long to wait for the separate response after the empty
+    /// ACK (default [`Config::separate_response_timeout`]).
+    pub separate_timeout: Option<Duration>,
     /// The largest Block2 block size wanted, as SZX (0–6). By default it is announced in
     /// the first request (early negotiation, RFC 7959 Figure 3). A response in blocks is
     /// followed up automatically either way; without this, at the server's size.

@@ -1,6 +1,8 @@
 //! What accepted messages are owed (RFC 7252 §4.2, §4.5): ACKs, RSTs and replays, kept on
 //! the dedup entries.
 
+use core::time::Duration;
+
 use super::Endpoint;
 use super::output::ControlKind;
 use super::slot::{Outcome, State};
@@ -41,6 +43,9 @@ impl<
             self.stats.unmatched += 1;
             return;
         };
+        let separate_wait = self.blocks(index).map_or(self.separate_wait(), |b| {
+            Duration::from_millis(b.start.separate_wait_ms as u64)
+        });
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;
         };
@@ -50,11 +55,7 @@ impl<
             }
             State::AwaitingAck if msg.is_empty() => {
                 slot.state = State::AwaitingSeparate;
-                slot.deadline = now
-                    + self
-                        .config
-                        .separate_response_timeout
-                        .unwrap_or(self.exchange_lifetime);
+                slot.deadline = now + separate_wait;
                 self.start_queued(now, from);
             }
             State::AwaitingAck => {} // piggybacked response: take_response finishes it

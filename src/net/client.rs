@@ -37,6 +37,27 @@ struct Pending {
     /// Blocks go to the adapter instead of into the response's payload.
     stream: bool,
     response: Option<Response>,
+    /// When the request ends with `TimedOut` whatever its state (`Request::timeout`).
+    give_up_at: Option<crate::Instant>,
+    /// The largest body collected.
+    max_body: usize,
+}
+
+impl Pending {
+    fn new(
+        upload: Option<Upload>,
+        stream: bool,
+        give_up_at: Option<crate::Instant>,
+        max_body: usize,
+    ) -> Self {
+        Pending {
+            upload,
+            stream,
+            response: None,
+            give_up_at,
+            max_body,
+        }
+    }
 }
 
 pub(crate) struct ClientCore {
@@ -78,6 +99,7 @@ impl ClientCore {
             non_confirmable: req.non_confirmable,
             params: req.params,
             timeout: req.timeout,
+            separate_timeout: req.separate_timeout,
             block2_szx: req.block2_szx,
             block2_offset: req.block2_offset,
             ..RequestOptions::default()
@@ -98,28 +120,18 @@ impl ClientCore {
             Some(source) => Some(Upload::Source(source)),
             None => blockwise.then(|| Upload::Body(req.payload.clone())),
         };
-        self.pending.insert(
-            handle,
-            Pending {
-                upload,
-                stream,
-                response: None,
-            },
-        );
+        let give_up_at = req.timeout.map(|t| now + t);
+        let max_body = req.max_body.unwrap_or(super::DEFAULT_MAX_BODY);
+        self.pending
+            .insert(handle, Pending::new(upload, stream, give_up_at, max_body));
         Ok(handle)
     }
 
     /// Sends a ping (empty CON); it finishes with an empty response.
     pub(crate) fn ping(&mut self, peer: SocketAddr) -> Result<RequestHandle, Error> {
         let handle = self.ep.ping(self.clock.now(), peer)?;
-        self.pending.insert(
-            handle,
-            Pending {
-                upload: None,
-                stream: false,
-                response: None,
-            },
-        );
+        self.pending
+            .insert(handle, Pending::new(None, false, None, 0));
         Ok(handle)
     }
 
@@ -151,6 +163,20 @@ impl ClientCore {
                 }
                 let (offset, last) = block.map_or((0, true), |b| (b.offset, b.last));
                 if !p.stream {
+                    // Refuse a body over the limit as soon as Size2 or the bytes say so,
+                    // rather than collect it.
+                    let announced = block.and_then(|b| b.total).unwrap_or(0) as usize;
+                    let total = response.payload.len() + message.payload().len();
+                    if announced.max(total) > p.max_body {
+                        let limit = p.max_body;
+                        self.pending.remove(&handle);
+                        if !last {
+                            let _ = self.ep.cancel(now, handle);
+                        }
+                        self.finished
+                            .push((handle, Err(Error::BodyTooLarge { limit })));
+                        return None;
+                    }
                     response.payload.extend_from_slice(message.payload());
                 }
                 let stream = p.stream;
@@ -202,11 +228,37 @@ impl ClientCore {
     }
 }
 
+impl ClientCore {
+    /// Ends the requests whose overall timeout passed; returns the earliest one left.
+    fn give_up_due(&mut self, now: crate::Instant) -> Option<crate::Instant> {
+        let due: Vec<RequestHandle> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.give_up_at.is_some_and(|at| at <= now))
+            .map(|(h, _)| *h)
+            .collect();
+        for handle in due {
+            let _ = self.ep.cancel(now, handle);
+            self.pending.remove(&handle);
+            self.finished.push((handle, Err(Error::TimedOut)));
+        }
+        self.pending.values().filter_map(|p| p.give_up_at).min()
+    }
+}
+
 impl Core for ClientCore {
     fn poll(&mut self) -> Step {
         loop {
             let now = self.clock.now();
+            let next_give_up = self.give_up_due(now);
             let event = match super::poll(&mut self.ep, now, &mut self.out) {
+                Ok(Step::Wait(deadline)) => {
+                    let earliest = match (deadline, next_give_up) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    return Step::Wait(earliest);
+                }
                 Ok(step) => return step,
                 Err(event) => event,
             };

@@ -74,8 +74,18 @@ pub struct Request {
     pub block2_offset: usize,
     /// Client only: transmission parameters for this request.
     pub params: Option<TransmissionParams>,
-    /// Client only: how long to wait for the response of a NON request.
+    /// Client only: the most the whole request may take, from the call until the
+    /// response (every block of it) is in — CON or NON; then [`Error::TimedOut`].
+    /// Default: the RFC 7252 give-up times only.
     pub timeout: Option<Duration>,
+    /// Client only: how long a CON request waits for its separate response after the
+    /// server's empty ACK (default: EXCHANGE_LIFETIME, 247 s).
+    pub separate_timeout: Option<Duration>,
+    /// Client only: the largest response body collected (default
+    /// [`DEFAULT_MAX_BODY`]); a larger one ends the request with
+    /// [`Error::BodyTooLarge`] as soon as Size2 or the bytes received say so. Bodies
+    /// handed out block by block are not collected and not limited.
+    pub max_body: Option<usize>,
     /// Handler only: the peer that sent the request.
     pub peer: Option<std::net::SocketAddr>,
 }
@@ -98,6 +108,8 @@ impl Request {
             block2_offset: 0,
             params: None,
             timeout: None,
+            separate_timeout: None,
+            max_body: None,
             peer: None,
         }
     }
@@ -187,9 +199,28 @@ impl Request {
         self
     }
 
-    /// With its own response timeout (NON requests).
+    /// With a bound on the whole request, CON or NON (see [`Request::timeout`]).
+    ///
+    /// ```
+    /// use coap_proto::net::Request;
+    /// use std::time::Duration;
+    /// let req = Request::get("/slow").timeout(Duration::from_secs(3));
+    /// assert_eq!(req.timeout, Some(Duration::from_secs(3)));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// With its own wait for a separate response after an empty ACK.
+    pub fn separate_timeout(mut self, timeout: Duration) -> Self {
+        self.separate_timeout = Some(timeout);
+        self
+    }
+
+    /// With the largest response body to collect (see [`Request::max_body`]).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = Some(bytes);
         self
     }
 
@@ -460,6 +491,9 @@ impl From<Code> for Response {
     }
 }
 
+/// The largest response body a client collects unless a request says otherwise: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
 /// Why a client call ended without a response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -478,6 +512,11 @@ pub enum Error {
     Uri(UriError),
     /// The host name did not resolve to an address.
     UnknownHost,
+    /// The response body is larger than the request's `max_body` allows.
+    BodyTooLarge {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
     /// The body does not fit the caller's buffer; it needs this many bytes.
     BufferTooSmall {
         /// Bytes needed (at least).
@@ -499,6 +538,9 @@ impl fmt::Display for Error {
             Error::Endpoint(e) => write!(f, "request refused: {e}"),
             Error::Uri(e) => write!(f, "bad URI: {e}"),
             Error::UnknownHost => f.write_str("the host name did not resolve"),
+            Error::BodyTooLarge { limit } => {
+                write!(f, "the response body is larger than {limit} bytes")
+            }
             Error::BufferTooSmall { needed } => {
                 write!(f, "the body needs a buffer of at least {needed} bytes")
             }
