@@ -2,16 +2,18 @@
 //! in for each other in tests and demos.
 //!
 //! ```text
-//! cargo run --features std --example coap-server -- [-A ADDRESS] [-p PORT] [-v]
+//! cargo run --features std --example coap-server -- [-A ADDRESS] [-p PORT] [-d MAX] [-v]
 //! ```
 //!
-//! Defaults: `-A 127.0.0.1 -p 5683`. Resources:
+//! Defaults: `-A 127.0.0.1 -p 5683 -d 64`. `-d MAX` caps the resources created by PUT
+//! or POST (each at most 64 KiB): past it, creating one more gets 4.06 Not Acceptable
+//! until one is deleted, as libcoap's example server answers. Resources:
 //!
 //! | path | methods | behaviour |
 //! |---|---|---|
 //! | `/` | GET | a line of text about this server |
 //! | `/time` | GET | the current UTC time |
-//! | `/async?N` | GET | "Async Complete!" as a separate response after N seconds (default 2) |
+//! | `/async?N` | GET | "Async Complete!" as a separate response after N seconds (default 2, at most 60); one timer thread answers them all |
 //! | `/example_data` | GET, PUT, POST, DELETE | 1500 bytes; PUT replaces them |
 //! | any other | PUT, POST | creates the resource (2.01; POST adds Location-Path) |
 //! | created ones | GET, PUT, POST, DELETE | 2.05 / 2.04 / 2.04 / 2.02, then 4.04 |
@@ -19,29 +21,34 @@
 //! Bodies over 1024 bytes go block-wise both ways (Block1 and Block2);
 //! `/.well-known/core` lists the resources.
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use coap_proto::net::blocking::{Reply, Server};
+use coap_proto::net::blocking::{Reply, Responder, Server};
 use coap_proto::net::{Request, Response};
 use coap_proto::resource::{Methods, Resource};
 use coap_proto::wire::{Code, ContentFormat};
 
 type Store = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
+/// Resources that are there from the start and do not count toward `-d`.
+const BUILT_IN: usize = 1;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut address = String::from("127.0.0.1");
     let mut port = 5683u16;
     let mut verbose = false;
+    let mut max_dynamic = 64usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-A" => address = args.next().ok_or("-A needs an address")?,
             "-p" => port = args.next().ok_or("-p needs a port")?.parse()?,
+            "-d" => max_dynamic = args.next().ok_or("-d needs a number")?.parse()?,
             "-v" => verbose = true,
             _ => {
                 return Err(format!(
-                    "usage: coap-server [-A ADDRESS] [-p PORT] [-v] (unknown {arg})"
+                    "usage: coap-server [-A ADDRESS] [-p PORT] [-d MAX] [-v] (unknown {arg})"
                 )
                 .into());
             }
@@ -84,19 +91,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .into()
         },
     );
+    let timer = timer_thread();
     server.resource(
         Resource::new("/async", Methods::GET).title("Separate response"),
-        |req| {
+        move |req| {
             let delay = req
                 .query
                 .first()
                 .and_then(|q| q.parse().ok())
-                .unwrap_or(2u64);
+                .unwrap_or(2u64)
+                .min(60);
+            let due = Instant::now() + Duration::from_secs(delay);
+            let timer = timer.clone();
             Reply::later(move |responder| {
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_secs(delay));
-                    responder.respond(Response::content("Async Complete!"));
-                });
+                let _ = timer.send((due, responder));
             })
         },
     );
@@ -107,19 +115,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and(Methods::DELETE);
     server.resource(
         Resource::new("/example_data", all).title("Example Data"),
-        move |req| dynamic(&s, req, verbose),
+        move |req| dynamic(&s, req, max_dynamic, verbose),
     );
     let s = store.clone();
-    server.fallback(move |req| dynamic(&s, req, verbose));
+    server.fallback(move |req| dynamic(&s, req, max_dynamic, verbose));
     server.run()?;
     Ok(())
 }
 
-/// Resources created by PUT or POST, and `/example_data`.
-fn dynamic(store: &Store, req: &Request, verbose: bool) -> Reply {
+/// One thread that answers every waiting `/async` request when its time comes, rather
+/// than a sleeping thread per request.
+fn timer_thread() -> mpsc::Sender<(Instant, Responder)> {
+    let (tx, rx) = mpsc::channel::<(Instant, Responder)>();
+    std::thread::spawn(move || {
+        let mut waiting: Vec<(Instant, Responder)> = Vec::new();
+        loop {
+            let next = waiting.iter().map(|(due, _)| *due).min();
+            let wait = next.map_or(Duration::from_secs(3600), |due| {
+                due.saturating_duration_since(Instant::now())
+            });
+            match rx.recv_timeout(wait) {
+                Ok(job) => waiting.push(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|(at, _)| *at <= now);
+            waiting = later;
+            for (_, responder) in due {
+                responder.respond(Response::content("Async Complete!"));
+            }
+        }
+    });
+    tx
+}
+
+/// Resources created by PUT or POST (at most `max_dynamic`), and `/example_data`.
+fn dynamic(store: &Store, req: &Request, max_dynamic: usize, verbose: bool) -> Reply {
     let mut map = store.lock().unwrap();
     let exists = map.contains_key(&req.path);
+    let creating = !exists && matches!(req.method, Code::PUT | Code::POST);
     let response = match (req.method, exists) {
+        _ if creating && map.len() >= BUILT_IN + max_dynamic => {
+            Response::new(Code::NOT_ACCEPTABLE).payload("too many dynamic resources")
+        }
         (Code::GET, true) => Response::content(map[&req.path].clone()),
         (Code::PUT, _) | (Code::POST, _) => {
             map.insert(req.path.clone(), req.payload.clone());

@@ -1,0 +1,119 @@
+//! The `coap-server` example keeps its memory and threads bounded: created resources
+//! are capped by `-d`, and `/async` requests wait on one timer thread, not a thread each.
+#![cfg(feature = "tokio")]
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coap_proto::net::blocking::Client;
+use coap_proto::net::{Request, tokio as adapter};
+use coap_proto::wire::Code;
+
+struct Server(Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run the tests with --all-features",
+        path.display()
+    );
+    path
+}
+
+fn start(args: &[&str]) -> Server {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(example("coap-server"))
+        .args(["-A", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "{line}");
+    Server(child, port)
+}
+
+/// Threads of a process, from /proc (Linux).
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn created_resources_are_capped_by_d() {
+    let server = start(&["-d", "3"]);
+    let mut c = Client::connect(("127.0.0.1", server.1)).unwrap();
+    for i in 0..3 {
+        let r = c.put(&format!("/new{i}"), b"x").unwrap();
+        assert_eq!(r.code, Code::CREATED);
+    }
+    let r = c.put("/new3", b"x").unwrap();
+    assert_eq!(r.code, Code::NOT_ACCEPTABLE);
+    // Changing one that exists is fine; deleting one makes room.
+    assert_eq!(c.put("/new0", b"y").unwrap().code, Code::CHANGED);
+    assert_eq!(c.delete("/new1").unwrap().code, Code::DELETED);
+    assert_eq!(c.put("/new3", b"x").unwrap().code, Code::CREATED);
+}
+
+#[tokio::test]
+async fn async_requests_share_one_timer_thread() {
+    let server = start(&[]);
+    let pid = server.0.id();
+    let client = adapter::Client::connect(("127.0.0.1", server.1))
+        .await
+        .unwrap();
+    // Settle: the first request starts the timer thread.
+    client.get("/").await.unwrap();
+    let before = threads(pid);
+    let start = Instant::now();
+    let waiting: Vec<_> = (0..12)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.request(Request::get("/async").query("1")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = threads(pid);
+    for w in waiting {
+        let r = w.await.unwrap().unwrap();
+        assert_eq!(r.payload_str(), Some("Async Complete!"));
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(
+        during <= before + 1,
+        "{before} threads before, {during} with 12 waiting"
+    );
+}
