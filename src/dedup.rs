@@ -516,16 +516,26 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         self.pending_len += 1;
     }
 
+    /// Drops stale and repeated indices from the pending ring, keeping the order. Each
+    /// kept entry's mark is cleared while it is kept, so a repeat is seen in O(1), and
+    /// set again at the end: O(N) in all.
     fn compact_pending(&mut self) {
         let n = DEDUP_ENTRIES;
         let mut kept = 0;
         for k in 0..self.pending_len {
             let i = self.pending[(self.pending_head + k) % n];
-            let live = matches!(self.entries.get(i as usize), Some(Some(e)) if e.pending);
-            let duplicate = (0..kept).any(|j| self.pending[(self.pending_head + j) % n] == i);
-            if live && !duplicate {
-                self.pending[(self.pending_head + kept) % n] = i;
-                kept += 1;
+            if let Some(Some(e)) = self.entries.get_mut(i as usize) {
+                if e.pending {
+                    e.pending = false;
+                    self.pending[(self.pending_head + kept) % n] = i;
+                    kept += 1;
+                }
+            }
+        }
+        for k in 0..kept {
+            let i = self.pending[(self.pending_head + k) % n] as usize;
+            if let Some(Some(e)) = self.entries.get_mut(i) {
+                e.pending = true;
             }
         }
         self.pending_len = kept;

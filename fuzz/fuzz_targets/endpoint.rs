@@ -1,7 +1,12 @@
-//! Two small endpoints driven by arbitrary sequences of datagrams (raw and well-formed),
-//! deliveries, drops and duplicates of their own traffic, time steps and commands.
-//! Nothing may panic; every output must parse; no deadline may lie in the past; the
-//! tables never exceed their capacity.
+//! Two endpoints driven by arbitrary sequences of datagrams (raw and well-formed),
+//! deliveries, drops and duplicates of their own traffic, time steps and commands, at a
+//! tiny capacity or at the defaults the adapters use (the input picks).
+//!
+//! Oracles: nothing panics; every output parses; no deadline lies in the past; the
+//! tables never exceed their capacity and the dedup bookkeeping holds; a POST is handed
+//! to the application at most once per live request (peer and message ID within
+//! EXCHANGE_LIFETIME, NON_LIFETIME for NON); every ACK for a live POST is
+//! byte-identical to the first.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -11,9 +16,8 @@ use coap_proto::{
     RequestOptions, ResponseMode,
 };
 use libfuzzer_sys::fuzz_target;
+use std::collections::HashMap;
 use std::time::Duration;
-
-type Ep = Endpoint<u8, 4, 6, 128, 8, 256>;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -27,30 +31,53 @@ enum Op {
     Ping(bool),
     Cancel(u8),
     Respond { which: u8, code: u8, mode: u8, payload: Vec<u8> },
+    /// `n` new requests from other peers, to put the tables under pressure.
+    Flood { to: bool, n: u8, post: bool, answer: bool },
 }
 
 #[derive(Arbitrary, Debug)]
 struct Input {
     seeds: (u64, u64),
     ack_delay_ms: u16,
+    default_capacity: bool,
     ops: Vec<Op>,
 }
 
-struct World {
-    eps: [Ep; 2],
+/// A POST handed to the application: when, for how long duplicates are recognized, and
+/// the first ACK its endpoint sent for it.
+struct Post {
+    at: Instant,
+    lifetime: Duration,
+    ack: Option<Vec<u8>>,
+}
+
+struct World<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> {
+    eps: [Endpoint<u8, E, B, M, D, R>; 2],
     now: Instant,
     wire: Vec<(usize, u8, Vec<u8>)>, // (to endpoint, from peer id, bytes)
     requests: Vec<(usize, RequestHandle)>,
     incoming: Vec<(usize, IncomingHandle)>,
+    /// POSTs delivered, by (endpoint, peer, message ID).
+    posts: HashMap<(usize, u8, u16), Post>,
 }
 
-impl World {
+impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> World<E, B, M, D, R> {
     fn drain(&mut self, i: usize) {
         for _ in 0..256 {
             match self.eps[i].poll_output(self.now) {
                 Output::Transmit(t) => {
-                    Message::parse(t.data).expect("output parses");
-                    assert!(t.data.len() <= 128 || t.data.len() <= 256);
+                    let m = Message::parse(t.data).expect("output parses");
+                    assert!(t.data.len() <= M.max(R));
+                    if m.ty() == Type::Ack {
+                        if let Some(p) = self.posts.get_mut(&(i, t.to, m.message_id())) {
+                            if self.now < p.at + p.lifetime {
+                                match &p.ack {
+                                    Some(first) => assert_eq!(first.as_slice(), t.data, "a replay differs"),
+                                    None => p.ack = Some(t.data.to_vec()),
+                                }
+                            }
+                        }
+                    }
                     if (t.to as usize) < 2 && self.wire.len() < 64 {
                         self.wire.push((t.to as usize, i as u8, t.data.to_vec()));
                     }
@@ -77,6 +104,15 @@ impl World {
         match self.eps[to].handle_datagram(now, from, bytes) {
             Some(Incoming::Request { handle, message }) => {
                 let _ = message.to_string();
+                if message.code() == Code::POST {
+                    let key = (to, from, message.message_id());
+                    if let Some(p) = self.posts.get(&key) {
+                        assert!(now >= p.at + p.lifetime, "POST {key:?} delivered twice");
+                    }
+                    let con = message.ty() == Type::Con;
+                    let lifetime = Duration::from_secs(if con { 247 } else { 145 });
+                    self.posts.insert(key, Post { at: now, lifetime, ack: None });
+                }
                 if self.incoming.len() < 16 {
                     self.incoming.push((to, handle));
                 }
@@ -87,7 +123,8 @@ impl World {
             }
             None => {}
         }
-        assert!(self.eps[to].exchanges_in_flight() <= 4);
+        assert!(self.eps[to].exchanges_in_flight() <= E);
+        self.eps[to].dedup().check();
     }
 }
 
@@ -104,17 +141,31 @@ fn build(ty: u8, code: u8, mid: u16, token: &[u8], options: &[(u16, Vec<u8>)], p
 }
 
 fuzz_target!(|input: Input| {
+    if input.default_capacity {
+        // The capacities of the std and tokio adapters.
+        run::<64, 16, 1152, 128, 8192>(&input);
+    } else {
+        run::<4, 6, 128, 8, 256>(&input);
+    }
+});
+
+fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(input: &Input) {
     let config = |seed| Config {
         seed,
         empty_ack_delay: Duration::from_millis(input.ack_delay_ms as u64 % 5000),
         ..Config::default()
     };
-    let mut w = World {
-        eps: [Ep::new(config(input.seeds.0)).unwrap(), Ep::new(config(input.seeds.1)).unwrap()],
+    let mut flood_mid = 0u16;
+    let mut w = World::<E, B, M, D, R> {
+        eps: [
+            Endpoint::new(config(input.seeds.0)).unwrap(),
+            Endpoint::new(config(input.seeds.1)).unwrap(),
+        ],
         now: Instant::ZERO,
         wire: Vec::new(),
         requests: Vec::new(),
         incoming: Vec::new(),
+        posts: HashMap::new(),
     };
     for op in input.ops.iter().take(128) {
         match op {
@@ -170,6 +221,27 @@ fuzz_target!(|input: Input| {
                     let _ = w.eps[i].cancel(now, h);
                 }
             }
+            Op::Flood { to, n, post, answer } => {
+                let to = *to as usize;
+                for k in 0..*n % 64 {
+                    flood_mid = flood_mid.wrapping_add(1);
+                    let code = if *post { Code::POST } else { Code::GET };
+                    let Some(bytes) = build(0, code.to_u8(), flood_mid, &[k], &[], b"") else {
+                        continue;
+                    };
+                    let from = 2 + k % 8;
+                    let now = w.now;
+                    if let Some(Incoming::Request { handle, .. }) = w.eps[to].handle_datagram(now, from, &bytes) {
+                        if *answer {
+                            let _ = w.eps[to].respond(now, handle, Code::CONTENT, |b| {
+                                b.payload(&[k; 40])?;
+                                Ok(())
+                            });
+                        }
+                    }
+                    w.drain(to);
+                }
+            }
             Op::Respond { which, code, mode, payload } => {
                 if !w.incoming.is_empty() {
                     let (i, h) = w.incoming.remove(*which as usize % w.incoming.len());
@@ -190,4 +262,4 @@ fuzz_target!(|input: Input| {
         w.drain(0);
         w.drain(1);
     }
-});
+}

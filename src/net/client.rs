@@ -136,6 +136,7 @@ impl ClientCore {
     }
 
     /// Gives up on a request; it finishes with [`Error::Closed`].
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn cancel(&mut self, handle: RequestHandle) {
         let _ = self.ep.cancel(self.clock.now(), handle);
         if self.pending.remove(&handle).is_some() {
@@ -223,6 +224,7 @@ impl ClientCore {
     }
 
     /// Takes every finished outcome.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
         self.finished.drain(..)
     }

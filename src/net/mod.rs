@@ -25,6 +25,8 @@ use core::time::Duration;
 
 pub mod blocking;
 mod client;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod server;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -574,6 +576,10 @@ impl Clock {
     }
 
     pub(crate) fn now(&self) -> crate::Instant {
+        #[cfg(fuzzing)]
+        if let Some(now) = fuzzing::now() {
+            return now;
+        }
         crate::Instant::from_micros(self.0.elapsed().as_micros() as u64)
     }
 

@@ -36,6 +36,11 @@ pub(crate) struct Work {
     /// Index of the resource in the table; `None` for the fallback handler.
     pub(crate) resource: Option<usize>,
     pub(crate) request: Request,
+    /// The request's message ID and Block2 (for the fuzzing oracles).
+    #[cfg_attr(not(fuzzing), allow(dead_code))]
+    pub(crate) mid: u16,
+    #[cfg_attr(not(fuzzing), allow(dead_code))]
+    pub(crate) block2: Option<Block>,
 }
 
 pub(crate) struct ServerCore {
@@ -126,6 +131,8 @@ impl ServerCore {
             id: handle,
             resource,
             request,
+            mid: message.message_id(),
+            block2: message.block2().ok().flatten(),
         })
     }
 
@@ -184,6 +191,12 @@ impl ServerCore {
             Some(r) => self.respond(id, r),
             None => self.abandon(id),
         }
+    }
+
+    /// Requests waiting for their handler's answer, and answers waiting for a buffer.
+    #[cfg_attr(not(fuzzing), allow(dead_code))]
+    pub(crate) fn backlog(&self) -> (usize, usize) {
+        (self.waiting.len(), self.retry.len())
     }
 
     pub(crate) fn handle_timeout(&mut self) {
