@@ -19,7 +19,8 @@ use coap_proto::{
 };
 
 const E: usize = 64;
-type Ep = Endpoint<u8, E, { E + 2 }, 256, 256, 16384>;
+// Records and buffers for E in flight, and the 2 of each kept for answers given at once.
+type Ep = Endpoint<u8, { E + 2 }, { E + 2 }, 256, 256, 16384>;
 
 struct Pair {
     client: Ep,
@@ -37,6 +38,8 @@ impl Pair {
                 nstart: k as u8,
                 ..TransmissionParams::RFC7252
             },
+            // One client holds every request in flight: its share is the whole table.
+            peer_share_percent: 100,
             ..Config::default()
         };
         Pair {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prints the .text bytes the codec takes on thumbv7em-none-eabihf at opt-level "z" with
-# LTO and panic = "abort": without and with the Display impls.
+# Prints the .text bytes the codec and the whole endpoint take on thumbv7em-none-eabihf
+# at opt-level "z" with LTO and panic = "abort": the codec without and with the Display
+# impls, and a SmallEndpoint driven through every entry point (both roles, block-wise).
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
@@ -22,3 +23,4 @@ echo "parse + option walk + typed getters:            $(measure --features only-
 echo "builder with typed setters:                     $(measure --features only-build) bytes of .text"
 echo "codec (parse + walk + getters + typed builder): $(measure) bytes of .text"
 echo "with Display (links core::fmt):                 $(measure --features fmt) bytes of .text"
+echo "endpoint (SmallEndpoint<u8>, both roles, block-wise): $(measure --features endpoint) bytes of .text"

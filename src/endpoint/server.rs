@@ -365,8 +365,11 @@ impl<
         if at == Instant::MAX {
             return self.config.overload_max_age;
         }
-        let micros = at.saturating_duration_since(now).as_micros();
-        micros.div_ceil(1_000_000).clamp(1, u32::MAX as u128) as u32
+        // Whole seconds, rounded up, without 128-bit arithmetic (no u128 division on a
+        // Cortex-M).
+        let wait = at.saturating_duration_since(now);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        secs.clamp(1, u32::MAX as u64) as u32
     }
 
     /// When a place frees at the latest: any slot (`deferral` false), or a place

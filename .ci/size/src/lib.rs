@@ -12,7 +12,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 }
 
 /// Parses and walks every option; reads the getters a server uses.
-#[cfg(not(feature = "only-build"))]
+#[cfg(not(any(feature = "only-build", feature = "endpoint")))]
 #[no_mangle]
 pub fn probe_parse(datagram: &[u8]) -> usize {
     let Ok(msg) = Message::parse(datagram) else {
@@ -40,7 +40,7 @@ pub fn probe_parse(datagram: &[u8]) -> usize {
 }
 
 /// Builds a block-wise response with the typed setters.
-#[cfg(not(feature = "only-parse"))]
+#[cfg(not(any(feature = "only-parse", feature = "endpoint")))]
 #[no_mangle]
 pub fn probe_build(buf: &mut [u8], token: &[u8], path: &str, body: &[u8], num: u32) -> usize {
     let Ok(mut b) = MessageBuilder::new(buf, Type::Ack, Code::CONTENT, 0x1234) else {
@@ -81,4 +81,69 @@ pub fn probe_display(datagram: &[u8], out: &mut [u8]) -> usize {
         let _ = write!(w, "{msg}");
     }
     w.1
+}
+
+/// With `--features endpoint`: a small endpoint driven through every entry point, both
+/// roles and block-wise, as firmware would use it. (The type line is the only one that
+/// differs between API versions; measure.sh may swap it.)
+#[cfg(feature = "endpoint")]
+mod endpoint {
+    use coap_proto::block::Block1Assembler;
+    use coap_proto::wire::Code;
+    use coap_proto::{Config, Incoming, Instant, Output, RequestOptions};
+
+    type Ep = coap_proto::SmallEndpoint<u8>;
+
+    #[no_mangle]
+    pub fn probe_endpoint(datagrams: &[&[u8]], now_ms: u64, out: &mut [u8]) -> usize {
+        let Ok(mut ep) = Ep::new(Config { seed: now_ms, ..Config::default() }) else {
+            return 0;
+        };
+        let mut assembler: Block1Assembler<u8, 1, 512> = Block1Assembler::new();
+        let now = Instant::from_millis(now_ms);
+        let mut acc = 0;
+        let opts = RequestOptions::default();
+        if let Ok(h) = ep.request(now, 1, Code::GET, &opts, |b| b.uri_path("/a").map(drop)) {
+            acc += h.to_string_len();
+        }
+        if let Ok(h) = ep.request_upload(now, 1, Code::PUT, &opts, 2, |b| b.uri_path("/b").map(drop)) {
+            let _ = ep.send_block(now, h, &[1; 64], true);
+            let _ = ep.cancel(now, h);
+        }
+        let _ = ep.ping(now, 2);
+        for (i, d) in datagrams.iter().enumerate() {
+            match ep.handle_datagram(now, i as u8, d) {
+                Some(Incoming::Request { handle, message }) => {
+                    if let Ok(Some(body)) = ep.assemble_block1(now, handle, &message, &mut assembler) {
+                        acc += body.body.len();
+                        let _ = ep.respond_block2(now, handle, &message, Code::CONTENT, &[7; 3000], |_| Ok(()));
+                    }
+                }
+                Some(Incoming::Response { message, .. }) => acc += message.payload().len(),
+                None => {}
+            }
+            ep.handle_timeout(now);
+            loop {
+                match ep.poll_output(now) {
+                    Output::Transmit(t) => {
+                        let n = t.data.len().min(out.len());
+                        out[..n].copy_from_slice(&t.data[..n]);
+                        acc += n;
+                    }
+                    Output::Event(_) => acc += 1,
+                    Output::Timeout(_) => break,
+                }
+            }
+        }
+        acc
+    }
+
+    trait Len {
+        fn to_string_len(&self) -> usize;
+    }
+    impl Len for coap_proto::RequestHandle {
+        fn to_string_len(&self) -> usize {
+            core::mem::size_of_val(self)
+        }
+    }
 }
