@@ -22,7 +22,9 @@
 //! - An **evictable** entry (idempotent requests, NON and error replies, ACKed separate
 //!   responses) may be given up for a newer message. Entries are reused with a clock
 //!   hand: the first entry found that is free, expired or evictable and not waiting for
-//!   its answer, else the first evictable one. When an evictable entry's stored reply
+//!   its answer, else the first evictable one. A **sticky** entry
+//!   ([`DedupCache::insert_sticky`]: the refusal of a non-idempotent request) is
+//!   evictable too, but only once no plain evictable entry is left. When an evictable entry's stored reply
 //!   has to make room, the entry goes with it, so that a duplicate is *processed again*
 //!   (§4.5 allows it for idempotent requests) rather than silently ignored.
 //!
@@ -76,6 +78,17 @@ struct Entry<P> {
     mid: u16,
     pending: bool,
     protected: bool,
+    /// Evictable, but given up only after every plain evictable entry.
+    sticky: bool,
+}
+
+/// How an entry may be given up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Evictable,
+    Sticky,
+    /// Never before it expires; with this many reply bytes set aside.
+    Protected(u16),
 }
 
 /// [`DedupCache::insert_protected`] could not keep its promise for one more message.
@@ -210,7 +223,26 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
     ) -> Option<usize> {
         self.sweep(now);
         let i = self.reusable(now)?;
-        self.put(now, i, peer, mid, lifetime, reply, false, 0);
+        self.put(now, i, peer, mid, lifetime, reply, Kind::Evictable);
+        Some(i)
+    }
+
+    /// [`insert`](Self::insert) for an entry that is worth more than most evictable ones
+    /// but cannot be protected: the endpoint's refusal of a non-idempotent request,
+    /// which must keep being the answer to that message's duplicates (a duplicate that
+    /// found no entry would be processed, though its client may have been told 5.03).
+    /// It is given up only when no plain evictable entry is left.
+    pub fn insert_sticky(
+        &mut self,
+        now: Instant,
+        peer: P,
+        mid: u16,
+        lifetime: Duration,
+        reply: Reply,
+    ) -> Option<usize> {
+        self.sweep(now);
+        let i = self.reusable(now)?;
+        self.put(now, i, peer, mid, lifetime, reply, Kind::Sticky);
         Some(i)
     }
 
@@ -252,7 +284,15 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         else {
             return Err(full(false));
         };
-        self.put(now, i, peer, mid, lifetime, reply, true, room as u16);
+        self.put(
+            now,
+            i,
+            peer,
+            mid,
+            lifetime,
+            reply,
+            Kind::Protected(room as u16),
+        );
         Ok(i)
     }
 
@@ -270,19 +310,22 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
             .count()
     }
 
-    /// The entry to reuse: free, expired, or evictable and settled; else evictable.
+    /// The entry to reuse, from the clock hand on: a free or expired one, or else a
+    /// plain evictable one whose exchange is settled; else a sticky one; else any
+    /// evictable one. Protected entries only once they expire.
     fn reusable(&self, now: Instant) -> Option<usize> {
         let n = DEDUP_ENTRIES;
         let at = |k: usize| (self.hand + k) % n;
-        let settled = (0..n).map(at).find(|&i| match &self.entries[i] {
-            None => true,
-            Some(e) => e.expires <= now || (!e.protected && !matches!(e.reply, Reply::Pending(_))),
-        });
-        settled.or_else(|| {
-            (0..n)
-                .map(at)
-                .find(|&i| matches!(&self.entries[i], Some(e) if !e.protected))
-        })
+        let find = |ok: &dyn Fn(&Entry<P>) -> bool| {
+            (0..n).map(at).find(|&i| match &self.entries[i] {
+                None => true,
+                Some(e) => e.expires <= now || (!e.protected && ok(e)),
+            })
+        };
+        let settled = |e: &Entry<P>| !matches!(e.reply, Reply::Pending(_));
+        find(&|e| !e.sticky && settled(e))
+            .or_else(|| find(&settled))
+            .or_else(|| find(&|_| true))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -294,9 +337,12 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         mid: u16,
         lifetime: Duration,
         reply: Reply,
-        protected: bool,
-        reserved: u16,
+        kind: Kind,
     ) {
+        let (protected, reserved) = match kind {
+            Kind::Protected(room) => (true, room),
+            _ => (false, 0),
+        };
         if matches!(&self.entries[i], Some(e) if e.expires > now) {
             self.evictions += 1;
         }
@@ -311,6 +357,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
             mid,
             pending: false,
             protected,
+            sticky: kind == Kind::Sticky,
         });
         if protected {
             self.protected += 1;
@@ -447,37 +494,52 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
     /// (with their entries) while room is still short.
     fn compact(&mut self, now: Instant, need: usize, room: usize) {
         self.sweep(now);
-        // Evictable bytes to give up, oldest first, so that the rest and `need` fit.
-        let mut evictable = 0;
+        // Evictable bytes to give up so that the rest and `need` fit: plain ones first,
+        // oldest first, then sticky ones.
+        let (mut plain, mut sticky) = (0, 0);
         let mut at = 0;
         while at < self.end {
-            if let Some(i) = self.owner(at) {
-                if matches!(&self.entries[i], Some(e) if !e.protected) {
-                    evictable += self.block_len(at);
-                }
+            match self.owner(at).and_then(|i| self.entries[i].as_ref()) {
+                Some(e) if e.protected => {}
+                Some(e) if e.sticky => sticky += self.block_len(at),
+                Some(_) => plain += self.block_len(at),
+                None => {}
             }
             at += self.block_len(at);
         }
         // `room` is the storing entry's own reservation, which `need` uses.
         let committed = (self.protected_bytes + self.reserved).saturating_sub(room);
         let budget = REPLY_BYTES.saturating_sub(need + committed);
-        let mut drop = evictable.saturating_sub(budget);
+        let excess = (plain + sticky).saturating_sub(budget);
+        let mut drop_plain = excess.min(plain);
+        let mut drop_sticky = excess - drop_plain;
         let (mut from, mut to) = (0, 0);
         while from < self.end {
             let len = self.block_len(from);
             if let Some(i) = self.owner(from) {
-                let protected = matches!(&self.entries[i], Some(e) if e.protected);
-                if !protected && drop > 0 {
-                    drop = drop.saturating_sub(len);
-                    self.forget(i);
-                } else {
-                    self.arena.copy_within(from..from + len, to);
-                    if let Some(Some(e)) = self.entries.get_mut(i) {
-                        if let Reply::Stored { at, .. } = &mut e.reply {
-                            *at = (to + HEADER) as u32;
-                        }
+                let (protected, is_sticky) = match &self.entries[i] {
+                    Some(e) => (e.protected, e.sticky),
+                    None => (true, false),
+                };
+                let drop = match (protected, is_sticky) {
+                    (true, _) => None,
+                    (false, false) => Some(&mut drop_plain),
+                    (false, true) => Some(&mut drop_sticky),
+                };
+                match drop {
+                    Some(left) if *left > 0 => {
+                        *left = left.saturating_sub(len);
+                        self.forget(i);
                     }
-                    to += len;
+                    _ => {
+                        self.arena.copy_within(from..from + len, to);
+                        if let Some(Some(e)) = self.entries.get_mut(i) {
+                            if let Reply::Stored { at, .. } = &mut e.reply {
+                                *at = (to + HEADER) as u32;
+                            }
+                        }
+                        to += len;
+                    }
                 }
             }
             from += len;

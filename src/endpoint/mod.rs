@@ -120,6 +120,10 @@ pub struct Endpoint<
     outstanding: usize,
     /// Server slots whose request is with the application under the quota.
     held: usize,
+    /// The request admitted over the quota whose handling call is in progress: refused
+    /// (if still unanswered) when the next input arrives, so that a burst of such
+    /// requests cannot take the slots kept for answers given at once.
+    must_answer: Option<(u16, u16)>,
     pool: BufferPool<BUFFERS, MSG_BYTES>,
     dedup: DedupCache<P, DEDUP_ENTRIES, REPLY_BYTES>,
     control: [Option<Control<P>>; CONTROL_QUEUE],
@@ -220,6 +224,7 @@ impl<
             queued: 0,
             outstanding: 0,
             held: 0,
+            must_answer: None,
             pool: BufferPool::new(),
             dedup: DedupCache::new(),
             control: [None; CONTROL_QUEUE],

@@ -128,6 +128,12 @@ impl<
     ) -> Option<Incoming<'b>> {
         let con = msg.ty() == Type::Con;
         let mid = msg.message_id();
+        // A new input ends the handling call of a request admitted over the quota.
+        if let Some((index, generation)) = self.must_answer.take() {
+            if self.slot_mut(index, generation).is_some() {
+                self.defer(now, index as usize);
+            }
+        }
         if let Some(entry) = self.dedup.find(now, from, mid) {
             self.stats.duplicates += 1;
             if con {
@@ -247,6 +253,9 @@ impl<
             _ => 0,
         };
         let generation = self.occupy(index, slot);
+        if quota & MUST_ANSWER != 0 {
+            self.must_answer = Some((index as u16, generation));
+        }
         Some(Incoming::Request {
             handle: IncomingHandle {
                 index: index as u16,
@@ -288,8 +297,8 @@ impl<
     /// Answers a request the endpoint itself refuses (4.02, 4.05, 4.29, 5.03):
     /// piggybacked and stored for replay if CON, a NON response otherwise. A refusal for
     /// want of space says in Max-Age when space frees (`retry_at`). The refusal is
-    /// remembered like any answer, in an evictable entry: a duplicate that finds none is
-    /// refused (or served) anew, which does no harm since nothing ran.
+    /// remembered like any answer, in an evictable entry — sticky for a non-idempotent
+    /// request, whose duplicates must keep getting the refusal.
     pub(super) fn reply_error(
         &mut self,
         now: Instant,
@@ -300,7 +309,16 @@ impl<
         retry_at: Option<Instant>,
     ) {
         let mid = msg.message_id();
-        let entry = self.dedup.insert(now, to, mid, lifetime, Reply::Nothing);
+        // A refused non-idempotent request must stay refused: if a duplicate found no
+        // entry once space freed, it would run, though its client may have been told
+        // 5.03. Its entry is sticky (it cannot be protected: that is what ran out).
+        let follow_up = matches!(msg.block2(), Ok(Some(b)) if b.num() > 0);
+        let entry = if self.config.non_idempotent.allows(msg.code()) && !follow_up {
+            self.dedup
+                .insert_sticky(now, to, mid, lifetime, Reply::Nothing)
+        } else {
+            self.dedup.insert(now, to, mid, lifetime, Reply::Nothing)
+        };
         let request = Refused {
             to,
             piggyback: msg.ty() == Type::Con,
@@ -502,8 +520,8 @@ impl<
     /// Whether the application may answer request `handle` later than within its
     /// handling call. `false` when the request came in while the endpoint (or its peer)
     /// already holds as many late-answered requests as it may: if it is not answered
-    /// before the next [`poll_output`](Self::poll_output), the endpoint answers it with
-    /// 5.03 Service Unavailable (or 4.29 Too Many Requests) itself, reports
+    /// before the next input or [`poll_output`](Self::poll_output), the endpoint answers
+    /// it with 5.03 Service Unavailable (or 4.29 Too Many Requests) itself, reports
     /// [`Event::RequestRefused`](super::Event::RequestRefused), and the handle goes
     /// stale. A handler that cannot answer at once should then not act on the request.
     pub fn may_defer(&self, handle: IncomingHandle) -> bool {

@@ -203,10 +203,14 @@ impl<P> Slot<P> {
             )
     }
 
-    /// A request with the application, answered or deferred: counted toward the
+    /// A request with the application (handling or deferred), or its separate CON
+    /// response until acknowledged: what a late answer holds, counted toward the
     /// deferral quota.
     pub(super) fn is_held(&self) -> bool {
-        matches!(self.state, State::Handling | State::Deferred)
+        matches!(
+            self.state,
+            State::Handling | State::Deferred | State::RespondingCon
+        )
     }
 
     /// When the slot is free at the latest, if nothing else happens: its give-up or

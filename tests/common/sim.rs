@@ -56,6 +56,9 @@ pub trait App<const E: usize, const B: usize, const M: usize, const D: usize, co
     ) -> Option<Instant>;
 }
 
+/// A datagram sent: when, from, to, and its bytes.
+pub type Sent = (Instant, u8, u8, Vec<u8>);
+
 struct Packet {
     at: Instant,
     seq: u64,
@@ -75,6 +78,8 @@ pub struct Sim<const E: usize, const B: usize, const M: usize, const D: usize, c
     pub sent: usize,
     pub lost: usize,
     pub duplicated: usize,
+    /// Every datagram sent, when tracing is on.
+    pub trace: Option<Vec<Sent>>,
 }
 
 impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
@@ -93,6 +98,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             sent: 0,
             lost: 0,
             duplicated: 0,
+            trace: None,
         }
     }
 
@@ -118,6 +124,9 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
 
     fn send(&mut self, from: u8, to: u8, bytes: &[u8]) {
         self.sent += 1;
+        if let Some(trace) = &mut self.trace {
+            trace.push((self.now, from, to, bytes.to_vec()));
+        }
         if self.per_mille(self.link.loss) {
             self.lost += 1;
             return;
