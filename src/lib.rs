@@ -92,7 +92,7 @@
 //! | one exchange record, indexes included (a request waiting for its answer costs this and nothing else) | 59 + the peer: 91 with `SocketAddr`, 67 with a 4-byte peer handle |
 //! | one message buffer (held only by bytes that must be kept) | `MSG_BYTES` + 110 |
 //! | one dedup entry, indexes included | 72 with `SocketAddr`, 40 with a 1-byte peer |
-//! | `size_of::<Endpoint>()`: `SocketAddr`, 64 records, 16 buffers of 1152 bytes, 128 dedup entries, 8 KiB of stored replies | **44,432** |
+//! | `size_of::<Endpoint>()`: `SocketAddr`, 64 records, 16 buffers of 1152 bytes, 512 dedup entries, 32 KiB of stored replies | **96,656** |
 //! | `size_of::<SmallEndpoint<u8>>()`: 8 records, 4 buffers of 256 bytes, 16 entries, 1 KiB of replies | **4,360** |
 //!
 //! A thousand requests waiting for late answers cost a thousand records: 91 KB with

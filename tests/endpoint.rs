@@ -785,7 +785,7 @@ fn default_endpoint_size_is_as_documented() {
     use coap_proto::SmallEndpoint;
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 44_432);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 96_656);
     assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_360);
     assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_384);
     // One exchange record, indexes included, averaged over 64 more; a request waiting

@@ -19,7 +19,7 @@ const DEFERRABLE: usize = 64 - 2;
 /// One peer's share of those (half, rounded up).
 const PEER_SHARE: usize = DEFERRABLE.div_ceil(2);
 /// Its dedup entries, and one peer's share of them.
-const DEDUP: usize = 128;
+const DEDUP: usize = 512;
 const DEDUP_SHARE: usize = DEDUP / 2;
 
 const LIFETIME_S: u64 = 247;
@@ -139,7 +139,8 @@ fn posts_beyond_what_can_be_kept_are_refused_before_they_run() {
     let mut server = Default8::new(config(2)).unwrap();
     let mut accepted = 0;
     for i in 0..(DEDUP as u16 + 10) {
-        let now = t(i as u64 * 1000);
+        // One every 100 ms: all within EXCHANGE_LIFETIME of the first.
+        let now = t(i as u64 * 100);
         let peer = 10 + (i % 8) as u8;
         match deliver(&mut server, now, peer, &con(Code::POST, i, &[1], "log")) {
             Some(h) => {
@@ -152,7 +153,8 @@ fn posts_beyond_what_can_be_kept_are_refused_before_they_run() {
                 let r = parse(&out.sent[0].1);
                 assert_eq!(r.code(), Code::SERVICE_UNAVAILABLE);
                 // The first POST came at 0 s and frees its entry at 247 s.
-                assert_eq!(r.max_age(), Ok(Some(LIFETIME_S as u32 - i as u32)));
+                let left_ms = LIFETIME_S * 1000 - i as u64 * 100;
+                assert_eq!(r.max_age(), Ok(Some(left_ms.div_ceil(1000) as u32)));
             }
         }
     }
@@ -173,7 +175,7 @@ fn one_peer_gets_4_29_over_its_share_of_posts_while_others_are_served() {
     let mut server = Default8::new(config(2)).unwrap();
     let mut refused_at = None;
     for i in 0..(DEDUP_SHARE as u16 + 4) {
-        let now = t(i as u64 * 1000);
+        let now = t(i as u64 * 100);
         match deliver(&mut server, now, 66, &con(Code::POST, i, &[1], "log")) {
             Some(h) => {
                 server.respond(now, h, Code::CREATED, |_| Ok(())).unwrap();
@@ -484,7 +486,7 @@ proptest! {
     ) {
         match sizes {
             // The adapters' default capacities.
-            0 => run::<64, 16, 1152, 128, 8192>(seed, &ops)?,
+            0 => run::<64, 16, 1152, 512, 32768>(seed, &ops)?,
             // A small embedded configuration.
             1 => run::<8, 4, 256, 16, 1024>(seed, &ops)?,
             // Many records, few buffers and entries, a tight reply store.

@@ -38,7 +38,7 @@ struct Load {
     late: Vec<(Instant, coap_proto::IncomingHandle)>,
 }
 
-impl App<64, 16, 1152, 128, 8192> for Load {
+impl App<64, 16, 1152, 512, 32768> for Load {
     fn incoming(
         &mut self,
         node: usize,
@@ -144,7 +144,7 @@ impl App<64, 16, 1152, 128, 8192> for Load {
     }
 }
 
-fn scenario(seed: u64, loss: u32, crowd: usize) -> (Load, Sim<64, 16, 1152, 128, 8192>) {
+fn scenario(seed: u64, loss: u32, crowd: usize) -> (Load, Sim<64, 16, 1152, 512, 32768>) {
     let nodes: Vec<Ep> = (0..CROWD_FROM + crowd)
         .map(|i| {
             Ep::new(Config {
@@ -182,7 +182,7 @@ fn scenario(seed: u64, loss: u32, crowd: usize) -> (Load, Sim<64, 16, 1152, 128,
     (load, sim)
 }
 
-fn check(load: &Load, sim: &Sim<64, 16, 1152, 128, 8192>) -> Result<(), TestCaseError> {
+fn check(load: &Load, sim: &Sim<64, 16, 1152, 512, 32768>) -> Result<(), TestCaseError> {
     for (id, runs) in &load.post_runs {
         prop_assert!(*runs <= 1, "POST {} ran {} times", id, runs);
     }

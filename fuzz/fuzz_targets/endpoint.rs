@@ -143,7 +143,7 @@ fn build(ty: u8, code: u8, mid: u16, token: &[u8], options: &[(u16, Vec<u8>)], p
 fuzz_target!(|input: Input| {
     if input.default_capacity {
         // The capacities of the std and tokio adapters.
-        run::<64, 16, 1152, 128, 8192>(&input);
+        run::<64, 16, 1152, 512, 32768>(&input);
     } else {
         run::<4, 6, 128, 8, 256>(&input);
     }

@@ -1,36 +1,54 @@
 //! The endpoint: one local CoAP endpoint talking to any number of peers, in both the
 //! client and the server role (RFC 7252 §4 message layer, §5 request/response layer;
-//! RFC 7967 No-Response; RFC 8974 §2.2 token lengths).
+//! RFC 7959 block-wise; RFC 7967 No-Response; RFC 8974 §2.2 token lengths; RFC 8516
+//! Too Many Requests).
 //!
-//! Transition rules, by the section they implement:
+//! Transition rules, by the section they implement, and the file that holds them:
 //!
 //! - §4.2 CON: retransmitted with randomized exponential back-off until ACK or RST;
-//!   given up after MAX_RETRANSMIT ([`crate::retransmit`]). A CON that is Empty (ping),
-//!   malformed, or of a reserved class is rejected with RST. ACK and RST are never
-//!   answered; an unexpected one is ignored.
+//!   given up after MAX_RETRANSMIT ([`crate::retransmit`], `timers.rs`). A CON that is
+//!   Empty (ping), malformed, or of a reserved class is rejected with RST. ACK and RST
+//!   are never answered; an unexpected one is ignored (`mod.rs`, `replies.rs`).
 //! - §4.3 NON: never acknowledged. A malformed or Empty NON is ignored; a NON request
-//!   with an unrecognized critical option is rejected with RST.
-//! - §4.4 Message IDs: random start, then sequential; ACK/RST matched by peer and ID.
-//! - §4.5 Deduplication ([`crate::dedup`]): a duplicate CON within EXCHANGE_LIFETIME gets
-//!   its first reply again (stored piggybacked response, or empty ACK) and is not
-//!   delivered again; a duplicate NON within NON_LIFETIME is ignored.
+//!   with an unrecognized critical option is rejected with RST (`server.rs`).
+//! - §4.4 Message IDs: random start, then sequential; ACK/RST matched by peer and ID
+//!   (`replies.rs`).
+//! - §4.5 Deduplication ([`crate::dedup`], `replies.rs`): a duplicate CON within
+//!   EXCHANGE_LIFETIME gets its first reply again (stored piggybacked response, or empty
+//!   ACK) and is not delivered again; a duplicate NON within NON_LIFETIME is ignored.
 //! - §4.7 NSTART: at most NSTART outstanding interactions per peer; more requests wait,
-//!   in order, in their slots.
-//! - §5.2.1 piggybacked responses: an answer given before the empty-ACK timer fires
-//!   rides in the ACK. §5.2.2 separate responses: otherwise an empty ACK goes out and the
-//!   answer follows as CON (retransmitted until ACKed) or NON. §5.2.3 a NON request is
-//!   answered with NON.
+//!   in order, in their records (`client.rs`).
+//! - §5.2.1 piggybacked responses: an answer given within the handling call rides in
+//!   the ACK. §5.2.2 separate responses: otherwise an empty ACK goes out and the answer
+//!   follows as CON (retransmitted until ACKed) or NON. §5.2.3 a NON request is answered
+//!   with NON (`server.rs`, `output.rs`).
 //! - §5.3.2 responses are matched by token **and** peer; a CON response nobody waits for
-//!   is rejected with RST, a NON one is ignored.
+//!   is rejected with RST, a NON one is ignored (`client.rs`).
 //! - §5.4.1, §5.4.3 an unrecognized critical option, or a recognized one with a value of
 //!   the wrong length, makes a CON request fail with 4.02 Bad Option. §5.8 an
-//!   unassigned method code gets 4.05.
+//!   unassigned method code gets 4.05 (`server.rs`).
+//! - RFC 7959 block-wise in both roles (`client_block.rs`, `server_block.rs`).
 //! - RFC 7967: No-Response suppresses responses of the classes it names (a CON request
 //!   still gets its empty ACK).
 //! - RFC 8974 §2.2.2: a request whose token is longer than the endpoint accepts is a
 //!   message format error.
-//! - A full exchange table answers a new request with 5.03 Service Unavailable and
-//!   Max-Age; a full table refuses a new client request with [`Error::TableFull`].
+//!
+//! # Overflow policies, table by table
+//!
+//! Every table is bounded by a const parameter, and none keeps its bound by breaking a
+//! promise: a live entry of a non-idempotent request is never dropped, a handler never
+//! runs twice for one request, a stored reply is never lost while its duplicates may
+//! come, and no peer can lock the others out for long.
+//!
+//! | table | full: what gives way | else | per peer |
+//! |---|---|---|---|
+//! | exchange records (`EXCHANGES`) | nothing in use is dropped; requests answered late may hold all but [`Config::immediate_reserve`] records (separate CON responses included), so a request answered at once always finds one | a request over the quota is still delivered, but if not answered within its handling call (until the next input or poll) the endpoint answers 5.03 with a Max-Age that is the real time until a place under the quota frees ([`Event::RequestRefused`], [`Endpoint::may_defer`]); with no record at all, 5.03 at once; a client request gets [`Error::TableFull`] | [`Config::peer_share_percent`] of the late places; over it 4.29 with the time until its own oldest frees |
+//! | message buffers (`BUFFERS`) | nothing: a buffer holds only bytes that must be kept | client requests and CON responses may not take the last `immediate_reserve` buffers, kept for answers sent at the next poll; a command that finds none gets [`Error::BuffersFull`] and changes nothing | — |
+//! | dedup entries (`DEDUP_ENTRIES`) | the oldest settled evictable entry (idempotent requests, NON, ACKed responses: a duplicate is then processed again, as RFC 7252 §4.5 allows), then refusals (sticky), then any evictable one; entries of non-idempotent requests ([`Config::non_idempotent`]) never | a new non-idempotent request gets 5.03, before it runs, with the time until the earliest protected entry expires | half the protected entries; over it 4.29 |
+//! | stored replies (`REPLY_BYTES`) | the oldest evictable replies (their entries go too, so duplicates are processed again), refusals last; a protected reply never: its room is set aside before the request runs | a new non-idempotent CON request gets 5.03 before it runs | — |
+//! | Block1 assemblies ([`crate::block::Block1Assembler`]) | the stalest partial body (its client gets 4.08 and may restart); bodies idle for [`Config::block_idle_timeout`] are dropped, and repeating an old block is no progress | — | [`Config::peer_share_percent`]; over it 4.29 with the time until its stalest idles out |
+//! | kept Block2 responses ([`crate::block::KeptResponses`]) | the stalest; a follow-up that finds nothing gets 4.08, never a second run of the handler | the first block goes out unkept | as for assemblies |
+//! | control queue (8 RST / NON refusals) | the newest is dropped and counted ([`Stats::control_dropped`]); answers owed to accepted messages do not live here but on their dedup entries | — | — |
 
 mod api;
 mod client;
@@ -81,6 +99,12 @@ use slot::Slot;
 /// The defaults suit a server or gateway on a host; [`SmallEndpoint`] is a
 /// configuration for a microcontroller. The crate docs give the `size_of` of both.
 ///
+/// Size the dedup table for the rate of non-idempotent requests: each POST keeps its
+/// entry and its reply for EXCHANGE_LIFETIME (247 s), so the defaults — 512 entries and
+/// 32 KiB of replies — sustain about 2 POSTs a second with small replies, or one every
+/// 8 s with 1 KiB replies, before new ones are refused with 5.03 (and a Max-Age that
+/// says when space frees).
+///
 /// # The run loop
 ///
 /// After any input (`handle_datagram`, `handle_timeout`) or command (`request`,
@@ -92,8 +116,8 @@ pub struct Endpoint<
     const EXCHANGES: usize = 64,
     const BUFFERS: usize = 16,
     const MSG_BYTES: usize = 1152,
-    const DEDUP_ENTRIES: usize = 128,
-    const REPLY_BYTES: usize = 8192,
+    const DEDUP_ENTRIES: usize = 512,
+    const REPLY_BYTES: usize = 32768,
 > {
     config: Config,
     /// EXCHANGE_LIFETIME, NON_LIFETIME and MAX_TRANSMIT_WAIT of `config.params`,
