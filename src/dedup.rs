@@ -29,11 +29,12 @@
 //!   (§4.5 allows it for idempotent requests) rather than silently ignored.
 //!
 //! Replies live in an arena filled from the front. When the end is reached, the arena
-//! is compacted: expired and given-up replies go, the oldest evictable replies go if
-//! room is still short, and the rest slide to the front (each reply carries a 4-byte
-//! header naming its entry, so compaction needs no other table). Compaction costs one
-//! pass over the bytes in use and happens at most once per arena's worth of new bytes,
-//! so storing costs O(1) per byte amortized.
+//! is compacted: expired and given-up replies go, every plain evictable reply goes
+//! (with its entry), sticky ones only if room is still short, and the protected and
+//! sticky replies that stay slide to the front (each reply carries a 4-byte header
+//! naming its entry, so compaction needs no other table). Compaction costs one pass
+//! over the bytes in use and happens at most once per arena's worth of new bytes, so
+//! storing costs O(1) per byte amortized.
 //!
 //! An entry can also be marked *pending*: its reply is owed to the peer now (the first
 //! ACK of a message, or a replay for a duplicate). Pending entries are handed out in
@@ -510,9 +511,14 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         // `room` is the storing entry's own reservation, which `need` uses.
         let committed = (self.protected_bytes + self.reserved).saturating_sub(room);
         let budget = REPLY_BYTES.saturating_sub(need + committed);
+        // Every plain evictable reply goes, not only as many as `need` takes: sliding
+        // them down would copy up to the whole arena each time, while dropping them
+        // only makes their duplicates run again, which idempotent requests may. So a
+        // compaction copies the protected and sticky replies alone, once per arena's
+        // worth of stores.
         let excess = (plain + sticky).saturating_sub(budget);
-        let mut drop_plain = excess.min(plain);
-        let mut drop_sticky = excess - drop_plain;
+        let mut drop_plain = plain;
+        let mut drop_sticky = excess.saturating_sub(plain);
         let (mut from, mut to) = (0, 0);
         while from < self.end {
             let len = self.block_len(from);
@@ -786,7 +792,7 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_protected_replies_and_drops_the_oldest_evictable() {
+    fn compaction_keeps_protected_and_sticky_replies_and_drops_the_evictable() {
         let mut c: DedupCache<u8, 16, 100> = DedupCache::new();
         let p = c
             .insert_protected(t(0), 1, 1, LIFE, Reply::Nothing, 20, 8)
@@ -794,20 +800,27 @@ mod tests {
         let e1 = c.insert(t(0), 2, 2, LIFE, Reply::Nothing).unwrap();
         assert!(c.store(t(0), e1, &[2; 20]));
         assert!(c.store(t(0), p, &[1; 20]));
-        let e2 = c.insert(t(0), 2, 3, LIFE, Reply::Nothing).unwrap();
-        assert!(c.store(t(0), e2, &[3; 20]));
-        // 72 of 100 bytes used; 30 more need room: e1 (oldest evictable) goes.
+        let s = c.insert_sticky(t(0), 3, 3, LIFE, Reply::Nothing).unwrap();
+        assert!(c.store(t(0), s, &[3; 20]));
+        // 72 of 100 bytes used; 30 more need room: the evictable reply goes (and its
+        // entry, so a duplicate runs again); protected and sticky ones stay.
         let e3 = c.insert(t(0), 2, 4, LIFE, Reply::Nothing).unwrap();
         assert!(c.store(t(0), e3, &[4; 26]));
         assert_eq!(c.find(t(0), 2, 2), None, "dropped with its reply");
         assert_eq!(c.stored(p), Some(&[1u8; 20][..]));
-        assert_eq!(c.stored(e2), Some(&[3u8; 20][..]));
+        assert_eq!(c.stored(s), Some(&[3u8; 20][..]));
         assert_eq!(c.stored(e3), Some(&[4u8; 26][..]));
         c.check();
+        // Sticky replies go only when room is short without them.
+        let big = c.insert(t(0), 5, 5, LIFE, Reply::Nothing).unwrap();
+        assert!(c.store(t(0), big, &[5; 50]));
+        assert_eq!(c.stored(s), None, "the sticky reply made room last");
+        assert_eq!(c.stored(p), Some(&[1u8; 20][..]));
+        c.check();
         // Once expired, the protected reply's bytes are reclaimed too.
-        let late = c.insert(t(300), 2, 5, LIFE, Reply::Nothing).unwrap();
-        assert!(c.store(t(300), late, &[5; 90]));
-        assert_eq!(c.stored(late), Some(&[5u8; 90][..]));
+        let late = c.insert(t(300), 2, 6, LIFE, Reply::Nothing).unwrap();
+        assert!(c.store(t(300), late, &[6; 90]));
+        assert_eq!(c.stored(late), Some(&[6u8; 90][..]));
         c.check();
     }
 
