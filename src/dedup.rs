@@ -29,12 +29,12 @@
 //!   (§4.5 allows it for idempotent requests) rather than silently ignored.
 //!
 //! Replies live in an arena filled from the front. When the end is reached, the arena
-//! is compacted: expired and given-up replies go, every plain evictable reply goes
-//! (with its entry), sticky ones only if room is still short, and the protected and
-//! sticky replies that stay slide to the front (each reply carries a 4-byte header
-//! naming its entry, so compaction needs no other table). Compaction costs one pass
-//! over the bytes in use and happens at most once per arena's worth of new bytes, so
-//! storing costs O(1) per byte amortized.
+//! is compacted: expired and given-up replies go, the oldest plain evictable replies go
+//! (with their entries) until half the arena is free, sticky ones only if room is still
+//! short, and the rest slide to the front (each reply carries a 4-byte header naming
+//! its entry, so compaction needs no other table). Compaction costs one pass over the
+//! bytes in use and comes at most once per half arena of new bytes, so storing costs
+//! O(1) per byte amortized.
 //!
 //! An entry can also be marked *pending*: its reply is owed to the peer now (the first
 //! ACK of a message, or a replay for a duplicate). Pending entries are handed out in
@@ -511,14 +511,14 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         // `room` is the storing entry's own reservation, which `need` uses.
         let committed = (self.protected_bytes + self.reserved).saturating_sub(room);
         let budget = REPLY_BYTES.saturating_sub(need + committed);
-        // Every plain evictable reply goes, not only as many as `need` takes: sliding
-        // them down would copy up to the whole arena each time, while dropping them
-        // only makes their duplicates run again, which idempotent requests may. So a
-        // compaction copies the protected and sticky replies alone, once per arena's
-        // worth of stores.
+        // The oldest plain evictable replies go until half the arena is free (or `need`
+        // fits, if more): the newer half stays, as duplicates come soon after their
+        // original, while each compaction copies at most half the arena and comes at
+        // most once per half arena of stores — O(1) copies per byte stored.
         let excess = (plain + sticky).saturating_sub(budget);
-        let mut drop_plain = plain;
-        let mut drop_sticky = excess.saturating_sub(plain);
+        let half = (plain + sticky + committed + need).saturating_sub(REPLY_BYTES / 2);
+        let mut drop_plain = excess.max(half).min(plain);
+        let mut drop_sticky = excess.saturating_sub(drop_plain);
         let (mut from, mut to) = (0, 0);
         while from < self.end {
             let len = self.block_len(from);
