@@ -222,10 +222,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         lifetime: Duration,
         reply: Reply,
     ) -> Option<usize> {
-        self.sweep(now);
-        let i = self.reusable(now)?;
-        self.put(now, i, peer, mid, lifetime, reply, Kind::Evictable);
-        Some(i)
+        self.insert_evictable(now, peer, mid, lifetime, reply, Kind::Evictable)
     }
 
     /// [`insert`](Self::insert) for an entry that is worth more than most evictable ones
@@ -241,9 +238,21 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         lifetime: Duration,
         reply: Reply,
     ) -> Option<usize> {
+        self.insert_evictable(now, peer, mid, lifetime, reply, Kind::Sticky)
+    }
+
+    fn insert_evictable(
+        &mut self,
+        now: Instant,
+        peer: P,
+        mid: u16,
+        lifetime: Duration,
+        reply: Reply,
+        kind: Kind,
+    ) -> Option<usize> {
         self.sweep(now);
         let i = self.reusable(now)?;
-        self.put(now, i, peer, mid, lifetime, reply, Kind::Sticky);
+        self.put(now, i, peer, mid, lifetime, reply, kind);
         Some(i)
     }
 
@@ -315,6 +324,10 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
     /// plain evictable one whose exchange is settled; else a sticky one; else any
     /// evictable one. Protected entries only once they expire.
     fn reusable(&self, now: Instant) -> Option<usize> {
+        // Swept: every protected entry counted is live, so none can be reused.
+        if self.protected >= DEDUP_ENTRIES && now < self.next_expiry {
+            return None;
+        }
         let n = DEDUP_ENTRIES;
         let at = |k: usize| (self.hand + k) % n;
         let find = |ok: &dyn Fn(&Entry<P>) -> bool| {

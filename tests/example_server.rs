@@ -2,61 +2,14 @@
 //! are capped by `-d`, and `/async` requests wait on one timer thread, not a thread each.
 #![cfg(feature = "tokio")]
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use coap_proto::net::blocking::Client;
 use coap_proto::net::{Request, tokio as adapter};
 use coap_proto::wire::Code;
-
-struct Server(Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run the tests with --all-features",
-        path.display()
-    );
-    path
-}
-
-fn start(args: &[&str]) -> Server {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(example("coap-server"))
-        .args(["-A", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
-    Server(child, port)
-}
+use common::example::start_coap_server as start;
 
 /// Threads of a process, from /proc (Linux).
 fn threads(pid: u32) -> usize {
@@ -71,7 +24,7 @@ fn threads(pid: u32) -> usize {
 #[test]
 fn created_resources_are_capped_by_d() {
     let server = start(&["-d", "3"]);
-    let mut c = Client::connect(("127.0.0.1", server.1)).unwrap();
+    let mut c = Client::connect(server.addr).unwrap();
     for i in 0..3 {
         let r = c.put(&format!("/new{i}"), b"x").unwrap();
         assert_eq!(r.code, Code::CREATED);
@@ -87,10 +40,8 @@ fn created_resources_are_capped_by_d() {
 #[tokio::test]
 async fn async_requests_share_one_timer_thread() {
     let server = start(&[]);
-    let pid = server.0.id();
-    let client = adapter::Client::connect(("127.0.0.1", server.1))
-        .await
-        .unwrap();
+    let pid = server.child.id();
+    let client = adapter::Client::connect(server.addr).await.unwrap();
     // Settle: the first request starts the timer thread.
     client.get("/").await.unwrap();
     let before = threads(pid);

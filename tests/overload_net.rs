@@ -3,10 +3,9 @@
 //! the hostile clients. Every loop is bounded in count and time.
 #![cfg(feature = "std")]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,46 +13,10 @@ use std::time::{Duration, Instant};
 use coap_proto::net::Response;
 use coap_proto::resource::{Methods, Resource};
 use coap_proto::wire::{Block, Code, Message, MessageBuilder, Type};
+use common::example::start_coap_server;
 
-struct Server(Child, SocketAddr);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start() -> Server {
-    let exe = std::env::current_exe().unwrap();
-    let path: PathBuf = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("coap-server");
-    assert!(
-        path.exists(),
-        "{} not built: run the tests with --all-features",
-        path.display()
-    );
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(path)
-        .args(["-A", "127.0.0.1", "-p", &port.to_string()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
-    Server(child, SocketAddr::from(([127, 0, 0, 1], port)))
+fn start() -> common::example::ExampleServer {
+    start_coap_server(&[])
 }
 
 /// A raw client socket with a receive timeout.
@@ -107,7 +70,7 @@ fn post_sent_100_times_among_large_replies_gets_the_same_reply_every_time() {
     let post = request(Type::Con, Code::POST, 0x4242, &[1], "/journal", |b| {
         b.payload(b"entry").unwrap();
     });
-    let first = exchange(&hostile, server.1, &post, 0x4242).expect("answered");
+    let first = exchange(&hostile, server.addr, &post, 0x4242).expect("answered");
     assert_eq!(Message::parse(&first).unwrap().code(), Code::CREATED);
     for i in 0..99u16 {
         // 1 KiB-class replies between the copies: GET /example_data (block 0 of 1500 B).
@@ -119,9 +82,9 @@ fn post_sent_100_times_among_large_replies_gets_the_same_reply_every_time() {
             "/example_data",
             |_| {},
         );
-        let r = exchange(&other, server.1, &get, 1000 + i).expect("GET answered");
+        let r = exchange(&other, server.addr, &get, 1000 + i).expect("GET answered");
         assert!(r.len() > 1000);
-        let again = exchange(&hostile, server.1, &post, 0x4242).expect("copy answered");
+        let again = exchange(&hostile, server.addr, &post, 0x4242).expect("copy answered");
         assert_eq!(again, first, "copy {i}: the stored 2.01, byte for byte");
     }
 }
@@ -196,7 +159,7 @@ fn late_answered_flood_leaves_get_answered_at_once() {
             b.option(coap_proto::wire::OptionNumber::URI_QUERY, b"30")
                 .unwrap();
         });
-        c.send_to(&req, server.1).unwrap();
+        c.send_to(&req, server.addr).unwrap();
     }
     let mut refused = 0;
     for c in &crowd {
@@ -214,7 +177,7 @@ fn late_answered_flood_leaves_get_answered_at_once() {
     let me = socket();
     let start = Instant::now();
     let get = request(Type::Con, Code::GET, 7777, &[5], "/", |_| {});
-    let r = exchange(&me, server.1, &get, 7777).expect("GET / answered");
+    let r = exchange(&me, server.addr, &get, 7777).expect("GET / answered");
     assert_eq!(Message::parse(&r).unwrap().code(), Code::CONTENT);
     assert!(start.elapsed() < Duration::from_millis(500));
 }

@@ -53,8 +53,10 @@ pub(crate) struct ServerCore {
     /// Block-wise responses to unsafe methods (POST, PUT …), kept for the client's
     /// follow-up Block2 requests: running the handler again would repeat the action.
     kept: Box<KeptResponses<SocketAddr, KEPT, MAX_BODY>>,
-    /// Answers that found no message buffer free, tried again at every poll.
+    /// Answers that found no message buffer free, tried again at every drain.
     retry: VecDeque<(IncomingHandle, Response)>,
+    /// Whether this drain has tried them already.
+    retried: bool,
     pub(crate) out: Vec<u8>,
 }
 
@@ -69,6 +71,7 @@ impl ServerCore {
             waiting: HashMap::new(),
             kept: Box::new(KeptResponses::new()),
             retry: VecDeque::new(),
+            retried: false,
             out: Vec::new(),
         })
     }
@@ -206,14 +209,22 @@ impl ServerCore {
 
 impl Core for ServerCore {
     fn poll(&mut self) -> Step {
-        for _ in 0..self.retry.len() {
-            if let Some((id, response)) = self.retry.pop_front() {
-                self.respond(id, response);
+        // Once per drain, not per datagram sent: a buffer frees between drains.
+        if !self.retried {
+            self.retried = true;
+            for _ in 0..self.retry.len() {
+                if let Some((id, response)) = self.retry.pop_front() {
+                    self.respond(id, response);
+                }
             }
         }
         loop {
             let now = self.clock.now();
             match super::poll(&mut self.ep, now, &mut self.out) {
+                Ok(step @ Step::Wait(_)) => {
+                    self.retried = false;
+                    return step;
+                }
                 Ok(step) => return step,
                 Err(Event::RequestExpired(id) | Event::RequestRefused(id)) => {
                     self.waiting.remove(&id);

@@ -96,4 +96,6 @@ pub fn t(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
 
+#[cfg(feature = "std")]
+pub mod example;
 pub mod sim;
