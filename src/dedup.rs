@@ -288,10 +288,8 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         if self.protected_bytes + self.reserved + room > REPLY_BYTES {
             return Err(full(false));
         }
-        let Some(i) = self
-            .reusable(now)
-            .filter(|&i| !self.is_protected_live(now, i))
-        else {
+        // `reusable` never hands out a protected entry that is still live.
+        let Some(i) = self.reusable(now) else {
             return Err(full(false));
         };
         self.put(
@@ -304,11 +302,6 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
             Kind::Protected(room as u16),
         );
         Ok(i)
-    }
-
-    /// Whether entry `i` is protected and has not expired at `now`.
-    fn is_protected_live(&self, now: Instant, i: usize) -> bool {
-        matches!(self.entries.get(i), Some(Some(e)) if e.protected && e.expires > now)
     }
 
     /// Protected entries of `peer` that have not been swept.

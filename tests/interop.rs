@@ -7,15 +7,17 @@
 //! the test; elsewhere the test prints that it was skipped.
 #![cfg(feature = "std")]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coap_proto::net::Request;
 use coap_proto::net::blocking::Client;
 use coap_proto::wire::Code;
+use common::example::example;
 
 fn big() -> Vec<u8> {
     (0..5000).map(|i| (i * 7 % 251) as u8).collect()
@@ -55,24 +57,6 @@ impl Drop for Peer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn example(name: &str) -> PathBuf {
-    // tests run from target/<profile>/deps; examples are built next to it.
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run the tests with --all-features",
-        path.display()
-    );
-    path
 }
 
 /// Our `coap-server` example on a free port, logging each request to stderr.
