@@ -18,17 +18,17 @@ async fn main() -> Result<(), coap_proto::net::Error> {
         .unwrap_or_else(|| "127.0.0.1:5683".into());
     let mut server = Server::bind(addr).await?;
     server
-        .resource(Resource::new("/hello", Methods::GET), |_req| async {
+        .resource_async(Resource::new("/hello", Methods::GET), |_req| async {
             Response::content("Hello from tokio")
         })
-        .resource(Resource::new("/big", Methods::GET), |_req| async {
+        .resource_async(Resource::new("/big", Methods::GET), |_req| async {
             Response::content((0..5000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
         })
-        .resource(Resource::new("/slow", Methods::GET), |_req| async {
+        .resource_async(Resource::new("/slow", Methods::GET), |_req| async {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             Response::content("worth the wait")
         })
-        .resource(
+        .resource_async(
             Resource::new("/echo", Methods::POST),
             |req: Request| async move { Response::new(Code::CHANGED).payload(req.payload) },
         );

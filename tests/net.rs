@@ -204,16 +204,17 @@ mod tokio_adapter {
     async fn tokio_server() -> std::net::SocketAddr {
         let mut server = adapter::Server::bind("127.0.0.1:0").await.unwrap();
         server
-            .resource(
-                Resource::new("/n", Methods::GET),
-                |req: Request| async move { Response::content(req.query.join("&")) },
-            )
-            .resource(Resource::new("/slow", Methods::GET), |_| async {
+            // Answered inline, in the server's task.
+            .resource(Resource::new("/n", Methods::GET), |req| {
+                Response::content(req.query.join("&")).into()
+            })
+            // Answered from a task of its own.
+            .resource_async(Resource::new("/slow", Methods::GET), |_| async {
                 ::tokio::time::sleep(Duration::from_millis(300)).await;
                 Response::content("slow")
             })
-            .resource(Resource::new("/big", Methods::GET), |_| async {
-                Response::content(body(5000))
+            .resource(Resource::new("/big", Methods::GET), |_| {
+                Response::content(body(5000)).into()
             });
         let addr = server.local_addr().unwrap();
         ::tokio::spawn(server.run());

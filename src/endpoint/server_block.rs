@@ -78,13 +78,13 @@ impl<
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
         let now = self.clamp(now);
+        if is_safe(request.code()) || body.len() <= self.smallest_block(request) {
+            return self.respond_block2(now, handle, request, code, body, build);
+        }
         let peer = self
             .slot_mut(handle.index, handle.generation)
             .map(|s| s.peer)
             .ok_or(Error::UnknownHandle)?;
-        if is_safe(request.code()) || body.len() <= self.smallest_block(request) {
-            return self.respond_block2(now, handle, request, code, body, build);
-        }
         let key = kept_key(request);
         let (idle, share) = (self.block_idle(), self.config.peer_share(BODIES));
         let Ok(place) = kept.place(now, peer, key, idle, share) else {
@@ -207,7 +207,9 @@ impl<
         {
             return self.respond(now, handle, Code::BAD_OPTION, |_| Ok(()));
         }
-        let size2_requested = matches!(request.size2(), Ok(Some(0)));
+        // Size2 matters only for a block-wise answer: look for it only then.
+        let size2_requested =
+            (requested.is_some() || body_len > 16) && matches!(request.size2(), Ok(Some(0)));
         let max_block_szx = self.config.max_block_szx;
         self.respond(now, handle, code, |b| {
             build(b)?;

@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::vec::Vec;
 
-use super::client::{BlockSource, ClientCore, Outcome};
-use super::server::{ServerCore, Work};
-use super::{Clock, Core, Error, Request, Response, Step};
+use super::client::{BlockSource, Outcome};
+use super::server::{Handled, Node, Received};
+use super::{Error, Request, Response, Sent, Step, ToPeer};
 use crate::resource::Resource;
 use crate::wire::Code;
 use crate::{Config, IncomingHandle, RequestHandle};
@@ -32,41 +32,62 @@ use std::time::Duration;
 /// [`request_to`](Self::request_to) or the `*_url` calls).
 pub struct Client {
     socket: UdpSocket,
-    core: ClientCore,
+    core: Node,
     peer: SocketAddr,
     buf: Vec<u8>,
+    receiver: Receiver,
 }
 
 impl Client {
-    /// A client for `server`, on a new socket (bound to loopback for a loopback
-    /// server, else to any address), with a random seed.
-    pub fn connect(server: impl ToSocketAddrs) -> Result<Self, Error> {
-        let seed = super::random_seed();
-        Self::with_config(
-            server,
-            Config {
-                seed,
-                ..Config::default()
-            },
-        )
+    /// A client for `server` (`"host:port"`, `coap://host[:port]`, a socket address, see
+    /// [`ToPeer`]), on a new socket (bound to loopback for a loopback server, else to
+    /// any address), with a random seed.
+    pub fn connect(server: impl ToPeer) -> Result<Self, Error> {
+        Self::with_config(server, super::default_config())
     }
 
     /// [`connect`](Self::connect) with an endpoint configuration.
-    pub fn with_config(server: impl ToSocketAddrs, config: Config) -> Result<Self, Error> {
-        let peer = resolve(server)?;
+    pub fn with_config(server: impl ToPeer, config: Config) -> Result<Self, Error> {
+        let peer = server.to_peer()?.resolve()?;
         let socket = UdpSocket::bind(super::local_for(peer))?;
-        let core = ClientCore::new(config)?;
+        Self::from_socket(socket, peer, config)
+    }
+
+    /// A client on a socket the caller set up (bound, with its multicast hops,
+    /// interface or buffer sizes), for `server`.
+    ///
+    /// ```no_run
+    /// use coap_proto::net::blocking::Client;
+    /// let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// socket.set_ttl(4)?;
+    /// let mut client = Client::from_socket(socket, "127.0.0.1:5683", coap_proto::Config::default())?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn from_socket(
+        socket: UdpSocket,
+        server: impl ToPeer,
+        config: Config,
+    ) -> Result<Self, Error> {
+        let peer = server.to_peer()?.resolve()?;
+        // The receive loop sets its own read timeouts.
+        socket.set_nonblocking(false)?;
         Ok(Client {
             socket,
-            core,
+            core: Node::new(config)?,
             peer,
             buf: std::vec![0; 2048],
+            receiver: Receiver::default(),
         })
     }
 
     /// The server's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The endpoint's counters (messages, retransmissions, duplicates, refusals).
+    pub fn stats(&self) -> crate::Stats {
+        self.core.ep.stats()
     }
 
     /// The local socket address.
@@ -82,7 +103,9 @@ impl Client {
 
     /// [`request`](Self::request) to another peer.
     pub fn request_to(&mut self, peer: SocketAddr, req: &Request) -> Result<Response, Error> {
-        let handle = self.core.start(peer, req, false, None)?;
+        let handle = self
+            .core
+            .start(self.core.clock().now(), peer, req, false, &mut None)?;
         self.run(handle, &mut |_, _, _| true)
     }
 
@@ -135,7 +158,7 @@ impl Client {
         payload: &[u8],
     ) -> Result<Response, Error> {
         let (req, host, port) = Request::from_uri(method, url)?;
-        let peer = resolve((host.as_str(), port))?;
+        let peer = (host.as_str(), port).to_peer()?.resolve()?;
         self.request_to(peer, &req.payload(payload))
     }
 
@@ -153,9 +176,10 @@ impl Client {
         szx: u8,
         mut on_block: impl FnMut(usize, &[u8], bool) -> bool,
     ) -> Result<Response, Error> {
+        let req = Request::get(path).block2(szx);
         let handle = self
             .core
-            .start(self.peer, &Request::get(path).block2(szx), true, None)?;
+            .start(self.core.clock().now(), self.peer, &req, true, &mut None)?;
         self.run(handle, &mut on_block)
     }
 
@@ -184,7 +208,9 @@ impl Client {
         buf: &mut [u8],
     ) -> Result<(usize, bool), Error> {
         let req = Request::get(path).block2(szx).block2_offset(offset);
-        let handle = self.core.start(self.peer, &req, true, None)?;
+        let handle = self
+            .core
+            .start(self.core.clock().now(), self.peer, &req, true, &mut None)?;
         let (mut written, mut end) = (0, false);
         self.run(handle, &mut |at, data, last| {
             // The first block may start before `offset`.
@@ -209,13 +235,19 @@ impl Client {
     ) -> Result<Response, Error> {
         let source: BlockSource = Box::new(next);
         let req = Request::new(method, path).block1(szx);
-        let handle = self.core.start(self.peer, &req, false, Some(source))?;
+        let handle = self.core.start(
+            self.core.clock().now(),
+            self.peer,
+            &req,
+            false,
+            &mut Some(source),
+        )?;
         self.run(handle, &mut |_, _, _| true)
     }
 
     /// Sends a CoAP ping (empty CON); `Ok` once the server answers with RST.
     pub fn ping(&mut self) -> Result<(), Error> {
-        let handle = self.core.ping(self.peer)?;
+        let handle = self.core.ping(self.core.clock().now(), self.peer)?;
         self.run(handle, &mut |_, _, _| true).map(drop)
     }
 
@@ -224,21 +256,33 @@ impl Client {
         handle: RequestHandle,
         on_block: &mut dyn FnMut(usize, &[u8], bool) -> bool,
     ) -> Outcome {
+        let clock = self.core.clock();
+        let mut now = clock.now();
         loop {
-            let deadline = flush(&self.socket, &mut self.core)?;
-            if let Some(outcome) = self.core.take(handle) {
+            let deadline = flush(&self.socket, &mut self.core, now)?;
+            if let Some(outcome) = self.core.requests.take(handle) {
                 return outcome;
             }
-            match recv(&self.socket, self.core.clock(), deadline, &mut self.buf)? {
+            let got = self
+                .receiver
+                .recv(&self.socket, wait(now, deadline), &mut self.buf)?;
+            now = clock.now();
+            match got {
                 Some((n, from)) => {
-                    if let Some(block) = self.core.handle_datagram(from, &self.buf[..n]) {
+                    let received =
+                        self.core
+                            .handle_datagram(now, from, &self.buf[..n], |_, _, _| {
+                                None::<Handled<()>>
+                            });
+                    if let Received::Block(block) = received {
                         if block.handle == handle && !on_block(block.offset, block.data, block.last)
                         {
-                            self.core.stop(handle);
+                            self.core.stop(now, handle);
                         }
                     }
                 }
-                None => self.core.handle_timeout(),
+                None if deadline.is_some_and(|d| d <= now) => self.core.handle_timeout(now),
+                None => {}
             }
         }
     }
@@ -295,12 +339,15 @@ impl Drop for Responder {
     }
 }
 
-/// Wakes the server loop with an empty datagram to its own socket.
+/// Wakes the server loop with an empty datagram to its own socket, after raising a
+/// flag that tells the loop to look at its answer channel (so that the loop need not
+/// look for every datagram, and an answer is found even if the wake-up is lost).
 #[derive(Clone)]
-struct Waker(Arc<UdpSocket>, SocketAddr);
+struct Waker(Arc<UdpSocket>, SocketAddr, Arc<AtomicBool>);
 
 impl Waker {
     fn wake(&self) {
+        self.2.store(true, Ordering::Release);
         let mut to = self.1;
         if to.ip().is_unspecified() {
             to.set_ip(super::loopback(to));
@@ -338,39 +385,49 @@ impl Stopper {
 pub struct Server {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
-    core: ServerCore,
+    core: Node,
     handlers: Vec<Handler>,
     fallback: Option<Handler>,
     rx: mpsc::Receiver<(IncomingHandle, Option<Response>)>,
     tx: mpsc::Sender<(IncomingHandle, Option<Response>)>,
+    /// Raised when an answer was sent on `tx`.
+    answered: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
 impl Server {
     /// A server on `addr` with a random seed.
     pub fn bind(addr: impl ToSocketAddrs) -> Result<Self, Error> {
-        Self::with_config(
-            addr,
-            Config {
-                seed: super::random_seed(),
-                ..Config::default()
-            },
-        )
+        Self::with_config(addr, super::default_config())
     }
 
     /// [`bind`](Self::bind) with an endpoint configuration.
     pub fn with_config(addr: impl ToSocketAddrs, config: Config) -> Result<Self, Error> {
-        let socket = UdpSocket::bind(addr)?;
+        Self::from_socket(UdpSocket::bind(addr)?, config)
+    }
+
+    /// A server on a socket the caller set up (joined to a multicast group, bound to an
+    /// interface, with larger buffers).
+    ///
+    /// ```no_run
+    /// use coap_proto::net::blocking::Server;
+    /// let socket = std::net::UdpSocket::bind("127.0.0.1:5683")?;
+    /// let server = Server::from_socket(socket, coap_proto::Config::default())?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn from_socket(socket: UdpSocket, config: Config) -> Result<Self, Error> {
+        socket.set_nonblocking(false)?;
         let local = socket.local_addr()?;
         let (tx, rx) = mpsc::channel();
         Ok(Server {
             socket: Arc::new(socket),
             local,
-            core: ServerCore::new(config)?,
+            core: Node::new(config)?,
             handlers: Vec::new(),
             fallback: None,
             rx,
             tx,
+            answered: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -378,6 +435,12 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The endpoint's counters so far (from the thread that runs the server, or
+    /// after [`run`](Self::run) returned).
+    pub fn stats(&self) -> crate::Stats {
+        self.core.ep.stats()
     }
 
     /// Adds a resource and its handler.
@@ -403,78 +466,137 @@ impl Server {
 
     /// A handle that stops [`run`](Self::run) from another thread.
     pub fn stopper(&self) -> Stopper {
-        Stopper(self.stop.clone(), Waker(self.socket.clone(), self.local))
+        Stopper(self.stop.clone(), self.waker())
+    }
+
+    fn waker(&self) -> Waker {
+        Waker(self.socket.clone(), self.local, self.answered.clone())
     }
 
     /// Serves until stopped or a socket error.
+    ///
+    /// Per request answered at once, the loop reads the clock once and makes two system
+    /// calls (receive, send); a handler that answers with a `'static` body allocates
+    /// nothing (`tests/alloc.rs` counts).
     pub fn run(&mut self) -> Result<(), Error> {
         let mut buf = std::vec![0u8; 2048];
-        while !self.stop.load(Ordering::SeqCst) {
-            for (id, response) in self.rx.try_iter() {
-                self.core.answer(id, response);
+        let mut receiver = Receiver::default();
+        let clock = self.core.clock();
+        let mut now = clock.now();
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.answered.swap(false, Ordering::Acquire) {
+                for (id, response) in self.rx.try_iter() {
+                    self.core.answer(now, id, response);
+                }
             }
-            let deadline = flush(&self.socket, &mut self.core)?;
-            match recv(&self.socket, self.core.clock(), deadline, &mut buf)? {
+            let deadline = flush(&self.socket, &mut self.core, now)?;
+            let got = receiver.recv(&self.socket, wait(now, deadline), &mut buf)?;
+            now = clock.now();
+            match got {
                 // Empty datagrams are never CoAP: this one is a Responder or Stopper waking us.
                 Some((0, _)) => {}
                 Some((n, from)) => {
-                    if let Some(work) = self.core.handle_datagram(from, &buf[..n]) {
-                        self.dispatch(work);
+                    let (handlers, fallback) = (&mut self.handlers, &mut self.fallback);
+                    let later =
+                        self.core
+                            .handle_datagram(now, from, &buf[..n], |resource, request, _| {
+                                let handler = match resource {
+                                    Some(i) => handlers.get_mut(i),
+                                    None => fallback.as_mut(),
+                                }?;
+                                Some(match handler(request) {
+                                    Reply::Now(response) => Handled::Now(response),
+                                    Reply::Later(f) => Handled::Later(f),
+                                })
+                            });
+                    if let Received::Later(id, f) = later {
+                        f(Responder {
+                            id,
+                            tx: self.tx.clone(),
+                            wake: self.waker(),
+                            sent: false,
+                        });
                     }
                 }
-                None => self.core.handle_timeout(),
+                None if deadline.is_some_and(|d| d <= now) => self.core.handle_timeout(now),
+                None => {}
             }
         }
         Ok(())
     }
+}
 
-    fn dispatch(&mut self, work: Work) {
-        let handler = match work.resource {
-            Some(i) => self.handlers.get_mut(i),
-            None => self.fallback.as_mut(),
-        };
-        let Some(handler) = handler else { return };
-        match handler(&work.request) {
-            Reply::Now(response) => self.core.respond(work.id, response),
-            Reply::Later(f) => f(Responder {
-                id: work.id,
-                tx: self.tx.clone(),
-                wake: Waker(self.socket.clone(), self.local),
-                sent: false,
-            }),
-        }
-    }
+/// How long to wait from `now` for a datagram before `deadline` is due.
+fn wait(now: crate::Instant, deadline: Option<crate::Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(now))
 }
 
 /// Sends every datagram the core has; returns its next deadline.
-fn flush(socket: &UdpSocket, core: &mut impl Core) -> Result<Option<crate::Instant>, Error> {
-    loop {
-        match core.poll() {
-            Step::Transmit(to) => {
-                socket.send_to(core.out(), to)?;
+fn flush(
+    socket: &UdpSocket,
+    core: &mut Node,
+    now: crate::Instant,
+) -> Result<Option<crate::Instant>, Error> {
+    let step = core.poll(now, |to, datagram| {
+        loop {
+            match socket.send_to(datagram, to) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if super::is_loss(e.kind()) => return Ok(Sent::Done),
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(Sent::Done),
             }
-            Step::Wait(deadline) => return Ok(deadline),
+        }
+    })?;
+    match step {
+        Step::Wait(deadline) => Ok(deadline),
+        // A blocking send always takes the datagram.
+        Step::Transmit(_) => Ok(Some(now)),
+    }
+}
+
+/// The longest a receive blocks: a deadline further away is reached by waking up again.
+const MAX_BLOCK: Duration = Duration::from_secs(1);
+
+/// Receives datagrams with no system call but the receive itself while the deadline is
+/// more than [`MAX_BLOCK`] away: the socket's read timeout is changed only when the
+/// next deadline needs a shorter one (or the one set would wake the loop much too
+/// often), not once per datagram.
+#[derive(Debug, Default)]
+struct Receiver {
+    /// The read timeout the socket has.
+    timeout: Option<Duration>,
+}
+
+impl Receiver {
+    /// Waits up to `wait` (for ever: `None`) for one datagram; `None` if none came.
+    fn recv(
+        &mut self,
+        socket: &UdpSocket,
+        wait: Option<Duration>,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SocketAddr)>, Error> {
+        let want = wait.map_or(MAX_BLOCK, |w| w.min(MAX_BLOCK));
+        if want.is_zero() {
+            return Ok(None);
+        }
+        // A timeout longer than the wait would miss the deadline; one much shorter
+        // than the wait would spin.
+        if self.timeout.is_none_or(|t| t > want || t < want / 2) {
+            socket.set_read_timeout(Some(want))?;
+            self.timeout = Some(want);
+        }
+        loop {
+            match socket.recv_from(buf) {
+                Ok(got) => return Ok(Some(got)),
+                // A signal: not a reason to stop serving.
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Ok(None);
+                }
+                // ICMP port unreachable for something we sent earlier: loss.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
-}
-
-/// Waits for one datagram until `deadline` (a minute without one); `None` if the
-/// deadline came first.
-fn recv(
-    socket: &UdpSocket,
-    clock: Clock,
-    deadline: Option<crate::Instant>,
-    buf: &mut [u8],
-) -> Result<Option<(usize, SocketAddr)>, Error> {
-    let wait = deadline.map_or(Duration::from_secs(60), |d| clock.until(d));
-    socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-    match socket.recv_from(buf) {
-        Ok(got) => Ok(Some(got)),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, Error> {
-    addr.to_socket_addrs()?.next().ok_or(Error::UnknownHost)
 }

@@ -1,15 +1,15 @@
-//! The client half shared by the blocking and tokio adapters: starts [`Request`]s on an
-//! endpoint, collects their responses (whole bodies for block-wise ones), feeds uploads
-//! their blocks, and turns endpoint events into results. No I/O.
+//! The client half of the adapters' core: starts [`Request`]s on an endpoint, collects
+//! their responses (whole bodies for block-wise ones), feeds uploads their blocks, and
+//! turns endpoint events into results. No I/O.
 
 use std::boxed::Box;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::vec::Vec;
 
-use super::{Clock, Core, Ep, Error, Request, Response, Step};
-use crate::wire::Code;
-use crate::{Event, Incoming, RequestHandle, RequestOptions};
+use super::{Ep, Error, Request, Response};
+use crate::wire::{Code, Message};
+use crate::{Event, RequestHandle, RequestOptions};
 
 /// Produces an upload block by block: fills the buffer with the body's bytes from the
 /// offset and says how many it wrote and whether more follow.
@@ -60,41 +60,32 @@ impl Pending {
     }
 }
 
-pub(crate) struct ClientCore {
-    pub(crate) ep: Box<Ep>,
-    pub(crate) clock: Clock,
+/// The requests an adapter has in flight: what they need (upload bodies, collected
+/// responses, overall timeouts) beside the endpoint's own records, and their outcomes.
+#[derive(Default)]
+pub(crate) struct Requests {
     pending: HashMap<RequestHandle, Pending>,
     finished: Vec<(RequestHandle, Outcome)>,
-    /// The datagram to send after [`Step::Transmit`].
-    pub(crate) out: Vec<u8>,
 }
 
 /// Largest body sent in one message; larger ones go block-wise (1024-byte blocks fit
 /// the default 1152-byte message buffer with room for options).
 const MAX_SINGLE: usize = 1024;
 
-impl ClientCore {
-    pub(crate) fn new(config: crate::Config) -> Result<Self, Error> {
-        Ok(ClientCore {
-            ep: super::new_endpoint(config)?,
-            clock: Clock::new(),
-            pending: HashMap::new(),
-            finished: Vec::new(),
-            out: Vec::new(),
-        })
-    }
-
+impl Requests {
     /// Starts `req` to `peer`. With `stream`, the response's blocks are handed out by
-    /// [`handle_datagram`](Self::handle_datagram) rather than collected. A `source`
-    /// produces the body block by block instead of `req.payload`.
+    /// [`on_response`](Self::on_response) rather than collected. A `source` produces
+    /// the body block by block instead of `req.payload`; it is taken only when the
+    /// request starts (a refused one may try again with it).
     pub(crate) fn start(
         &mut self,
+        ep: &mut Ep,
+        now: crate::Instant,
         peer: SocketAddr,
         req: &Request,
         stream: bool,
-        source: Option<BlockSource>,
+        source: &mut Option<BlockSource>,
     ) -> Result<RequestHandle, Error> {
-        let now = self.clock.now();
         let options = RequestOptions {
             non_confirmable: req.non_confirmable,
             params: req.params,
@@ -108,15 +99,13 @@ impl ClientCore {
             source.is_some() || req.block1_szx.is_some() || req.payload.len() > MAX_SINGLE;
         let handle = if blockwise {
             let szx = req.block1_szx.unwrap_or(6);
-            self.ep
-                .request_upload(now, peer, req.method, &options, szx, |b| {
-                    req.write(b, false)
-                })?
+            ep.request_upload(now, peer, req.method, &options, szx, |b| {
+                req.write(b, false)
+            })?
         } else {
-            self.ep
-                .request(now, peer, req.method, &options, |b| req.write(b, true))?
+            ep.request(now, peer, req.method, &options, |b| req.write(b, true))?
         };
-        let upload = match source {
+        let upload = match source.take() {
             Some(source) => Some(Upload::Source(source)),
             None => blockwise.then(|| Upload::Body(req.payload.clone())),
         };
@@ -128,93 +117,84 @@ impl ClientCore {
     }
 
     /// Sends a ping (empty CON); it finishes with an empty response.
-    pub(crate) fn ping(&mut self, peer: SocketAddr) -> Result<RequestHandle, Error> {
-        let handle = self.ep.ping(self.clock.now(), peer)?;
+    pub(crate) fn ping(
+        &mut self,
+        ep: &mut Ep,
+        now: crate::Instant,
+        peer: SocketAddr,
+    ) -> Result<RequestHandle, Error> {
+        let handle = ep.ping(now, peer)?;
         self.pending
             .insert(handle, Pending::new(None, false, None, 0));
         Ok(handle)
     }
 
     /// Gives up on a request; it finishes with [`Error::Closed`].
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn cancel(&mut self, handle: RequestHandle) {
-        let _ = self.ep.cancel(self.clock.now(), handle);
+    pub(crate) fn cancel(&mut self, ep: &mut Ep, now: crate::Instant, handle: RequestHandle) {
+        let _ = ep.cancel(now, handle);
         if self.pending.remove(&handle).is_some() {
             self.finished.push((handle, Err(Error::Closed)));
         }
     }
 
-    /// Takes a datagram; returns the block it carries for a streamed request.
-    pub(crate) fn handle_datagram<'b>(
+    /// Takes a response (or one block of it); returns the block for a streamed request.
+    pub(crate) fn on_response<'b>(
         &mut self,
-        from: SocketAddr,
-        datagram: &'b [u8],
+        ep: &mut Ep,
+        now: crate::Instant,
+        handle: RequestHandle,
+        message: &Message<'b>,
+        block: Option<crate::block::Received>,
     ) -> Option<Streamed<'b>> {
-        let now = self.clock.now();
-        match self.ep.handle_datagram(now, from, datagram) {
-            Some(Incoming::Response {
-                handle,
-                message,
-                block,
-            }) => {
-                let p = self.pending.get_mut(&handle)?;
-                let mut response = Response::from_message(&message);
-                if let Some(previous) = p.response.take() {
-                    response.payload = previous.payload;
-                }
-                let (offset, last) = block.map_or((0, true), |b| (b.offset, b.last));
-                if !p.stream {
-                    // Refuse a body over the limit as soon as Size2 or the bytes say so,
-                    // rather than collect it.
-                    let announced = block.and_then(|b| b.total).unwrap_or(0) as usize;
-                    let total = response.payload.len() + message.payload().len();
-                    if announced.max(total) > p.max_body {
-                        let limit = p.max_body;
-                        self.pending.remove(&handle);
-                        if !last {
-                            let _ = self.ep.cancel(now, handle);
-                        }
-                        self.finished
-                            .push((handle, Err(Error::BodyTooLarge { limit })));
-                        return None;
-                    }
-                    response.payload.extend_from_slice(message.payload());
-                }
-                let stream = p.stream;
-                if last {
-                    self.pending.remove(&handle);
-                    self.finished.push((handle, Ok(response)));
-                } else {
-                    p.response = Some(response);
-                }
-                return stream.then(|| Streamed {
-                    handle,
-                    offset,
-                    data: message.payload(),
-                    last,
-                });
-            }
-            Some(Incoming::Request { handle, .. }) => {
-                // A client has no resources.
-                let _ = self.ep.respond(now, handle, Code::NOT_FOUND, |_| Ok(()));
-            }
-            None => {}
+        let p = self.pending.get_mut(&handle)?;
+        let mut response = Response::from_message(message);
+        if let Some(previous) = p.response.take() {
+            response.payload = previous.payload;
         }
-        None
+        let (offset, last) = block.map_or((0, true), |b| (b.offset, b.last));
+        if !p.stream {
+            // Refuse a body over the limit as soon as Size2 or the bytes say so, rather
+            // than collect it.
+            let announced = block.and_then(|b| b.total).unwrap_or(0) as usize;
+            let total = response.payload.len() + message.payload().len();
+            if announced.max(total) > p.max_body {
+                let limit = p.max_body;
+                self.pending.remove(&handle);
+                if !last {
+                    let _ = ep.cancel(now, handle);
+                }
+                self.finished
+                    .push((handle, Err(Error::BodyTooLarge { limit })));
+                return None;
+            }
+            response
+                .payload
+                .to_mut()
+                .extend_from_slice(message.payload());
+        }
+        let stream = p.stream;
+        if last {
+            self.pending.remove(&handle);
+            self.finished.push((handle, Ok(response)));
+        } else {
+            p.response = Some(response);
+        }
+        stream.then(|| Streamed {
+            handle,
+            offset,
+            data: message.payload(),
+            last,
+        })
     }
 
     /// Ends a streamed request early (the adapter's consumer has enough): it finishes
     /// with the response head received so far.
-    pub(crate) fn stop(&mut self, handle: RequestHandle) {
-        let _ = self.ep.cancel(self.clock.now(), handle);
+    pub(crate) fn stop(&mut self, ep: &mut Ep, now: crate::Instant, handle: RequestHandle) {
+        let _ = ep.cancel(now, handle);
         if let Some(p) = self.pending.remove(&handle) {
             let head = p.response.ok_or(Error::Closed);
             self.finished.push((handle, head));
         }
-    }
-
-    pub(crate) fn handle_timeout(&mut self) {
-        self.ep.handle_timeout(self.clock.now());
     }
 
     /// Takes the outcome of `handle` if it finished.
@@ -228,85 +208,74 @@ impl ClientCore {
     pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
         self.finished.drain(..)
     }
-}
 
-impl ClientCore {
     /// Ends the requests whose overall timeout passed; returns the earliest one left.
-    fn give_up_due(&mut self, now: crate::Instant) -> Option<crate::Instant> {
-        let due: Vec<RequestHandle> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.give_up_at.is_some_and(|at| at <= now))
-            .map(|(h, _)| *h)
-            .collect();
-        for handle in due {
-            let _ = self.ep.cancel(now, handle);
-            self.pending.remove(&handle);
-            self.finished.push((handle, Err(Error::TimedOut)));
+    pub(crate) fn give_up_due(
+        &mut self,
+        ep: &mut Ep,
+        now: crate::Instant,
+    ) -> Option<crate::Instant> {
+        if self.pending.is_empty() {
+            return None;
         }
-        self.pending.values().filter_map(|p| p.give_up_at).min()
-    }
-}
-
-impl Core for ClientCore {
-    fn poll(&mut self) -> Step {
-        loop {
-            let now = self.clock.now();
-            let next_give_up = self.give_up_due(now);
-            let event = match super::poll(&mut self.ep, now, &mut self.out) {
-                Ok(Step::Wait(deadline)) => {
-                    let earliest = match (deadline, next_give_up) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    return Step::Wait(earliest);
-                }
-                Ok(step) => return step,
-                Err(event) => event,
-            };
-            let (handle, outcome) = match event {
-                Event::TimedOut(h) => (h, Err(Error::TimedOut)),
-                Event::Reset(h) => (h, Err(Error::Reset)),
-                Event::BlockFailed(h, e) => (h, Err(Error::Block(e))),
-                Event::UploadFailed(h, e) => (h, Err(Error::Upload(e))),
-                Event::Pong(h) => (h, Ok(Response::new(Code::EMPTY))),
-                Event::BlockNeeded {
-                    handle,
-                    offset,
-                    max_len,
-                } => {
-                    let upload = self
-                        .pending
-                        .get_mut(&handle)
-                        .and_then(|p| p.upload.as_mut());
-                    let sent = match upload {
-                        Some(Upload::Body(body)) => self.ep.send_body_block(now, handle, body),
-                        Some(Upload::Source(source)) => {
-                            let mut block = std::vec![0; max_len];
-                            let (n, more) = source(offset, &mut block);
-                            self.ep
-                                .send_block(now, handle, &block[..n.min(max_len)], more)
-                        }
-                        None => self.ep.send_body_block(now, handle, &[]),
-                    };
-                    match sent {
-                        Ok(()) => continue,
-                        Err(e) => (handle, Err(Error::Endpoint(e))),
-                    }
-                }
-                _ => continue,
-            };
-            if self.pending.remove(&handle).is_some() {
-                self.finished.push((handle, outcome));
+        let mut earliest = None::<crate::Instant>;
+        let finished = &mut self.finished;
+        self.pending.retain(|handle, p| match p.give_up_at {
+            Some(at) if at <= now => {
+                let _ = ep.cancel(now, *handle);
+                finished.push((*handle, Err(Error::TimedOut)));
+                false
             }
+            Some(at) => {
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                true
+            }
+            None => true,
+        });
+        earliest
+    }
+
+    /// Takes an endpoint event about a request; hands back the others.
+    pub(crate) fn on_event(
+        &mut self,
+        ep: &mut Ep,
+        now: crate::Instant,
+        event: Event,
+    ) -> Option<Event> {
+        let (handle, outcome) = match event {
+            Event::TimedOut(h) => (h, Err(Error::TimedOut)),
+            Event::Reset(h) => (h, Err(Error::Reset)),
+            Event::BlockFailed(h, e) => (h, Err(Error::Block(e))),
+            Event::UploadFailed(h, e) => (h, Err(Error::Upload(e))),
+            Event::Pong(h) => (h, Ok(Response::new(Code::EMPTY))),
+            Event::BlockNeeded {
+                handle,
+                offset,
+                max_len,
+            } => {
+                let upload = self
+                    .pending
+                    .get_mut(&handle)
+                    .and_then(|p| p.upload.as_mut());
+                let sent = match upload {
+                    Some(Upload::Body(body)) => ep.send_body_block(now, handle, body),
+                    Some(Upload::Source(source)) => {
+                        let mut block = std::vec![0; max_len];
+                        let (n, more) = source(offset, &mut block);
+                        ep.send_block(now, handle, &block[..n.min(max_len)], more)
+                    }
+                    None => ep.send_body_block(now, handle, &[]),
+                };
+                match sent {
+                    Ok(()) => return None,
+                    Err(e) => (handle, Err(Error::Endpoint(e))),
+                }
+            }
+            other => return Some(other),
+        };
+        if self.pending.remove(&handle).is_some() {
+            self.finished.push((handle, outcome));
         }
-    }
-
-    fn out(&self) -> &[u8] {
-        &self.out
-    }
-
-    fn clock(&self) -> Clock {
-        self.clock
+        None
     }
 }

@@ -7,8 +7,8 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::vec::Vec;
 
-use super::server::ServerCore;
-use super::{Core, Request, Response, Step};
+use super::server::{Handled, Node, Received};
+use super::{Request, Response, Sent, Step};
 use crate::resource::Resource;
 use crate::{IncomingHandle, Instant};
 
@@ -38,7 +38,7 @@ pub struct Work {
 
 /// The std server core with a clock set by the caller.
 pub struct ServerHarness {
-    core: ServerCore,
+    core: Node,
 }
 
 impl ServerHarness {
@@ -49,7 +49,7 @@ impl ServerHarness {
             seed,
             ..crate::Config::default()
         };
-        let mut core = ServerCore::new(config).expect("default parameters are valid");
+        let mut core = Node::new(config).expect("default parameters are valid");
         core.table.extend_from_slice(resources);
         core.has_fallback = true;
         ServerHarness { core }
@@ -60,38 +60,57 @@ impl ServerHarness {
         NOW.with(|n| n.set(Some(now)));
     }
 
-    /// Takes a datagram; returns the request a handler has to answer, if any.
+    /// Takes a datagram; returns the request a handler has to answer, if any (every
+    /// handler here answers later, through [`answer`](Self::answer)).
     pub fn handle_datagram(&mut self, from: SocketAddr, datagram: &[u8]) -> Option<Work> {
-        let w = self.core.handle_datagram(from, datagram)?;
-        Some(Work {
-            id: w.id,
-            resource: w.resource,
-            request: w.request,
-            mid: w.mid,
-            block2_num: w.block2.map(|b| b.num()),
-        })
+        let now = self.core.clock().now();
+        let received =
+            self.core
+                .handle_datagram(now, from, datagram, |resource, request, message| {
+                    Some(Handled::Later((
+                        resource,
+                        request.clone(),
+                        message.message_id(),
+                        message.block2().ok().flatten().map(|b| b.num()),
+                    )))
+                });
+        match received {
+            Received::Later(id, (resource, request, mid, block2_num)) => Some(Work {
+                id,
+                resource,
+                request,
+                mid,
+                block2_num,
+            }),
+            _ => None,
+        }
     }
 
     /// Answers (or, with `None`, abandons) a request.
     pub fn answer(&mut self, id: IncomingHandle, response: Option<Response>) {
-        self.core.answer(id, response);
+        let now = self.core.clock().now();
+        self.core.answer(now, id, response);
     }
 
     /// Fires due timers.
     pub fn handle_timeout(&mut self) {
-        self.core.handle_timeout();
+        let now = self.core.clock().now();
+        self.core.handle_timeout(now);
     }
 
     /// Everything the core has to send now, and its next deadline.
     pub fn drain(&mut self) -> (Vec<(SocketAddr, Vec<u8>)>, Option<Instant>) {
         let mut sent = Vec::new();
-        for _ in 0..10_000 {
-            match self.core.poll() {
-                Step::Transmit(to) => sent.push((to, self.core.out().to_vec())),
-                Step::Wait(deadline) => return (sent, deadline),
-            }
+        let now = self.core.clock().now();
+        let step = self.core.poll(now, |to, datagram| {
+            assert!(sent.len() < 10_000, "the server core never settles");
+            sent.push((to, datagram.to_vec()));
+            Ok(Sent::Done)
+        });
+        match step {
+            Ok(Step::Wait(deadline)) => (sent, deadline),
+            _ => unreachable!("every datagram was taken"),
         }
-        panic!("the server core never settles");
     }
 
     /// Requests waiting for an answer, and answers waiting for a buffer: both bounded by

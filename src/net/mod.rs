@@ -13,6 +13,7 @@
 //! [`blocking`] has a blocking client (the calls of RIOT's nanocoap_sock) and a server
 //! with a resource table; `tokio` the same, asynchronous.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::string::{String, ToString};
 use std::vec::Vec;
@@ -93,12 +94,31 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request with `method` for `path`.
+    /// A request with `method` for `path`: the path and, after a `?`, the query, as in
+    /// a URI (`/sensors?rt=temp&unit=C` gives the query arguments `rt=temp` and
+    /// `unit=C`).
+    ///
+    /// ```
+    /// use coap_proto::net::Request;
+    /// let req = Request::get("/async?1");
+    /// assert_eq!((req.path.as_str(), &req.query[..]), ("/async", &["1".to_string()][..]));
+    /// ```
     pub fn new(method: Code, path: &str) -> Self {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (
+                path,
+                query
+                    .split('&')
+                    .filter(|q| !q.is_empty())
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+            None => (path, Vec::new()),
+        };
         Request {
             method,
             path: path.to_string(),
-            query: Vec::new(),
+            query,
             host: None,
             payload: Vec::new(),
             content_format: None,
@@ -284,31 +304,114 @@ impl Request {
         Ok(())
     }
 
-    /// The request a handler sees for `message` from `peer`, with `body` as payload.
-    pub(crate) fn from_message(
+    /// Makes this the request a handler sees for `message` from `peer`, with `body` as
+    /// payload — in place, so that a server reusing one `Request` allocates only when a
+    /// request is larger than every one before it.
+    pub(crate) fn fill_from(
+        &mut self,
         message: &Message<'_>,
         peer: std::net::SocketAddr,
         body: &[u8],
-    ) -> Self {
-        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-        let mut path = String::new();
-        for segment in message.uri_path() {
-            path.push('/');
-            path.push_str(&text(segment));
+    ) {
+        self.method = message.code();
+        self.path.clear();
+        self.content_format = None;
+        self.accept = None;
+        let (mut queries, mut others) = (0, 0);
+        let mut host = None;
+        // One walk over the options rather than one per field.
+        for o in message.options() {
+            match o.number {
+                OptionNumber::URI_PATH => {
+                    self.path.push('/');
+                    push_text(&mut self.path, o.value);
+                }
+                OptionNumber::URI_QUERY => {
+                    match self.query.get_mut(queries) {
+                        Some(q) => {
+                            q.clear();
+                            push_text(q, o.value);
+                        }
+                        None => self
+                            .query
+                            .push(String::from_utf8_lossy(o.value).into_owned()),
+                    }
+                    queries += 1;
+                }
+                OptionNumber::URI_HOST if host.is_none() => {
+                    host = std::str::from_utf8(o.value).ok().filter(|h| !h.is_empty());
+                }
+                OptionNumber::CONTENT_FORMAT if self.content_format.is_none() => {
+                    self.content_format = format_of(o.value);
+                }
+                OptionNumber::ACCEPT if self.accept.is_none() => self.accept = format_of(o.value),
+                number if HANDLED.contains(&number) => {}
+                number => {
+                    match self.options.get_mut(others) {
+                        Some((n, value)) => {
+                            *n = number;
+                            value.clear();
+                            value.extend_from_slice(o.value);
+                        }
+                        None => self.options.push((number, o.value.to_vec())),
+                    }
+                    others += 1;
+                }
+            }
         }
-        if path.is_empty() {
-            path.push('/');
+        self.query.truncate(queries);
+        self.options.truncate(others);
+        if self.path.is_empty() {
+            self.path.push('/');
         }
-        let mut req = Request::new(message.code(), &path);
-        req.query = message.uri_query().map(text).collect();
-        req.host = message.uri_host().ok().flatten().map(ToString::to_string);
-        req.payload = body.to_vec();
-        req.content_format = message.content_format().ok().flatten();
-        req.accept = message.accept().ok().flatten();
-        req.options = other_options(message);
-        req.peer = Some(peer);
-        req
+        match (host, &mut self.host) {
+            (Some(name), Some(old)) => {
+                old.clear();
+                old.push_str(name);
+            }
+            (name, old) => *old = name.map(ToString::to_string),
+        }
+        self.payload.clear();
+        self.payload.extend_from_slice(body);
+        self.peer = Some(peer);
     }
+}
+
+/// A Content-Format or Accept value (a uint of at most 2 bytes, RFC 7252 §12.3).
+fn format_of(value: &[u8]) -> Option<ContentFormat> {
+    match *value {
+        [] => Some(ContentFormat(0)),
+        [b] => Some(ContentFormat(u16::from(b))),
+        [a, b] => Some(ContentFormat(u16::from_be_bytes([a, b]))),
+        _ => None,
+    }
+}
+
+/// Appends `bytes` as text (invalid UTF-8 replaced), without a copy when it is valid.
+fn push_text(s: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => s.push_str(text),
+        Err(_) => s.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// Overwrites `into` with `from`'s items, reusing the elements (and their allocations)
+/// already there.
+fn refill<T, S>(
+    into: &mut Vec<T>,
+    from: impl Iterator<Item = S>,
+    make: impl Fn(S) -> T,
+    set: impl Fn(&mut T, S),
+) {
+    let mut n = 0;
+    for item in from {
+        match into.get_mut(n) {
+            Some(old) => set(old, item),
+            None => into.push(make(item)),
+        }
+        n += 1;
+    }
+    into.truncate(n);
 }
 
 /// Options that `Request` and `Response` hold in fields of their own, or that the
@@ -330,13 +433,146 @@ const HANDLED: [OptionNumber; 14] = [
     OptionNumber::MAX_AGE,
 ];
 
-/// The options of `message` that have no field of their own.
-fn other_options(message: &Message<'_>) -> Vec<(OptionNumber, Vec<u8>)> {
-    message
-        .options()
-        .filter(|o| !HANDLED.contains(&o.number))
-        .map(|o| (o.number, o.value.to_vec()))
-        .collect()
+/// Sets `options` to those of `message` that have no field of their own.
+fn fill_other_options(options: &mut Vec<(OptionNumber, Vec<u8>)>, message: &Message<'_>) {
+    let others = message.options().filter(|o| !HANDLED.contains(&o.number));
+    refill(
+        options,
+        others,
+        |o| (o.number, o.value.to_vec()),
+        |(number, value), o| {
+            *number = o.number;
+            value.clear();
+            value.extend_from_slice(o.value);
+        },
+    );
+}
+
+/// A response body: borrowed when it is `'static` (a handler answering with a constant
+/// allocates nothing), owned otherwise. It reads as a `[u8]` and compares with byte
+/// strings, slices and vectors.
+///
+/// ```
+/// use coap_proto::net::{Payload, Response};
+/// let constant = Response::content("hello"); // no allocation
+/// let computed = Response::content(format!("{} C", 21.5));
+/// assert_eq!(constant.payload, b"hello");
+/// assert_eq!(computed.payload.len(), 6);
+/// let owned: Vec<u8> = computed.payload.into_vec();
+/// assert_eq!(Payload::from(owned), b"21.5 C");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Payload(Cow<'static, [u8]>);
+
+impl Payload {
+    /// The bytes, as an owned vector (copied only if borrowed).
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0.into_owned()
+    }
+
+    /// The bytes, to change (copied into a vector first if borrowed).
+    pub fn to_mut(&mut self) -> &mut Vec<u8> {
+        self.0.to_mut()
+    }
+
+    /// The bytes as text, if they are UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.as_str() {
+            Some(text) => write!(f, "{text:?}"),
+            None => write!(f, "{:02x?}", &*self.0),
+        }
+    }
+}
+
+impl From<&'static [u8]> for Payload {
+    fn from(bytes: &'static [u8]) -> Self {
+        Payload(Cow::Borrowed(bytes))
+    }
+}
+
+impl<const N: usize> From<&'static [u8; N]> for Payload {
+    fn from(bytes: &'static [u8; N]) -> Self {
+        Payload(Cow::Borrowed(bytes))
+    }
+}
+
+impl From<&'static str> for Payload {
+    fn from(text: &'static str) -> Self {
+        Payload(Cow::Borrowed(text.as_bytes()))
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Self {
+        Payload(Cow::Owned(bytes))
+    }
+}
+
+impl From<String> for Payload {
+    fn from(text: String) -> Self {
+        Payload(Cow::Owned(text.into_bytes()))
+    }
+}
+
+impl From<Payload> for Vec<u8> {
+    fn from(p: Payload) -> Self {
+        p.into_vec()
+    }
+}
+
+impl PartialEq<[u8]> for Payload {
+    fn eq(&self, other: &[u8]) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&[u8]> for Payload {
+    fn eq(&self, other: &&[u8]) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl<const N: usize> PartialEq<[u8; N]> for Payload {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        *self.0 == other[..]
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for Payload {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        *self.0 == other[..]
+    }
+}
+
+impl PartialEq<Vec<u8>> for Payload {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        *self.0 == other[..]
+    }
+}
+
+impl PartialEq<&str> for Payload {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == *other.as_bytes()
+    }
 }
 
 impl fmt::Display for Request {
@@ -368,8 +604,8 @@ impl fmt::Display for Request {
 pub struct Response {
     /// The response code.
     pub code: Code,
-    /// The body.
-    pub payload: Vec<u8>,
+    /// The body (borrowed when it is `'static`, see [`Payload`]).
+    pub payload: Payload,
     /// Content-Format of the body.
     pub content_format: Option<ContentFormat>,
     /// Location-Path (e.g. of a resource a POST created), `/` separated.
@@ -387,7 +623,7 @@ impl Response {
     pub fn new(code: Code) -> Self {
         Response {
             code,
-            payload: Vec::new(),
+            payload: Payload::default(),
             content_format: None,
             location_path: None,
             etag: None,
@@ -397,12 +633,12 @@ impl Response {
     }
 
     /// 2.05 Content with this body.
-    pub fn content(payload: impl Into<Vec<u8>>) -> Self {
+    pub fn content(payload: impl Into<Payload>) -> Self {
         Response::new(Code::CONTENT).payload(payload)
     }
 
     /// With this body.
-    pub fn payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
+    pub fn payload(mut self, payload: impl Into<Payload>) -> Self {
         self.payload = payload.into();
         self
     }
@@ -472,7 +708,7 @@ impl Response {
         r.location_path = (!segments.is_empty()).then(|| segments.join("/"));
         r.etag = message.etag().ok().flatten().map(<[u8]>::to_vec);
         r.max_age = message.max_age().ok().flatten();
-        r.options = other_options(message);
+        fill_other_options(&mut r.options, message);
         r
     }
 }
@@ -496,8 +732,14 @@ impl From<Code> for Response {
 /// The largest response body a client collects unless a request says otherwise: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
-/// Why a client call ended without a response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a client call ended without a response, or a socket could not be set up.
+///
+/// ```
+/// use coap_proto::net::Error;
+/// let e = Error::from(std::io::Error::new(std::io::ErrorKind::AddrInUse, "port 5683 taken"));
+/// assert_eq!(e.to_string(), "socket error: port 5683 taken");
+/// ```
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// No response in time (after every retransmission, or the NON timeout).
@@ -524,8 +766,9 @@ pub enum Error {
         /// Bytes needed (at least).
         needed: usize,
     },
-    /// A socket operation failed.
-    Io(std::io::ErrorKind),
+    /// A socket operation failed (shared, so that the error can be cloned and handed to
+    /// every request it ended).
+    Io(std::sync::Arc<std::io::Error>),
     /// The client's task is gone (tokio) or the request was cancelled.
     Closed,
 }
@@ -546,17 +789,54 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { needed } => {
                 write!(f, "the body needs a buffer of at least {needed} bytes")
             }
-            Error::Io(kind) => write!(f, "socket error: {kind}"),
+            Error::Io(e) => write!(f, "socket error: {e}"),
             Error::Closed => f.write_str("the client was closed or the request cancelled"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for Error {
+    /// Socket errors compare by kind; everything else by value.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Error::Io(a), Error::Io(b)) => a.kind() == b.kind(),
+            (Error::TimedOut, Error::TimedOut)
+            | (Error::Reset, Error::Reset)
+            | (Error::UnknownHost, Error::UnknownHost)
+            | (Error::Closed, Error::Closed) => true,
+            (Error::Block(a), Error::Block(b)) => a == b,
+            (Error::Upload(a), Error::Upload(b)) => a == b,
+            (Error::Endpoint(a), Error::Endpoint(b)) => a == b,
+            (Error::Uri(a), Error::Uri(b)) => a == b,
+            (Error::BodyTooLarge { limit: a }, Error::BodyTooLarge { limit: b }) => a == b,
+            (Error::BufferTooSmall { needed: a }, Error::BufferTooSmall { needed: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Error {
+    /// The kind of a socket error (`None` for the others).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Io(e.kind())
+        Error::Io(std::sync::Arc::new(e))
     }
 }
 
@@ -584,28 +864,30 @@ impl Clock {
     }
 
     /// How long from now until `deadline` (zero if it passed).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn until(&self, deadline: crate::Instant) -> std::time::Duration {
         deadline.saturating_duration_since(self.now())
     }
 }
 
-/// What the cores have for their adapter after draining events.
+/// What the core has for its adapter after draining events.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Step {
-    /// Send the core's `out` buffer to this peer.
+    /// The sender could not take a datagram now: it is in the core's `out` buffer, to
+    /// be sent to this peer once the socket can take it.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Transmit(std::net::SocketAddr),
     /// Wait for a datagram until then.
     Wait(Option<crate::Instant>),
 }
 
-/// What the adapters' loops need of the client and server cores.
-pub(crate) trait Core {
-    /// Drains events; stops at a datagram to send ([`out`](Self::out)) or the deadline.
-    fn poll(&mut self) -> Step;
-    /// The datagram of the last [`Step::Transmit`].
-    fn out(&self) -> &[u8];
-    /// The core's clock.
-    fn clock(&self) -> Clock;
+/// What the adapter's sender made of a datagram.
+pub(crate) enum Sent {
+    /// Sent (or lost, as far as CoAP goes).
+    Done,
+    /// The socket cannot take it now: keep it and hand it back.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    WouldBlock,
 }
 
 /// The endpoint type of the adapters.
@@ -615,21 +897,27 @@ pub(crate) fn new_endpoint(config: crate::Config) -> Result<std::boxed::Box<Ep>,
     Ep::new(config).map(std::boxed::Box::new)
 }
 
-/// Polls `ep` once: a transmit is copied into `out` (so that the caller may use the
-/// endpoint again before sending), an event handed back.
-pub(crate) fn poll(
-    ep: &mut Ep,
-    now: crate::Instant,
-    out: &mut Vec<u8>,
-) -> Result<Step, crate::Event> {
-    match ep.poll_output(now) {
-        crate::Output::Transmit(t) => {
-            out.clear();
-            out.extend_from_slice(t.data);
-            Ok(Step::Transmit(t.to))
-        }
-        crate::Output::Event(e) => Err(e),
-        crate::Output::Timeout(t) => Ok(Step::Wait(t)),
+/// Whether a socket error is loss as far as CoAP goes (an ICMP error for an earlier
+/// datagram, an unreachable peer, a signal), rather than the end of the socket.
+pub(crate) fn is_loss(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        kind,
+        ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::Interrupted
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::AddrNotAvailable
+    )
+}
+
+/// The adapters' default configuration: [`Config::default`](crate::Config) with a
+/// random seed.
+pub(crate) fn default_config() -> crate::Config {
+    crate::Config {
+        seed: random_seed(),
+        ..crate::Config::default()
     }
 }
 
@@ -662,4 +950,119 @@ pub(crate) fn local_for(peer: std::net::SocketAddr) -> std::net::SocketAddr {
         std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
     };
     std::net::SocketAddr::new(ip, 0)
+}
+
+/// Where a client sends its requests: `"host:port"`, a `coap://host[:port]` URI (the
+/// path is ignored), a [`SocketAddr`](std::net::SocketAddr), or `(host, port)`.
+///
+/// ```
+/// use coap_proto::net::ToPeer;
+/// # fn show(p: impl ToPeer) {}
+/// show("127.0.0.1:5683");
+/// show("coap://localhost");
+/// show(("::1", 5683));
+/// show(std::net::SocketAddr::from(([127, 0, 0, 1], 5683)));
+/// ```
+pub trait ToPeer {
+    /// The address, or the name and port to look up.
+    #[doc(hidden)]
+    fn to_peer(&self) -> Result<Peer, Error>;
+}
+
+/// A peer before name resolution.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// Known already.
+    Addr(std::net::SocketAddr),
+    /// To be looked up.
+    Name(String, u16),
+}
+
+impl Peer {
+    /// The address, looked up (blocking) if need be.
+    pub(crate) fn resolve(self) -> Result<std::net::SocketAddr, Error> {
+        use std::net::ToSocketAddrs;
+        match self {
+            Peer::Addr(a) => Ok(a),
+            Peer::Name(host, port) => (host.as_str(), port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or(Error::UnknownHost),
+        }
+    }
+}
+
+impl ToPeer for str {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        if self.contains("://") {
+            let uri = crate::uri::Uri::parse(self).map_err(Error::Uri)?;
+            return Ok(match uri.ip() {
+                Some(ip) => Peer::Addr(std::net::SocketAddr::new(ip, uri.port())),
+                None => Peer::Name(uri.host().to_string(), uri.port()),
+            });
+        }
+        if let Ok(addr) = self.parse() {
+            return Ok(Peer::Addr(addr));
+        }
+        match self.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port.parse().map_err(|_| Error::Uri(UriError::BadPort))?;
+                (host, port).to_peer()
+            }
+            None => Err(Error::Uri(UriError::BadPort)),
+        }
+    }
+}
+
+impl ToPeer for String {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        self.as_str().to_peer()
+    }
+}
+
+impl ToPeer for std::net::SocketAddr {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        Ok(Peer::Addr(*self))
+    }
+}
+
+impl ToPeer for (&str, u16) {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        let host = self.0.trim_start_matches('[').trim_end_matches(']');
+        Ok(match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Peer::Addr(std::net::SocketAddr::new(ip, self.1)),
+            Err(_) => Peer::Name(host.to_string(), self.1),
+        })
+    }
+}
+
+impl ToPeer for (String, u16) {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        (self.0.as_str(), self.1).to_peer()
+    }
+}
+
+impl ToPeer for (std::net::IpAddr, u16) {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        Ok(Peer::Addr((*self).into()))
+    }
+}
+
+impl ToPeer for (std::net::Ipv4Addr, u16) {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        Ok(Peer::Addr((*self).into()))
+    }
+}
+
+impl ToPeer for (std::net::Ipv6Addr, u16) {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        Ok(Peer::Addr((*self).into()))
+    }
+}
+
+impl<T: ToPeer + ?Sized> ToPeer for &T {
+    fn to_peer(&self) -> Result<Peer, Error> {
+        (**self).to_peer()
+    }
 }

@@ -1,19 +1,21 @@
-//! The server half shared by the blocking and tokio adapters: routes requests through
-//! a resource table, assembles Block1 bodies, serves `/.well-known/core`, and answers
-//! with a [`Response`] (block-wise when large). No I/O, no handlers: the adapter runs
-//! the handler of the resource index it is given. The server policies themselves —
-//! kept responses for the follow-ups of unsafe requests, ETags of block-wise bodies,
-//! 5.00 for an abandoned request — are the core's.
+//! The core of the blocking and tokio adapters, both roles on one endpoint: as a server
+//! it routes requests through a resource table, assembles Block1 bodies, serves
+//! `/.well-known/core`, and answers with a [`Response`] (block-wise when large); as a
+//! client it runs [`Requests`]. No I/O, no handlers: the adapter runs the handler of the
+//! resource index it is given. The server policies themselves — kept responses for the
+//! follow-ups of unsafe requests, ETags of block-wise bodies, 5.00 for an abandoned
+//! request — are the endpoint's.
 
 use std::boxed::Box;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::vec::Vec;
 
-use super::{Clock, Core, Ep, Error, Request, Response, Step};
+use super::client::{Requests, Streamed};
+use super::{Clock, Ep, Error, Request, Response, Sent, Step};
 use crate::block::{Block1Assembler, KeptResponses};
 use crate::resource::{LinkFormat, Resource, Route, route};
-use crate::wire::{Block, Code, ContentFormat, Message};
+use crate::wire::{Block, Code, ContentFormat, Message, OptionNumber};
 use crate::{Event, Incoming, IncomingHandle};
 
 /// Largest Block1 body a server assembles.
@@ -30,21 +32,36 @@ struct Waiting {
 /// Block-wise responses of unsafe requests kept at once for their follow-ups.
 const KEPT: usize = 4;
 
-/// A request for the adapter to run a handler on.
-pub(crate) struct Work {
-    pub(crate) id: IncomingHandle,
-    /// Index of the resource in the table; `None` for the fallback handler.
-    pub(crate) resource: Option<usize>,
-    pub(crate) request: Request,
-    /// The request's message ID and Block2 (for the fuzzing oracles).
-    #[cfg_attr(not(fuzzing), allow(dead_code))]
-    pub(crate) mid: u16,
-    #[cfg_attr(not(fuzzing), allow(dead_code))]
-    pub(crate) block2: Option<Block>,
+/// What an adapter's handler made of a request: the response, or what the adapter
+/// needs to answer later (a task, a responder).
+pub(crate) enum Handled<L> {
+    Now(Response),
+    Later(L),
 }
 
-pub(crate) struct ServerCore {
+/// Whether `message` carries Block1 or Block2 (a block of an upload, or a request for a
+/// block of the response).
+fn is_blockwise(message: &Message<'_>) -> bool {
+    message
+        .options()
+        .any(|o| matches!(o.number, OptionNumber::BLOCK1 | OptionNumber::BLOCK2))
+}
+
+/// What a datagram brought.
+pub(crate) enum Received<'b, L> {
+    /// Nothing for the adapter: handled, answered, or not for us.
+    Nothing,
+    /// A request whose handler will answer later, with what the handler gave for that.
+    Later(IncomingHandle, L),
+    /// A block of a streamed response.
+    Block(Streamed<'b>),
+}
+
+/// Both roles of an adapter on one endpoint.
+pub(crate) struct Node {
     pub(crate) ep: Box<Ep>,
+    /// The client role.
+    pub(crate) requests: Requests,
     pub(crate) clock: Clock,
     pub(crate) table: Vec<Resource<'static>>,
     pub(crate) has_fallback: bool,
@@ -57,13 +74,16 @@ pub(crate) struct ServerCore {
     retry: VecDeque<(IncomingHandle, Response)>,
     /// Whether this drain has tried them already.
     retried: bool,
+    /// The request handed to handlers, refilled in place for each one.
+    request: Request,
     pub(crate) out: Vec<u8>,
 }
 
-impl ServerCore {
+impl Node {
     pub(crate) fn new(config: crate::Config) -> Result<Self, Error> {
-        Ok(ServerCore {
+        Ok(Node {
             ep: super::new_endpoint(config)?,
+            requests: Requests::default(),
             clock: Clock::new(),
             table: Vec::new(),
             has_fallback: false,
@@ -72,18 +92,53 @@ impl ServerCore {
             kept: Box::new(KeptResponses::new()),
             retry: VecDeque::new(),
             retried: false,
+            request: Request::new(Code::GET, "/"),
             out: Vec::new(),
         })
     }
 
-    /// Takes a datagram; returns the request a handler has to answer, if any.
-    pub(crate) fn handle_datagram(&mut self, from: SocketAddr, datagram: &[u8]) -> Option<Work> {
-        let now = self.clock.now();
-        let Some(Incoming::Request { handle, message }) =
-            self.ep.handle_datagram(now, from, datagram)
-        else {
-            return None;
-        };
+    /// Takes a datagram. A request for a handler goes to `handler` with the index of its
+    /// resource (`None`: the fallback) and the request as the handler sees it; an answer
+    /// given at once is sent from here (piggybacked), one promised for later is returned
+    /// with the request's handle. A `None` from `handler` abandons the request. A
+    /// response goes to the client role.
+    pub(crate) fn handle_datagram<'b, L>(
+        &mut self,
+        now: crate::Instant,
+        from: SocketAddr,
+        datagram: &'b [u8],
+        handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
+    ) -> Received<'b, L> {
+        match self.ep.handle_datagram(now, from, datagram) {
+            Some(Incoming::Request { handle, message }) => {
+                match self.on_request(now, from, handle, message, handler) {
+                    Some((id, later)) => Received::Later(id, later),
+                    None => Received::Nothing,
+                }
+            }
+            Some(Incoming::Response {
+                handle,
+                message,
+                block,
+            }) => match self
+                .requests
+                .on_response(&mut self.ep, now, handle, &message, block)
+            {
+                Some(streamed) => Received::Block(streamed),
+                None => Received::Nothing,
+            },
+            None => Received::Nothing,
+        }
+    }
+
+    fn on_request<L>(
+        &mut self,
+        now: crate::Instant,
+        from: SocketAddr,
+        handle: IncomingHandle,
+        message: Message<'_>,
+        handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
+    ) -> Option<(IncomingHandle, L)> {
         let resource = match route(&self.table, &message) {
             Route::Resource(i) => Some(i),
             Route::NotFound if self.has_fallback => None,
@@ -108,52 +163,123 @@ impl ServerCore {
                 return None;
             }
         };
-        if let Ok(true) = self
-            .ep
-            .respond_from_kept(now, handle, &message, &mut self.kept)
-        {
-            return None;
-        }
-        let body = match self
-            .ep
-            .assemble_block1(now, handle, &message, &mut self.assembler)
-        {
-            Ok(Some(body)) => body,
-            // Answered already: 2.31 Continue, or an error.
-            _ => return None,
+        let echo = if is_blockwise(&message) {
+            if let Ok(true) = self
+                .ep
+                .respond_from_kept(now, handle, &message, &mut self.kept)
+            {
+                return None;
+            }
+            match self
+                .ep
+                .assemble_block1(now, handle, &message, &mut self.assembler)
+            {
+                Ok(Some(body)) => {
+                    self.request.fill_from(&message, from, body.body);
+                    body.echo
+                }
+                // Answered already: 2.31 Continue, or an error.
+                _ => return None,
+            }
+        } else {
+            // Neither a block of an upload nor a follow-up: the payload is the body.
+            self.request.fill_from(&message, from, message.payload());
+            None
         };
-        let request = Request::from_message(&message, from, body.body);
-        self.waiting.insert(
-            handle,
-            Waiting {
-                request: message.as_bytes().to_vec(),
-                echo: body.echo,
-            },
-        );
-        Some(Work {
-            id: handle,
-            resource,
-            request,
-            mid: message.message_id(),
-            block2: message.block2().ok().flatten(),
-        })
+        match handler(resource, &self.request, &message) {
+            Some(Handled::Now(response)) => {
+                match self.send_response(now, handle, &message, echo, &response) {
+                    Err(crate::Error::BuffersFull) => {
+                        self.wait(handle, &message, echo);
+                        self.retry.push_back((handle, response));
+                    }
+                    Err(_) => drop(self.ep.abandon(now, handle)),
+                    Ok(()) => {}
+                }
+                None
+            }
+            Some(Handled::Later(later)) => {
+                self.wait(handle, &message, echo);
+                Some((handle, later))
+            }
+            None => {
+                let _ = self.ep.abandon(now, handle);
+                None
+            }
+        }
     }
 
-    /// Answers request `id` with `response`: piggybacked if still possible, block-wise
-    /// when the body is larger than a block or the request asked for a block.
-    pub(crate) fn respond(&mut self, id: IncomingHandle, response: Response) {
-        let Some(waiting) = self.waiting.get(&id) else {
-            return;
-        };
-        let Ok(request) = Message::parse(&waiting.request) else {
-            return;
-        };
-        let now = self.clock.now();
-        let echo = waiting.echo;
-        let result = self.ep.respond_block2_kept(
+    /// Starts a request in the client role (see [`Requests::start`]).
+    pub(crate) fn start(
+        &mut self,
+        now: crate::Instant,
+        peer: SocketAddr,
+        req: &Request,
+        stream: bool,
+        source: &mut Option<super::client::BlockSource>,
+    ) -> Result<crate::RequestHandle, Error> {
+        self.requests
+            .start(&mut self.ep, now, peer, req, stream, source)
+    }
+
+    /// Sends a ping in the client role.
+    pub(crate) fn ping(
+        &mut self,
+        now: crate::Instant,
+        peer: SocketAddr,
+    ) -> Result<crate::RequestHandle, Error> {
+        self.requests.ping(&mut self.ep, now, peer)
+    }
+
+    /// Cancels a request: it finishes with [`Error::Closed`].
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn cancel(&mut self, now: crate::Instant, handle: crate::RequestHandle) {
+        self.requests.cancel(&mut self.ep, now, handle);
+    }
+
+    /// Ends a streamed request early with the response head received so far.
+    pub(crate) fn stop(&mut self, now: crate::Instant, handle: crate::RequestHandle) {
+        self.requests.stop(&mut self.ep, now, handle);
+    }
+
+    /// Keeps what answering `id` later needs.
+    fn wait(&mut self, id: IncomingHandle, request: &Message<'_>, echo: Option<Block>) {
+        self.waiting.insert(
+            id,
+            Waiting {
+                request: request.as_bytes().to_vec(),
+                echo,
+            },
+        );
+    }
+
+    /// Sends `response` to `request`: piggybacked if still possible, block-wise when the
+    /// body is larger than a block or the request asked for a block.
+    fn send_response(
+        &mut self,
+        now: crate::Instant,
+        id: IncomingHandle,
+        request: &Message<'_>,
+        echo: Option<Block>,
+        response: &Response,
+    ) -> Result<(), crate::Error> {
+        // A response that fits one message, to a request that asked for no block: sent
+        // as it is, without the block-wise machinery (which would come to the same).
+        let single = 16 << self.ep.config().max_block_szx.min(6);
+        if echo.is_none() && response.payload.len() <= single && !is_blockwise(request) {
+            let sent = self.ep.respond(now, id, response.code, |b| {
+                response.write_options(b)?;
+                b.payload(&response.payload).map(drop)
+            });
+            // Options too large for a whole body: block-wise below makes room.
+            if !matches!(sent, Err(crate::Error::Build(_))) {
+                return sent;
+            }
+        }
+        self.ep.respond_block2_kept(
             now,
             id,
-            &request,
+            request,
             response.code,
             &response.payload,
             &mut self.kept,
@@ -163,36 +289,48 @@ impl ServerCore {
                 }
                 response.write_options(b)
             },
-        );
-        match result {
+        )
+    }
+
+    /// Answers request `id`, which waited for its handler, with `response`.
+    pub(crate) fn respond(&mut self, now: crate::Instant, id: IncomingHandle, response: Response) {
+        let Some(waiting) = self.waiting.remove(&id) else {
+            return;
+        };
+        let Ok(request) = Message::parse(&waiting.request) else {
+            return;
+        };
+        match self.send_response(now, id, &request, waiting.echo, &response) {
             Err(crate::Error::BuffersFull) => {
                 // Every buffer holds a message that must be kept: try again later.
+                self.waiting.insert(id, waiting);
                 self.retry.push_back((id, response));
-                return;
             }
-            Err(_) => {
-                // The options did not fit: tell the client rather than leave it waiting.
-                let _ = self.ep.abandon(now, id);
-            }
+            // The options did not fit: tell the client rather than leave it waiting.
+            Err(_) => drop(self.ep.abandon(now, id)),
             Ok(()) => {}
         }
-        self.waiting.remove(&id);
     }
 
     /// Gives up on request `id`: the client gets 5.00 (the core's answer for an
     /// abandoned request).
-    pub(crate) fn abandon(&mut self, id: IncomingHandle) {
+    pub(crate) fn abandon(&mut self, now: crate::Instant, id: IncomingHandle) {
         if self.waiting.remove(&id).is_some() {
-            let _ = self.ep.abandon(self.clock.now(), id);
+            let _ = self.ep.abandon(now, id);
         }
     }
 
     /// Answers `id` with `response`, or abandons it when there is none (its handler
     /// dropped the means to answer, or panicked).
-    pub(crate) fn answer(&mut self, id: IncomingHandle, response: Option<Response>) {
+    pub(crate) fn answer(
+        &mut self,
+        now: crate::Instant,
+        id: IncomingHandle,
+        response: Option<Response>,
+    ) {
         match response {
-            Some(r) => self.respond(id, r),
-            None => self.abandon(id),
+            Some(r) => self.respond(now, id, r),
+            None => self.abandon(now, id),
         }
     }
 
@@ -202,44 +340,68 @@ impl ServerCore {
         (self.waiting.len(), self.retry.len())
     }
 
-    pub(crate) fn handle_timeout(&mut self) {
-        self.ep.handle_timeout(self.clock.now());
+    pub(crate) fn handle_timeout(&mut self, now: crate::Instant) {
+        self.ep.handle_timeout(now);
     }
 }
 
-impl Core for ServerCore {
-    fn poll(&mut self) -> Step {
+impl Node {
+    /// Drains the endpoint: datagrams go to `send` straight from the endpoint's buffer
+    /// (no copy); one it cannot take now is copied to [`out`](Self::out) and handed
+    /// back. Events go to the client and server roles. Ends at the next deadline.
+    pub(crate) fn poll(
+        &mut self,
+        now: crate::Instant,
+        mut send: impl FnMut(SocketAddr, &[u8]) -> std::io::Result<Sent>,
+    ) -> Result<Step, Error> {
+        let next_give_up = self.requests.give_up_due(&mut self.ep, now);
         // Once per drain, not per datagram sent: a buffer frees between drains.
         if !self.retried {
             self.retried = true;
             for _ in 0..self.retry.len() {
                 if let Some((id, response)) = self.retry.pop_front() {
-                    self.respond(id, response);
+                    self.respond(now, id, response);
                 }
             }
         }
         loop {
-            let now = self.clock.now();
-            match super::poll(&mut self.ep, now, &mut self.out) {
-                Ok(step @ Step::Wait(_)) => {
-                    self.retried = false;
-                    return step;
+            let event = match self.ep.poll_output(now) {
+                crate::Output::Transmit(t) => {
+                    if let Sent::WouldBlock = send(t.to, t.data)? {
+                        self.out.clear();
+                        self.out.extend_from_slice(t.data);
+                        return Ok(Step::Transmit(t.to));
+                    }
+                    continue;
                 }
-                Ok(step) => return step,
-                Err(Event::RequestExpired(id) | Event::RequestRefused(id)) => {
+                crate::Output::Timeout(deadline) => {
+                    self.retried = false;
+                    let earliest = match (deadline, next_give_up) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    return Ok(Step::Wait(earliest));
+                }
+                crate::Output::Event(event) => event,
+            };
+            match event {
+                Event::RequestExpired(id) | Event::RequestRefused(id) => {
                     self.waiting.remove(&id);
                     self.retry.retain(|(r, _)| *r != id);
                 }
-                Err(_) => {}
+                event => drop(self.requests.on_event(&mut self.ep, now, event)),
             }
         }
     }
 
-    fn out(&self) -> &[u8] {
+    /// The datagram of the last [`Step::Transmit`].
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn out(&self) -> &[u8] {
         &self.out
     }
 
-    fn clock(&self) -> Clock {
+    /// The adapter's clock.
+    pub(crate) fn clock(&self) -> Clock {
         self.clock
     }
 }

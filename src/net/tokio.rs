@@ -1,8 +1,10 @@
 //! An async client and server over tokio's `UdpSocket` (feature `tokio`).
 //!
 //! Each runs the endpoint's loop in one task that owns the socket: it sends what
-//! [`poll_output`](crate::Endpoint::poll_output) has, then waits for a datagram, a
-//! command or the next deadline, whichever comes first.
+//! [`poll_output`](crate::Endpoint::poll_output) has, then takes the next datagram, a
+//! command, an answer or the next deadline, whichever comes first. Handlers that answer
+//! at once run inline in that task (no task, no channel per request); those that
+//! answer later get a task of their own.
 //!
 //! ```no_run
 //! use coap_proto::net::tokio::Client;
@@ -18,76 +20,118 @@
 //! ```
 
 use std::boxed::Box;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::vec::Vec;
 
-use tokio::net::{ToSocketAddrs, UdpSocket, lookup_host};
+use tokio::net::{UdpSocket, lookup_host};
 use tokio::sync::{mpsc, oneshot};
 
-use super::client::{BlockSource, ClientCore, Outcome};
-use super::server::ServerCore;
-use super::{Core, Error, Request, Response, Step};
+use super::client::{BlockSource, Outcome};
+use super::server::{Handled, Node, Received};
+use super::{Error, Peer, Request, Response, Sent, Step, ToPeer, is_loss};
 use crate::resource::Resource;
 use crate::wire::Code;
-use crate::{Config, RequestHandle};
+use crate::{Config, IncomingHandle, RequestHandle, Stats};
 
 type Blocks = mpsc::UnboundedSender<(usize, Vec<u8>, bool)>;
 
-enum Command {
-    Start(
-        u64,
-        SocketAddr,
-        Box<Request>,
-        Option<BlockSource>,
-        Option<Blocks>,
-        oneshot::Sender<Outcome>,
-    ),
-    Cancel(u64),
+/// A request for the loop to start.
+struct Start {
+    id: u64,
+    peer: SocketAddr,
+    req: Box<Request>,
+    source: Option<BlockSource>,
+    blocks: Option<Blocks>,
+    reply: oneshot::Sender<Outcome>,
 }
 
-/// An async CoAP client: cheap to clone, any number of requests in flight at once over
-/// one socket. Dropping a request's future cancels the request.
+enum Command {
+    Start(Start),
+    Cancel(u64),
+    Stats(oneshot::Sender<Stats>),
+}
+
+/// An async CoAP client: cheap to clone, any number of requests at once over one
+/// socket. Requests beyond what the endpoint can hold in flight wait their turn, first
+/// come first served; dropping a request's future cancels it, waiting or in flight.
+///
+/// ```no_run
+/// use coap_proto::net::tokio::Client;
+/// use coap_proto::net::Request;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), coap_proto::net::Error> {
+/// let client = Client::connect("coap://127.0.0.1").await?;
+/// let temperature = client.get("/sensors/temp?unit=C").await?;
+/// let stored = client.request(Request::put("/config").payload("on")).await?;
+/// println!("{temperature} / {stored}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     tx: mpsc::UnboundedSender<Command>,
     peer: SocketAddr,
-    next_id: Arc<std::sync::atomic::AtomicU64>,
+    next_id: Arc<AtomicU64>,
 }
 
 impl Client {
-    /// A client for `server` with a random seed; spawns its task on the current runtime.
-    pub async fn connect(server: impl ToSocketAddrs) -> Result<Self, Error> {
-        Self::with_config(
-            server,
-            Config {
-                seed: super::random_seed(),
-                ..Config::default()
-            },
-        )
-        .await
+    /// A client for `server` (see [`ToPeer`]) with a random seed; spawns its task on the
+    /// current runtime.
+    pub async fn connect(server: impl ToPeer) -> Result<Self, Error> {
+        Self::with_config(server, super::default_config()).await
     }
 
     /// [`connect`](Self::connect) with an endpoint configuration.
-    pub async fn with_config(server: impl ToSocketAddrs, config: Config) -> Result<Self, Error> {
+    pub async fn with_config(server: impl ToPeer, config: Config) -> Result<Self, Error> {
         let peer = resolve(server).await?;
         let socket = UdpSocket::bind(super::local_for(peer)).await?;
-        let core = ClientCore::new(config)?;
+        Self::from_socket(socket, peer, config)
+    }
+
+    /// A client on a socket the caller set up (bound to an interface, with multicast
+    /// hops or buffer sizes), for `server`.
+    pub fn from_socket(
+        socket: UdpSocket,
+        server: SocketAddr,
+        config: Config,
+    ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive_client(socket, core, rx));
-        Ok(Client {
+        let driver = Driver::new(socket, Node::new(config)?, Handlers::default(), rx);
+        tokio::spawn(async move {
+            // A client's task ends when every handle is gone or the socket fails; the
+            // requests still open then end with `Error::Closed`.
+            let _ = driver.run().await;
+        });
+        Ok(Client::on(tx, server))
+    }
+
+    fn on(tx: mpsc::UnboundedSender<Command>, peer: SocketAddr) -> Self {
+        Client {
             tx,
             peer,
             next_id: Arc::default(),
-        })
+        }
     }
 
     /// The server's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The endpoint's counters (messages, retransmissions, duplicates, refusals).
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Stats(tx))
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
     }
 
     /// Sends `req` to the server; resolves to the response (the whole body of a
@@ -101,7 +145,7 @@ impl Client {
         self.start(peer, req, None, None).await
     }
 
-    /// GET `path`.
+    /// GET `path` (`/path?query`).
     pub async fn get(&self, path: &str) -> Result<Response, Error> {
         self.request(Request::get(path)).await
     }
@@ -177,19 +221,18 @@ impl Client {
         source: Option<BlockSource>,
         blocks: Option<Blocks>,
     ) -> Outcome {
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
+        let start = Start {
+            id,
+            peer,
+            req: Box::new(req),
+            source,
+            blocks,
+            reply,
+        };
         self.tx
-            .send(Command::Start(
-                id,
-                peer,
-                Box::new(req),
-                source,
-                blocks,
-                reply,
-            ))
+            .send(Command::Start(start))
             .map_err(|_| Error::Closed)?;
         // Cancels the request if this future is dropped before it resolves.
         struct Guard<'a>(&'a mpsc::UnboundedSender<Command>, u64, bool);
@@ -207,174 +250,394 @@ impl Client {
     }
 }
 
-async fn drive_client(
-    socket: UdpSocket,
-    mut core: ClientCore,
-    mut rx: mpsc::UnboundedReceiver<Command>,
-) {
-    let mut buf = std::vec![0u8; 2048];
-    let mut waiting: HashMap<RequestHandle, (u64, oneshot::Sender<Outcome>, Option<Blocks>)> =
-        HashMap::new();
-    let mut ids: HashMap<u64, RequestHandle> = HashMap::new();
-    loop {
-        // A failed send is loss as far as CoAP goes: go on with the rest.
-        let deadline = loop {
-            if let Ok(deadline) = flush(&socket, &mut core).await {
-                break deadline;
-            }
-        };
-        for (handle, outcome) in core.drain_finished() {
-            if let Some((id, reply, _)) = waiting.remove(&handle) {
-                ids.remove(&id);
-                let _ = reply.send(outcome);
-            }
-        }
-        tokio::select! {
-            command = rx.recv() => match command {
-                None => return,
-                Some(Command::Start(id, peer, req, source, blocks, reply)) => {
-                    let req = *req;
-                    match core.start(peer, &req, blocks.is_some(), source) {
-                        Ok(handle) => {
-                            ids.insert(id, handle);
-                            waiting.insert(handle, (id, reply, blocks));
-                        }
-                        Err(e) => drop(reply.send(Err(e))),
-                    }
-                }
-                Some(Command::Cancel(id)) => {
-                    if let Some(handle) = ids.remove(&id) {
-                        waiting.remove(&handle);
-                        core.cancel(handle);
-                    }
-                }
-            },
-            received = socket.recv_from(&mut buf) => {
-                // Errors (e.g. ICMP port unreachable) are loss as far as CoAP goes.
-                if let Ok((n, from)) = received {
-                    if let Some(block) = core.handle_datagram(from, &buf[..n]) {
-                        let sink = waiting.get(&block.handle).and_then(|w| w.2.as_ref());
-                        if sink.is_some_and(|s| s.send((block.offset, block.data.to_vec(), block.last)).is_err()) {
-                            let handle = block.handle;
-                            core.stop(handle);
-                        }
-                    }
-                }
-            }
-            () = sleep(deadline.map(|d| core.clock.until(d))) => core.handle_timeout(),
-        }
+/// What a handler answers: at once, or later from a future.
+pub enum Reply {
+    /// The response, sent at once (piggybacked on the ACK).
+    Now(Response),
+    /// A future that resolves to the response. It runs in a task of its own; the
+    /// request is acknowledged (empty ACK) if it takes longer than the endpoint's
+    /// `empty_ack_delay`, and answered as a separate response.
+    Later(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl From<Response> for Reply {
+    fn from(r: Response) -> Self {
+        Reply::Now(r)
     }
 }
 
-/// Sends every datagram the core has; returns its next deadline.
-async fn flush(socket: &UdpSocket, core: &mut impl Core) -> Result<Option<crate::Instant>, Error> {
-    loop {
-        match core.poll() {
-            Step::Transmit(to) => {
-                socket.send_to(core.out(), to).await?;
-            }
-            Step::Wait(deadline) => return Ok(deadline),
-        }
+impl Reply {
+    /// [`Reply::Later`] from a future.
+    pub fn later(future: impl Future<Output = Response> + Send + 'static) -> Self {
+        Reply::Later(Box::pin(future))
     }
 }
 
-/// Sleeps for `wait`, or forever.
-async fn sleep(wait: Option<std::time::Duration>) {
-    match wait {
-        Some(w) => tokio::time::sleep(w).await,
-        None => std::future::pending().await,
-    }
-}
+type Handler = Box<dyn FnMut(&Request) -> Reply + Send>;
 
-type Handler = Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
-
-/// An async CoAP server with a resource table: each request runs its handler in a task
-/// of its own; the answer is piggybacked if it comes within the endpoint's
-/// `empty_ack_delay` (100 ms by default here), else sent as a separate response.
-pub struct Server {
-    socket: UdpSocket,
-    core: ServerCore,
-    handlers: Vec<Handler>,
+/// The server's handlers: one per resource, and the fallback.
+#[derive(Default)]
+struct Handlers {
+    resources: Vec<Handler>,
     fallback: Option<Handler>,
 }
 
+/// An async CoAP server with a resource table. A handler gets the request as
+/// `&Request` (as the blocking server's do) and answers with a [`Reply`]: at once, run
+/// inline in the server's task, or with a future that gets a task of its own (see
+/// [`resource_async`](Self::resource_async)). The server sends requests too, from the
+/// same socket: see [`client`](Self::client).
+///
+/// ```no_run
+/// use coap_proto::net::tokio::{Reply, Server};
+/// use coap_proto::net::Response;
+/// use coap_proto::resource::{Methods, Resource};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), coap_proto::net::Error> {
+/// let mut server = Server::bind("127.0.0.1:5683").await?;
+/// server.resource(Resource::new("/hello", Methods::GET), |_req| {
+///     Response::content("hello").into()
+/// });
+/// server.resource_async(Resource::new("/slow", Methods::GET), |_req| async {
+///     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+///     Response::content("done")
+/// });
+/// server.run().await
+/// # }
+/// ```
+pub struct Server {
+    driver: Driver,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
 impl Server {
-    /// A server on `addr`, with a random seed and a 100 ms empty-ACK delay.
-    pub async fn bind(addr: impl ToSocketAddrs) -> Result<Self, Error> {
+    /// A server on `addr`, with a random seed and a 100 ms empty-ACK delay (so that a
+    /// handler answering within 100 ms still gets its answer piggybacked).
+    pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> Result<Self, Error> {
         let config = Config {
-            seed: super::random_seed(),
             empty_ack_delay: core::time::Duration::from_millis(100),
-            ..Config::default()
+            ..super::default_config()
         };
         Self::with_config(addr, config).await
     }
 
     /// [`bind`](Self::bind) with an endpoint configuration.
-    pub async fn with_config(addr: impl ToSocketAddrs, config: Config) -> Result<Self, Error> {
-        let socket = UdpSocket::bind(addr).await?;
+    pub async fn with_config(
+        addr: impl tokio::net::ToSocketAddrs,
+        config: Config,
+    ) -> Result<Self, Error> {
+        Self::from_socket(UdpSocket::bind(addr).await?, config)
+    }
+
+    /// A server on a socket the caller set up (joined to a multicast group, bound to an
+    /// interface, with larger buffers).
+    pub fn from_socket(socket: UdpSocket, config: Config) -> Result<Self, Error> {
+        let (tx, rx) = mpsc::unbounded_channel();
         Ok(Server {
-            socket,
-            core: ServerCore::new(config)?,
-            handlers: Vec::new(),
-            fallback: None,
+            driver: Driver::new(socket, Node::new(config)?, Handlers::default(), rx),
+            tx,
         })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        Ok(self.socket.local_addr()?)
+        Ok(self.driver.socket.local_addr()?)
     }
 
-    /// Adds a resource and its async handler.
-    pub fn resource<F, Fut>(&mut self, resource: Resource<'static>, handler: F) -> &mut Self
+    /// The endpoint's counters so far.
+    pub fn stats(&self) -> Stats {
+        self.driver.node.ep.stats()
+    }
+
+    /// A client that sends its requests from this server's socket (to `peer` unless
+    /// told otherwise): a device that serves resources and asks others on one port. Its
+    /// requests start once [`run`](Self::run) runs.
+    pub fn client(&self, peer: SocketAddr) -> Client {
+        Client::on(self.tx.clone(), peer)
+    }
+
+    /// Adds a resource and its handler, which answers with a [`Reply`].
+    pub fn resource(
+        &mut self,
+        resource: Resource<'static>,
+        handler: impl FnMut(&Request) -> Reply + Send + 'static,
+    ) -> &mut Self {
+        self.driver.node.table.push(resource);
+        self.driver.handlers.resources.push(Box::new(handler));
+        self
+    }
+
+    /// Adds a resource whose handler is async: it gets its own copy of the request, and
+    /// its future a task of its own.
+    pub fn resource_async<F, Fut>(&mut self, resource: Resource<'static>, handler: F) -> &mut Self
     where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        F: Fn(Request) -> Fut + Send + 'static,
         Fut: Future<Output = Response> + Send + 'static,
     {
-        self.core.table.push(resource);
-        self.handlers.push(Arc::new(move |r| Box::pin(handler(r))));
+        self.resource(resource, move |req| Reply::later(handler(req.clone())))
+    }
+
+    /// A handler for paths not in the table (instead of 4.04).
+    pub fn fallback(
+        &mut self,
+        handler: impl FnMut(&Request) -> Reply + Send + 'static,
+    ) -> &mut Self {
+        self.driver.node.has_fallback = true;
+        self.driver.handlers.fallback = Some(Box::new(handler));
         self
     }
 
     /// An async handler for paths not in the table (instead of 4.04).
-    pub fn fallback<F, Fut>(&mut self, handler: F) -> &mut Self
+    pub fn fallback_async<F, Fut>(&mut self, handler: F) -> &mut Self
     where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        F: Fn(Request) -> Fut + Send + 'static,
         Fut: Future<Output = Response> + Send + 'static,
     {
-        self.core.has_fallback = true;
-        self.fallback = Some(Arc::new(move |r| Box::pin(handler(r))));
-        self
+        self.fallback(move |req| Reply::later(handler(req.clone())))
     }
 
     /// Serves until a socket error.
-    pub async fn run(mut self) -> Result<(), Error> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+    pub async fn run(self) -> Result<(), Error> {
+        let Server { driver, tx } = self;
+        // The server's own sender keeps the command channel open while it runs.
+        let _keep = tx;
+        driver.run().await
+    }
+}
+
+/// A request the client role has in flight.
+struct InFlight {
+    id: u64,
+    reply: oneshot::Sender<Outcome>,
+    blocks: Option<Blocks>,
+}
+
+/// The loop both roles run in: one socket, one endpoint, the handlers, the client's
+/// requests (in flight, and waiting their turn).
+struct Driver {
+    socket: UdpSocket,
+    node: Node,
+    handlers: Handlers,
+    commands: mpsc::UnboundedReceiver<Command>,
+    in_flight: HashMap<RequestHandle, InFlight>,
+    ids: HashMap<u64, RequestHandle>,
+    /// Requests the endpoint had no room for yet, in the order they came.
+    queued: VecDeque<Start>,
+}
+
+/// Where async handlers' answers go: `None` abandons the request.
+type AnswerSender = mpsc::UnboundedSender<(IncomingHandle, Option<Response>)>;
+
+impl Driver {
+    fn new(
+        socket: UdpSocket,
+        node: Node,
+        handlers: Handlers,
+        commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Self {
+        Driver {
+            socket,
+            node,
+            handlers,
+            commands,
+            in_flight: HashMap::new(),
+            ids: HashMap::new(),
+            queued: VecDeque::new(),
+        }
+    }
+
+    async fn run(mut self) -> Result<(), Error> {
+        let (answer_tx, mut answers) = mpsc::unbounded_channel();
         let mut buf = std::vec![0u8; 2048];
+        let clock = self.node.clock();
+        let mut now = clock.now();
+        let sleep = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut armed: Option<crate::Instant> = None;
+        let mut commands_open = true;
         loop {
-            let deadline = flush(&self.socket, &mut self.core).await?;
-            let wait = deadline.map(|d| self.core.clock.until(d));
+            self.settle(now);
+            let deadline = flush(&self.socket, &mut self.node, now).await?;
+            self.settle(now);
+            // Under load the next datagram is there already: take it without a trip
+            // through the select below.
+            match self.socket.try_recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    now = clock.now();
+                    self.on_datagram(now, from, &buf[..n], &answer_tx);
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if is_loss(e.kind()) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            // A client every handle of which is gone, with nothing left to do.
+            let serving = !self.handlers.resources.is_empty() || self.handlers.fallback.is_some();
+            if !commands_open && !serving && self.in_flight.is_empty() && self.queued.is_empty() {
+                return Ok(());
+            }
+            if deadline != armed {
+                if let Some(d) = deadline {
+                    let at = tokio::time::Instant::now() + clock.until(d);
+                    sleep.as_mut().reset(at);
+                }
+                armed = deadline;
+            }
             tokio::select! {
-                Some((id, response)) = rx.recv() => self.core.answer(id, response),
-                received = self.socket.recv_from(&mut buf) => {
-                    let Ok((n, from)) = received else { continue };
-                    let Some(work) = self.core.handle_datagram(from, &buf[..n]) else { continue };
-                    let handler = match work.resource {
-                        Some(i) => self.handlers.get(i),
-                        None => self.fallback.as_ref(),
-                    };
-                    if let Some(handler) = handler.cloned() {
-                        let mut answer = Answer(Some((tx.clone(), work.id)));
-                        tokio::spawn(async move {
-                            let response = handler(work.request).await;
-                            answer.send(Some(response));
-                        });
+                biased;
+                Some((id, response)) = answers.recv() => {
+                    now = clock.now();
+                    self.node.answer(now, id, response);
+                }
+                command = self.commands.recv(), if commands_open => {
+                    now = clock.now();
+                    match command {
+                        Some(command) => self.on_command(now, command),
+                        None => commands_open = false,
                     }
                 }
-                () = sleep(wait) => {
-                    self.core.handle_timeout();
+                ready = self.socket.readable() => {
+                    ready?;
+                }
+                () = &mut sleep, if armed.is_some() => {
+                    now = clock.now();
+                    armed = None;
+                    self.node.handle_timeout(now);
                 }
             }
+        }
+    }
+
+    fn on_datagram(
+        &mut self,
+        now: crate::Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        answer_tx: &AnswerSender,
+    ) {
+        let handlers = &mut self.handlers;
+        let received = self
+            .node
+            .handle_datagram(now, from, datagram, |resource, request, _| {
+                let handler = match resource {
+                    Some(i) => handlers.resources.get_mut(i),
+                    None => handlers.fallback.as_mut(),
+                }?;
+                Some(match handler(request) {
+                    Reply::Now(response) => Handled::Now(response),
+                    Reply::Later(future) => Handled::Later(future),
+                })
+            });
+        match received {
+            Received::Nothing => {}
+            Received::Later(id, future) => {
+                let mut answer = Answer(Some((answer_tx.clone(), id)));
+                tokio::spawn(async move {
+                    let response = future.await;
+                    answer.send(Some(response));
+                });
+            }
+            Received::Block(block) => {
+                let sink = self
+                    .in_flight
+                    .get(&block.handle)
+                    .and_then(|r| r.blocks.as_ref());
+                if sink.is_some_and(|s| {
+                    s.send((block.offset, block.data.to_vec(), block.last))
+                        .is_err()
+                }) {
+                    let handle = block.handle;
+                    self.node.stop(now, handle);
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, now: crate::Instant, command: Command) {
+        match command {
+            Command::Start(start) => {
+                self.queued.push_back(start);
+                self.start_queued(now);
+            }
+            Command::Cancel(id) => {
+                if let Some(handle) = self.ids.remove(&id) {
+                    self.in_flight.remove(&handle);
+                    self.node.cancel(now, handle);
+                } else {
+                    self.queued.retain(|s| s.id != id);
+                }
+            }
+            Command::Stats(reply) => drop(reply.send(self.node.ep.stats())),
+        }
+    }
+
+    /// Starts waiting requests in their order while the endpoint has room.
+    fn start_queued(&mut self, now: crate::Instant) {
+        while let Some(mut start) = self.queued.pop_front() {
+            if start.reply.is_closed() {
+                continue;
+            }
+            let stream = start.blocks.is_some();
+            match self
+                .node
+                .start(now, start.peer, &start.req, stream, &mut start.source)
+            {
+                Ok(handle) => {
+                    self.ids.insert(start.id, handle);
+                    let in_flight = InFlight {
+                        id: start.id,
+                        reply: start.reply,
+                        blocks: start.blocks,
+                    };
+                    self.in_flight.insert(handle, in_flight);
+                }
+                Err(Error::Endpoint(crate::Error::TableFull | crate::Error::BuffersFull)) => {
+                    // No room until a request in flight finishes (`settle` calls
+                    // again then); the others behind this one keep their place.
+                    self.queued.push_front(start);
+                    return;
+                }
+                Err(e) => drop(start.reply.send(Err(e))),
+            }
+        }
+    }
+
+    /// Hands finished requests their outcome and lets waiting ones take their place
+    /// (records and buffers free up as requests finish and as served exchanges end).
+    fn settle(&mut self, now: crate::Instant) {
+        for (handle, outcome) in self.node.requests.drain_finished() {
+            if let Some(r) = self.in_flight.remove(&handle) {
+                self.ids.remove(&r.id);
+                let _ = r.reply.send(outcome);
+            }
+        }
+        if !self.queued.is_empty() {
+            self.start_queued(now);
+        }
+    }
+}
+
+/// Sends every datagram the core has (at once while the socket takes them, else
+/// waiting until it can); returns its next deadline.
+async fn flush(
+    socket: &UdpSocket,
+    core: &mut Node,
+    now: crate::Instant,
+) -> Result<Option<crate::Instant>, Error> {
+    loop {
+        let step = core.poll(now, |to, datagram| match socket.try_send_to(datagram, to) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(Sent::WouldBlock),
+            Err(e) if is_loss(e.kind()) => Ok(Sent::Done),
+            Err(e) => Err(e),
+            Ok(_) => Ok(Sent::Done),
+        })?;
+        match step {
+            Step::Transmit(to) => match socket.send_to(core.out(), to).await {
+                Err(e) if !is_loss(e.kind()) => return Err(e.into()),
+                _ => {}
+            },
+            Step::Wait(deadline) => return Ok(deadline),
         }
     }
 }
@@ -382,10 +645,7 @@ impl Server {
 /// Sends a handler's response to the server loop; if the handler panics instead, the
 /// request is abandoned (the endpoint answers 5.00), so that the client is not left
 /// waiting.
-struct Answer(Option<(AnswerSender, crate::IncomingHandle)>);
-
-/// Where handlers' answers go: `None` abandons the request.
-type AnswerSender = mpsc::UnboundedSender<(crate::IncomingHandle, Option<Response>)>;
+struct Answer(Option<(AnswerSender, IncomingHandle)>);
 
 impl Answer {
     fn send(&mut self, response: Option<Response>) {
@@ -401,6 +661,12 @@ impl Drop for Answer {
     }
 }
 
-async fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, Error> {
-    lookup_host(addr).await?.next().ok_or(Error::UnknownHost)
+async fn resolve(peer: impl ToPeer) -> Result<SocketAddr, Error> {
+    match peer.to_peer()? {
+        Peer::Addr(a) => Ok(a),
+        Peer::Name(host, port) => lookup_host((host.as_str(), port))
+            .await?
+            .next()
+            .ok_or(Error::UnknownHost),
+    }
 }
