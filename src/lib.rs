@@ -148,6 +148,22 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+/// Logs through the `log` facade (feature `log`), at info level: retransmissions,
+/// give-ups, duplicates and refusals. Without the feature it compiles to nothing (the
+/// arguments are still type-checked).
+#[cfg(feature = "log")]
+macro_rules! log_info {
+    ($($arg:tt)*) => { ::log::info!(target: "coap_proto", $($arg)*) };
+}
+#[cfg(not(feature = "log"))]
+macro_rules! log_info {
+    ($($arg:tt)*) => {{
+        if false {
+            let _ = format_args!($($arg)*);
+        }
+    }};
+}
+
 pub mod block;
 #[cfg(feature = "std")]
 pub mod net;

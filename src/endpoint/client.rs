@@ -430,6 +430,10 @@ impl<
         let con = msg.ty() == Type::Con;
         if let Some(entry) = self.dedup.find(now, from, msg.message_id()) {
             self.stats.duplicates += 1;
+            log_info!(
+                "duplicate response MID {:#06x}: not delivered again",
+                msg.message_id()
+            );
             if con {
                 self.replay(now, from, msg.message_id(), entry);
             }

@@ -185,6 +185,12 @@ impl<
                 Outcome::Expired => Event::RequestExpired(incoming),
                 Outcome::Refused => Event::RequestRefused(incoming),
             };
+            if !matches!(
+                event,
+                Event::Pong(_) | Event::ResponseAcknowledged(_) | Event::BlockNeeded { .. }
+            ) {
+                log_info!("{event}");
+            }
             self.release(index);
             self.start_queued(now, peer);
             return Output::Event(event);

@@ -136,6 +136,7 @@ impl<
         }
         if let Some(entry) = self.dedup.find(now, from, mid) {
             self.stats.duplicates += 1;
+            log_info!("duplicate request MID {mid:#06x}: not processed again");
             if con {
                 self.replay(now, from, mid, entry);
             }
@@ -172,6 +173,7 @@ impl<
         }
         let Some(index) = self.free_index() else {
             self.stats.overloaded += 1;
+            log_info!("refusing request MID {mid:#06x} with 5.03: every exchange record in use");
             let frees_at = self.frees_at(now, false, None);
             self.reply_error(
                 now,
@@ -212,6 +214,9 @@ impl<
                         self.stats.overloaded += 1;
                         Code::SERVICE_UNAVAILABLE
                     };
+                    log_info!(
+                        "refusing request MID {mid:#06x} with {code}: deduplication table full"
+                    );
                     self.reply_error(now, from, &msg, code, lifetime, Some(full.retry_at));
                     return None;
                 }
@@ -442,6 +447,10 @@ impl<
             return;
         }
         if slot.quota & MUST_ANSWER != 0 {
+            log_info!(
+                "refusing request MID {:#06x}: deferred past the quota",
+                slot.mid
+            );
             let (code, retry_at) = if slot.quota & OVER_SHARE != 0 {
                 self.stats.over_share += 1;
                 (

@@ -306,6 +306,7 @@ impl<
                     }
                     AssembleError::TooMany { retry_at } => {
                         self.stats.over_share += 1;
+                        log_info!("refusing a Block1 body with 4.29: the peer holds its share");
                         let age = self.max_age_until(now, retry_at);
                         (Code::TOO_MANY_REQUESTS, None, Some(age))
                     }

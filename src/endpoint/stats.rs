@@ -21,3 +21,31 @@ pub struct Stats {
     /// ACK and RST messages that matched nothing.
     pub unmatched: u64,
 }
+
+impl core::fmt::Display for Stats {
+    /// Every counter, in words:
+    ///
+    /// ```
+    /// let mut s = coap_proto::Stats::default();
+    /// s.retransmissions = 3;
+    /// assert_eq!(
+    ///     s.to_string(),
+    ///     "3 retransmissions, 0 duplicates, 0 malformed, 0 refused (0 over a peer's share), \
+    ///      0 control messages dropped, 0 unmatched ACK/RST"
+    /// );
+    /// ```
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} retransmissions, {} duplicates, {} malformed, {} refused ({} over a peer's \
+             share), {} control messages dropped, {} unmatched ACK/RST",
+            self.retransmissions,
+            self.duplicates,
+            self.malformed,
+            self.overloaded + self.over_share,
+            self.over_share,
+            self.control_dropped,
+            self.unmatched
+        )
+    }
+}

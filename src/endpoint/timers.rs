@@ -49,8 +49,14 @@ impl<
                     RetransmitAction::Retransmit => {
                         slot.set_sending(true);
                         self.stats.retransmissions += 1;
+                        log_info!(
+                            "retransmitting CON MID {:#06x} ({} more at most)",
+                            slot.mid,
+                            slot.retransmits_left
+                        );
                     }
                     RetransmitAction::GiveUp => {
+                        log_info!("giving up on CON MID {:#06x}: never acknowledged", slot.mid);
                         slot.state = if slot.state == State::AwaitingAck {
                             State::Done(Outcome::TimedOut)
                         } else {

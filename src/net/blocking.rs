@@ -14,6 +14,7 @@
 //! ```
 
 use std::boxed::Box;
+use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,9 +31,18 @@ use std::time::Duration;
 
 /// A blocking CoAP client talking to one server (any other with
 /// [`request_to`](Self::request_to) or the `*_url` calls).
-pub struct Client {
+///
+/// Its capacities are the endpoint's defaults; a client of other sizes is made by
+/// [`from_socket_sized`](Self::from_socket_sized).
+pub struct Client<
+    const EXCHANGES: usize = 64,
+    const BUFFERS: usize = 16,
+    const MSG_BYTES: usize = 1152,
+    const DEDUP_ENTRIES: usize = 512,
+    const REPLY_BYTES: usize = 32768,
+> {
     socket: UdpSocket,
-    core: Node,
+    core: Node<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
     peer: SocketAddr,
     buf: Vec<u8>,
     receiver: Receiver,
@@ -64,6 +74,34 @@ impl Client {
     /// # Ok::<(), coap_proto::net::Error>(())
     /// ```
     pub fn from_socket(
+        socket: UdpSocket,
+        server: impl ToPeer,
+        config: Config,
+    ) -> Result<Self, Error> {
+        Self::from_socket_sized(socket, server, config)
+    }
+}
+
+impl<
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Client<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+{
+    /// [`from_socket`](Client::from_socket) for a client of other capacities than the
+    /// default ones (the parameters of [`Endpoint`](crate::Endpoint)).
+    ///
+    /// ```no_run
+    /// use coap_proto::net::blocking::Client;
+    /// // Messages of up to 256 bytes, 8 exchanges at once.
+    /// type Small = Client<8, 4, 256, 16, 1024>;
+    /// let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let client = Small::from_socket_sized(socket, "127.0.0.1:5683", coap_proto::Config::default())?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn from_socket_sized(
         socket: UdpSocket,
         server: impl ToPeer,
         config: Config,
@@ -312,11 +350,20 @@ impl Reply {
 
 type Handler = Box<dyn FnMut(&Request) -> Reply + Send>;
 
+/// What other threads ask of a running server.
+enum Command {
+    /// A handler's answer (`None`: abandoned).
+    Answer(IncomingHandle, Option<Response>),
+    /// A request to send from the server's socket.
+    Start(SocketAddr, Box<Request>, mpsc::Sender<Outcome>),
+    /// The endpoint's counters.
+    Stats(mpsc::Sender<crate::Stats>),
+}
+
 /// Answers one request from any thread. Dropped unused, the request is abandoned: the
 /// endpoint answers 5.00 so the client is not left waiting.
 pub struct Responder {
     id: IncomingHandle,
-    tx: mpsc::Sender<(IncomingHandle, Option<Response>)>,
     wake: Waker,
     sent: bool,
 }
@@ -325,34 +372,43 @@ impl Responder {
     /// Sends the response.
     pub fn respond(mut self, response: Response) {
         self.sent = true;
-        let _ = self.tx.send((self.id, Some(response)));
-        self.wake.wake();
+        self.wake.send(Command::Answer(self.id, Some(response)));
     }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
         if !self.sent {
-            let _ = self.tx.send((self.id, None));
-            self.wake.wake();
+            self.wake.send(Command::Answer(self.id, None));
         }
     }
 }
 
-/// Wakes the server loop with an empty datagram to its own socket, after raising a
-/// flag that tells the loop to look at its answer channel (so that the loop need not
-/// look for every datagram, and an answer is found even if the wake-up is lost).
+/// Hands the server loop a command and wakes it with an empty datagram to its own
+/// socket, after raising a flag that tells the loop to look at its command channel (so
+/// that the loop need not look for every datagram, and a command is found even if the
+/// wake-up is lost).
 #[derive(Clone)]
-struct Waker(Arc<UdpSocket>, SocketAddr, Arc<AtomicBool>);
+struct Waker {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    tx: mpsc::Sender<Command>,
+    flag: Arc<AtomicBool>,
+}
 
 impl Waker {
+    fn send(&self, command: Command) {
+        let _ = self.tx.send(command);
+        self.wake();
+    }
+
     fn wake(&self) {
-        self.2.store(true, Ordering::Release);
-        let mut to = self.1;
+        self.flag.store(true, Ordering::Release);
+        let mut to = self.local;
         if to.ip().is_unspecified() {
             to.set_ip(super::loopback(to));
         }
-        let _ = self.0.send_to(&[], to);
+        let _ = self.socket.send_to(&[], to);
     }
 }
 
@@ -368,9 +424,50 @@ impl Stopper {
     }
 }
 
+/// Reaches a running [`Server`] from any thread: its counters, and requests sent from
+/// its socket — a device that serves resources and asks others, on one port.
+///
+/// ```no_run
+/// use coap_proto::net::blocking::Server;
+/// use coap_proto::net::Request;
+///
+/// let mut server = Server::bind("127.0.0.1:5683")?;
+/// let handle = server.handle();
+/// std::thread::spawn(move || server.run());
+/// let gateway = "127.0.0.1:5684".parse().unwrap();
+/// let response = handle.request_to(gateway, Request::get("/temperature"))?;
+/// println!("{response}; {}", handle.stats()?);
+/// # Ok::<(), coap_proto::net::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ServerHandle(Waker);
+
+impl ServerHandle {
+    /// Sends `req` to `peer` from the server's socket and waits for the response (the
+    /// whole body of a block-wise one). Requests beyond what the endpoint holds at once
+    /// wait their turn. [`Error::Closed`] if the server is not running.
+    pub fn request_to(&self, peer: SocketAddr, req: Request) -> Result<Response, Error> {
+        let (tx, rx) = mpsc::channel();
+        self.0.send(Command::Start(peer, Box::new(req), tx));
+        rx.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// The running server's counters.
+    pub fn stats(&self) -> Result<crate::Stats, Error> {
+        let (tx, rx) = mpsc::channel();
+        self.0.send(Command::Stats(tx));
+        rx.recv().map_err(|_| Error::Closed)
+    }
+}
+
 /// A blocking CoAP server with a resource table: requests are routed by path and
 /// method (4.04 and 4.05 answered for you), bodies assembled from Block1 and served in
-/// Block2, `/.well-known/core` generated from the table.
+/// Block2, `/.well-known/core` generated from the table. A handler gets the request as
+/// `&Request` (as the tokio server's do) and answers with a [`Reply`].
+///
+/// The capacities are the endpoint's parameters, with its defaults (64 exchanges, 16
+/// buffers of 1152 bytes, 512 dedup entries, 32 KiB of stored replies); a server of
+/// other sizes is made by [`from_socket_sized`](Self::from_socket_sized).
 ///
 /// ```no_run
 /// use coap_proto::net::blocking::Server;
@@ -382,17 +479,24 @@ impl Stopper {
 /// server.run()?;
 /// # Ok::<(), coap_proto::net::Error>(())
 /// ```
-pub struct Server {
+pub struct Server<
+    const EXCHANGES: usize = 64,
+    const BUFFERS: usize = 16,
+    const MSG_BYTES: usize = 1152,
+    const DEDUP_ENTRIES: usize = 512,
+    const REPLY_BYTES: usize = 32768,
+> {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
-    core: Node,
+    core: Node<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
     handlers: Vec<Handler>,
     fallback: Option<Handler>,
-    rx: mpsc::Receiver<(IncomingHandle, Option<Response>)>,
-    tx: mpsc::Sender<(IncomingHandle, Option<Response>)>,
-    /// Raised when an answer was sent on `tx`.
-    answered: Arc<AtomicBool>,
+    rx: mpsc::Receiver<Command>,
+    waker: Waker,
     stop: Arc<AtomicBool>,
+    /// Requests sent for [`ServerHandle`]s: in flight, and waiting for room.
+    asked: HashMap<RequestHandle, mpsc::Sender<Outcome>>,
+    queued: VecDeque<(SocketAddr, Box<Request>, mpsc::Sender<Outcome>)>,
 }
 
 impl Server {
@@ -416,19 +520,51 @@ impl Server {
     /// # Ok::<(), coap_proto::net::Error>(())
     /// ```
     pub fn from_socket(socket: UdpSocket, config: Config) -> Result<Self, Error> {
+        Self::from_socket_sized(socket, config)
+    }
+}
+
+impl<
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+{
+    /// [`from_socket`](Server::from_socket) for a server of other capacities than the
+    /// default ones (the parameters of [`Endpoint`](crate::Endpoint)).
+    ///
+    /// ```no_run
+    /// use coap_proto::net::blocking::Server;
+    /// // 1024 requests at once, 8192 remembered for deduplication.
+    /// type Big = Server<1024, 32, 1152, 8192, 262144>;
+    /// let socket = std::net::UdpSocket::bind("127.0.0.1:5683")?;
+    /// let server = Big::from_socket_sized(socket, coap_proto::Config::default())?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn from_socket_sized(socket: UdpSocket, config: Config) -> Result<Self, Error> {
         socket.set_nonblocking(false)?;
         let local = socket.local_addr()?;
+        let socket = Arc::new(socket);
         let (tx, rx) = mpsc::channel();
+        let waker = Waker {
+            socket: socket.clone(),
+            local,
+            tx,
+            flag: Arc::default(),
+        };
         Ok(Server {
-            socket: Arc::new(socket),
+            socket,
             local,
             core: Node::new(config)?,
             handlers: Vec::new(),
             fallback: None,
             rx,
-            tx,
-            answered: Arc::default(),
+            waker,
             stop: Arc::new(AtomicBool::new(false)),
+            asked: HashMap::new(),
+            queued: VecDeque::new(),
         })
     }
 
@@ -437,8 +573,8 @@ impl Server {
         self.local
     }
 
-    /// The endpoint's counters so far (from the thread that runs the server, or
-    /// after [`run`](Self::run) returned).
+    /// The endpoint's counters so far; while [`run`](Self::run) runs, ask a
+    /// [`ServerHandle`].
     pub fn stats(&self) -> crate::Stats {
         self.core.ep.stats()
     }
@@ -466,11 +602,13 @@ impl Server {
 
     /// A handle that stops [`run`](Self::run) from another thread.
     pub fn stopper(&self) -> Stopper {
-        Stopper(self.stop.clone(), self.waker())
+        Stopper(self.stop.clone(), self.waker.clone())
     }
 
-    fn waker(&self) -> Waker {
-        Waker(self.socket.clone(), self.local, self.answered.clone())
+    /// A handle for the running server's counters and for requests sent from its
+    /// socket.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle(self.waker.clone())
     }
 
     /// Serves until stopped or a socket error.
@@ -484,12 +622,15 @@ impl Server {
         let clock = self.core.clock();
         let mut now = clock.now();
         while !self.stop.load(Ordering::Relaxed) {
-            if self.answered.swap(false, Ordering::Acquire) {
-                for (id, response) in self.rx.try_iter() {
-                    self.core.answer(now, id, response);
+            if self.waker.flag.swap(false, Ordering::Acquire) {
+                while let Ok(command) = self.rx.try_recv() {
+                    self.on_command(now, command);
                 }
             }
             let deadline = flush(&self.socket, &mut self.core, now)?;
+            if !self.asked.is_empty() || !self.queued.is_empty() {
+                self.settle(now);
+            }
             let got = receiver.recv(&self.socket, wait(now, deadline), &mut buf)?;
             now = clock.now();
             match got {
@@ -512,8 +653,7 @@ impl Server {
                     if let Received::Later(id, f) = later {
                         f(Responder {
                             id,
-                            tx: self.tx.clone(),
-                            wake: self.waker(),
+                            wake: self.waker.clone(),
                             sent: false,
                         });
                     }
@@ -524,6 +664,36 @@ impl Server {
         }
         Ok(())
     }
+
+    fn on_command(&mut self, now: crate::Instant, command: Command) {
+        match command {
+            Command::Answer(id, response) => self.core.answer(now, id, response),
+            Command::Start(peer, req, reply) => {
+                self.queued.push_back((peer, req, reply));
+                self.settle(now);
+            }
+            Command::Stats(reply) => drop(reply.send(self.core.ep.stats())),
+        }
+    }
+
+    /// Hands finished requests their outcome; starts waiting ones while there is room.
+    fn settle(&mut self, now: crate::Instant) {
+        for (handle, outcome) in self.core.requests.drain_finished() {
+            if let Some(reply) = self.asked.remove(&handle) {
+                let _ = reply.send(outcome);
+            }
+        }
+        while let Some((peer, req, reply)) = self.queued.pop_front() {
+            match self.core.start(now, peer, &req, false, &mut None) {
+                Ok(handle) => drop(self.asked.insert(handle, reply)),
+                Err(Error::Endpoint(crate::Error::TableFull | crate::Error::BuffersFull)) => {
+                    self.queued.push_front((peer, req, reply));
+                    return;
+                }
+                Err(e) => drop(reply.send(Err(e))),
+            }
+        }
+    }
 }
 
 /// How long to wait from `now` for a datagram before `deadline` is due.
@@ -532,9 +702,9 @@ fn wait(now: crate::Instant, deadline: Option<crate::Instant>) -> Option<Duratio
 }
 
 /// Sends every datagram the core has; returns its next deadline.
-fn flush(
+fn flush<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(
     socket: &UdpSocket,
-    core: &mut Node,
+    core: &mut Node<E, B, M, D, R>,
     now: crate::Instant,
 ) -> Result<Option<crate::Instant>, Error> {
     let step = core.poll(now, |to, datagram| {
@@ -575,6 +745,22 @@ impl Receiver {
         wait: Option<Duration>,
         buf: &mut [u8],
     ) -> Result<Option<(usize, SocketAddr)>, Error> {
+        self.recv_with(
+            wait,
+            buf,
+            |t| socket.set_read_timeout(Some(t)),
+            |b| socket.recv_from(b),
+        )
+    }
+
+    /// [`recv`](Self::recv) over any socket calls (the tests inject errors).
+    fn recv_with(
+        &mut self,
+        wait: Option<Duration>,
+        buf: &mut [u8],
+        set_timeout: impl FnOnce(Duration) -> std::io::Result<()>,
+        mut recv_from: impl FnMut(&mut [u8]) -> std::io::Result<(usize, SocketAddr)>,
+    ) -> Result<Option<(usize, SocketAddr)>, Error> {
         let want = wait.map_or(MAX_BLOCK, |w| w.min(MAX_BLOCK));
         if want.is_zero() {
             return Ok(None);
@@ -582,21 +768,97 @@ impl Receiver {
         // A timeout longer than the wait would miss the deadline; one much shorter
         // than the wait would spin.
         if self.timeout.is_none_or(|t| t > want || t < want / 2) {
-            socket.set_read_timeout(Some(want))?;
+            set_timeout(want)?;
             self.timeout = Some(want);
         }
         loop {
-            match socket.recv_from(buf) {
+            match recv_from(buf) {
                 Ok(got) => return Ok(Some(got)),
-                // A signal: not a reason to stop serving.
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Ok(None);
                 }
-                // ICMP port unreachable for something we sent earlier: loss.
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                // A signal (EINTR) is not a reason to stop serving; an ICMP error for
+                // something sent earlier is loss.
+                Err(e) if super::is_loss(e.kind()) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 5683))
+    }
+
+    #[test]
+    fn a_signal_during_a_receive_is_retried_not_fatal() {
+        let mut errors = [ErrorKind::Interrupted, ErrorKind::Interrupted].into_iter();
+        let got = Receiver::default().recv_with(
+            None,
+            &mut [0; 8],
+            |_| Ok(()),
+            |_| match errors.next() {
+                Some(kind) => Err(io::Error::from(kind)),
+                None => Ok((4, addr())),
+            },
+        );
+        assert_eq!(got, Ok(Some((4, addr()))));
+    }
+
+    #[test]
+    fn an_icmp_error_is_loss_and_a_closed_socket_is_an_error() {
+        let mut errors = [ErrorKind::ConnectionRefused].into_iter();
+        let got = Receiver::default().recv_with(
+            None,
+            &mut [0; 8],
+            |_| Ok(()),
+            |_| match errors.next() {
+                Some(kind) => Err(io::Error::from(kind)),
+                None => Ok((1, addr())),
+            },
+        );
+        assert_eq!(got, Ok(Some((1, addr()))));
+        let got = Receiver::default().recv_with(
+            None,
+            &mut [0; 8],
+            |_| Ok(()),
+            |_| Err(io::Error::from(ErrorKind::NotConnected)),
+        );
+        assert_eq!(got.unwrap_err().io_kind(), Some(ErrorKind::NotConnected));
+    }
+
+    #[test]
+    fn the_read_timeout_is_set_only_when_the_deadline_needs_it() {
+        let mut r = Receiver::default();
+        let mut sets = 0;
+        let mut recv = |wait: Option<Duration>, sets: &mut u32| {
+            r.recv_with(
+                wait,
+                &mut [0; 8],
+                |_| {
+                    *sets += 1;
+                    Ok(())
+                },
+                |_| Err(io::Error::from(ErrorKind::WouldBlock)),
+            )
+        };
+        // Far deadlines (or none) all block at most MAX_BLOCK: set once.
+        for wait in [
+            None,
+            Some(Duration::from_secs(200)),
+            Some(Duration::from_secs(3)),
+        ] {
+            assert_eq!(recv(wait, &mut sets), Ok(None));
+        }
+        assert_eq!(sets, 1);
+        // A nearer deadline shortens it; a due one does not wait at all.
+        assert_eq!(recv(Some(Duration::from_millis(20)), &mut sets), Ok(None));
+        assert_eq!(recv(Some(Duration::ZERO), &mut sets), Ok(None));
+        assert_eq!(sets, 2);
     }
 }

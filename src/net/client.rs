@@ -77,9 +77,15 @@ impl Requests {
     /// [`on_response`](Self::on_response) rather than collected. A `source` produces
     /// the body block by block instead of `req.payload`; it is taken only when the
     /// request starts (a refused one may try again with it).
-    pub(crate) fn start(
+    pub(crate) fn start<
+        const E: usize,
+        const B: usize,
+        const M: usize,
+        const D: usize,
+        const R: usize,
+    >(
         &mut self,
-        ep: &mut Ep,
+        ep: &mut Ep<E, B, M, D, R>,
         now: crate::Instant,
         peer: SocketAddr,
         req: &Request,
@@ -117,9 +123,15 @@ impl Requests {
     }
 
     /// Sends a ping (empty CON); it finishes with an empty response.
-    pub(crate) fn ping(
+    pub(crate) fn ping<
+        const E: usize,
+        const B: usize,
+        const M: usize,
+        const D: usize,
+        const R: usize,
+    >(
         &mut self,
-        ep: &mut Ep,
+        ep: &mut Ep<E, B, M, D, R>,
         now: crate::Instant,
         peer: SocketAddr,
     ) -> Result<RequestHandle, Error> {
@@ -130,7 +142,18 @@ impl Requests {
     }
 
     /// Gives up on a request; it finishes with [`Error::Closed`].
-    pub(crate) fn cancel(&mut self, ep: &mut Ep, now: crate::Instant, handle: RequestHandle) {
+    pub(crate) fn cancel<
+        const E: usize,
+        const B: usize,
+        const M: usize,
+        const D: usize,
+        const R: usize,
+    >(
+        &mut self,
+        ep: &mut Ep<E, B, M, D, R>,
+        now: crate::Instant,
+        handle: RequestHandle,
+    ) {
         let _ = ep.cancel(now, handle);
         if self.pending.remove(&handle).is_some() {
             self.finished.push((handle, Err(Error::Closed)));
@@ -138,9 +161,16 @@ impl Requests {
     }
 
     /// Takes a response (or one block of it); returns the block for a streamed request.
-    pub(crate) fn on_response<'b>(
+    pub(crate) fn on_response<
+        'b,
+        const E: usize,
+        const B: usize,
+        const M: usize,
+        const D: usize,
+        const R: usize,
+    >(
         &mut self,
-        ep: &mut Ep,
+        ep: &mut Ep<E, B, M, D, R>,
         now: crate::Instant,
         handle: RequestHandle,
         message: &Message<'b>,
@@ -189,7 +219,18 @@ impl Requests {
 
     /// Ends a streamed request early (the adapter's consumer has enough): it finishes
     /// with the response head received so far.
-    pub(crate) fn stop(&mut self, ep: &mut Ep, now: crate::Instant, handle: RequestHandle) {
+    pub(crate) fn stop<
+        const E: usize,
+        const B: usize,
+        const M: usize,
+        const D: usize,
+        const R: usize,
+    >(
+        &mut self,
+        ep: &mut Ep<E, B, M, D, R>,
+        now: crate::Instant,
+        handle: RequestHandle,
+    ) {
         let _ = ep.cancel(now, handle);
         if let Some(p) = self.pending.remove(&handle) {
             let head = p.response.ok_or(Error::Closed);
@@ -210,9 +251,15 @@ impl Requests {
     }
 
     /// Ends the requests whose overall timeout passed; returns the earliest one left.
-    pub(crate) fn give_up_due(
+    pub(crate) fn give_up_due<
+        const E: usize,
+        const B: usize,
+        const M: usize,
+        const D: usize,
+        const R: usize,
+    >(
         &mut self,
-        ep: &mut Ep,
+        ep: &mut Ep<E, B, M, D, R>,
         now: crate::Instant,
     ) -> Option<crate::Instant> {
         if self.pending.is_empty() {
@@ -236,9 +283,15 @@ impl Requests {
     }
 
     /// Takes an endpoint event about a request; hands back the others.
-    pub(crate) fn on_event(
+    pub(crate) fn on_event<
+        const E: usize,
+        const B: usize,
+        const M: usize,
+        const D: usize,
+        const R: usize,
+    >(
         &mut self,
-        ep: &mut Ep,
+        ep: &mut Ep<E, B, M, D, R>,
         now: crate::Instant,
         event: Event,
     ) -> Option<Event> {

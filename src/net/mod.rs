@@ -890,11 +890,33 @@ pub(crate) enum Sent {
     WouldBlock,
 }
 
-/// The endpoint type of the adapters.
-pub(crate) type Ep = crate::Endpoint<std::net::SocketAddr>;
+/// The endpoint type of the adapters, with the capacities of an adapter's parameters
+/// (the defaults are the endpoint's).
+pub(crate) type Ep<
+    const E: usize = 64,
+    const B: usize = 16,
+    const M: usize = 1152,
+    const D: usize = 512,
+    const R: usize = 32768,
+> = crate::Endpoint<std::net::SocketAddr, E, B, M, D, R>;
 
-pub(crate) fn new_endpoint(config: crate::Config) -> Result<std::boxed::Box<Ep>, crate::Error> {
-    Ep::new(config).map(std::boxed::Box::new)
+/// Logs a datagram sent or received at debug level (feature `log`), in the message's
+/// `Display` form: `CON GET MID 0x1234 token 0x01; Uri-Path: "time"`.
+#[inline]
+pub(crate) fn log_datagram(direction: &str, peer: std::net::SocketAddr, bytes: &[u8]) {
+    #[cfg(feature = "log")]
+    if log::log_enabled!(target: "coap_proto", log::Level::Debug) {
+        match Message::parse(bytes) {
+            Ok(m) => log::debug!(target: "coap_proto", "{direction} {peer}: {m}"),
+            Err(e) => log::debug!(
+                target: "coap_proto",
+                "{direction} {peer}: {} bytes that are not CoAP ({e})",
+                bytes.len()
+            ),
+        }
+    }
+    #[cfg(not(feature = "log"))]
+    let _ = (direction, peer, bytes);
 }
 
 /// Whether a socket error is loss as far as CoAP goes (an ICMP error for an earlier

@@ -57,9 +57,15 @@ pub(crate) enum Received<'b, L> {
     Block(Streamed<'b>),
 }
 
-/// Both roles of an adapter on one endpoint.
-pub(crate) struct Node {
-    pub(crate) ep: Box<Ep>,
+/// Both roles of an adapter on one endpoint (of the adapter's capacities).
+pub(crate) struct Node<
+    const E: usize = 64,
+    const B: usize = 16,
+    const M: usize = 1152,
+    const D: usize = 512,
+    const R: usize = 32768,
+> {
+    pub(crate) ep: Box<Ep<E, B, M, D, R>>,
     /// The client role.
     pub(crate) requests: Requests,
     pub(crate) clock: Clock,
@@ -79,10 +85,12 @@ pub(crate) struct Node {
     pub(crate) out: Vec<u8>,
 }
 
-impl Node {
+impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Node<E, B, M, D, R>
+{
     pub(crate) fn new(config: crate::Config) -> Result<Self, Error> {
         Ok(Node {
-            ep: super::new_endpoint(config)?,
+            ep: Box::new(Ep::new(config)?),
             requests: Requests::default(),
             clock: Clock::new(),
             table: Vec::new(),
@@ -109,6 +117,7 @@ impl Node {
         datagram: &'b [u8],
         handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
     ) -> Received<'b, L> {
+        super::log_datagram("received from", from, datagram);
         match self.ep.handle_datagram(now, from, datagram) {
             Some(Incoming::Request { handle, message }) => {
                 match self.on_request(now, from, handle, message, handler) {
@@ -345,7 +354,9 @@ impl Node {
     }
 }
 
-impl Node {
+impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Node<E, B, M, D, R>
+{
     /// Drains the endpoint: datagrams go to `send` straight from the endpoint's buffer
     /// (no copy); one it cannot take now is copied to [`out`](Self::out) and handed
     /// back. Events go to the client and server roles. Ends at the next deadline.
@@ -367,6 +378,7 @@ impl Node {
         loop {
             let event = match self.ep.poll_output(now) {
                 crate::Output::Transmit(t) => {
+                    super::log_datagram("sent to", t.to, t.data);
                     if let Sent::WouldBlock = send(t.to, t.data)? {
                         self.out.clear();
                         self.out.extend_from_slice(t.data);

@@ -102,8 +102,42 @@ impl Client {
         server: SocketAddr,
         config: Config,
     ) -> Result<Self, Error> {
+        Self::from_socket_sized::<64, 16, 1152, 512, 32768>(socket, server, config)
+    }
+
+    /// [`from_socket`](Self::from_socket) with an endpoint of other capacities than the
+    /// default ones (the parameters of [`Endpoint`](crate::Endpoint)): requests beyond
+    /// what it holds wait their turn.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), coap_proto::net::Error> {
+    /// use coap_proto::net::tokio::Client;
+    /// let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// let server = "127.0.0.1:5683".parse().unwrap();
+    /// // 256 requests in flight at once.
+    /// let client = Client::from_socket_sized::<256, 258, 1152, 512, 32768>(
+    ///     socket,
+    ///     server,
+    ///     coap_proto::Config::default(),
+    /// )?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_socket_sized<
+        const EXCHANGES: usize,
+        const BUFFERS: usize,
+        const MSG_BYTES: usize,
+        const DEDUP_ENTRIES: usize,
+        const REPLY_BYTES: usize,
+    >(
+        socket: UdpSocket,
+        server: SocketAddr,
+        config: Config,
+    ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let driver = Driver::new(socket, Node::new(config)?, Handlers::default(), rx);
+        let node = Node::<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>::new(config)?;
+        let driver = Driver::new(socket, node, Handlers::default(), rx);
         tokio::spawn(async move {
             // A client's task ends when every handle is gone or the socket fails; the
             // requests still open then end with `Error::Closed`.
@@ -306,8 +340,14 @@ struct Handlers {
 /// server.run().await
 /// # }
 /// ```
-pub struct Server {
-    driver: Driver,
+pub struct Server<
+    const EXCHANGES: usize = 64,
+    const BUFFERS: usize = 16,
+    const MSG_BYTES: usize = 1152,
+    const DEDUP_ENTRIES: usize = 512,
+    const REPLY_BYTES: usize = 32768,
+> {
+    driver: Driver<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
     tx: mpsc::UnboundedSender<Command>,
 }
 
@@ -333,6 +373,21 @@ impl Server {
     /// A server on a socket the caller set up (joined to a multicast group, bound to an
     /// interface, with larger buffers).
     pub fn from_socket(socket: UdpSocket, config: Config) -> Result<Self, Error> {
+        Self::from_socket_sized(socket, config)
+    }
+}
+
+impl<
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+> Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+{
+    /// [`from_socket`](Server::from_socket) for a server of other capacities than the
+    /// default ones (the parameters of [`Endpoint`](crate::Endpoint)).
+    pub fn from_socket_sized(socket: UdpSocket, config: Config) -> Result<Self, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Server {
             driver: Driver::new(socket, Node::new(config)?, Handlers::default(), rx),
@@ -415,9 +470,9 @@ struct InFlight {
 
 /// The loop both roles run in: one socket, one endpoint, the handlers, the client's
 /// requests (in flight, and waiting their turn).
-struct Driver {
+struct Driver<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> {
     socket: UdpSocket,
-    node: Node,
+    node: Node<E, B, M, D, R>,
     handlers: Handlers,
     commands: mpsc::UnboundedReceiver<Command>,
     in_flight: HashMap<RequestHandle, InFlight>,
@@ -429,10 +484,12 @@ struct Driver {
 /// Where async handlers' answers go: `None` abandons the request.
 type AnswerSender = mpsc::UnboundedSender<(IncomingHandle, Option<Response>)>;
 
-impl Driver {
+impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Driver<E, B, M, D, R>
+{
     fn new(
         socket: UdpSocket,
-        node: Node,
+        node: Node<E, B, M, D, R>,
         handlers: Handlers,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
@@ -620,9 +677,9 @@ impl Driver {
 
 /// Sends every datagram the core has (at once while the socket takes them, else
 /// waiting until it can); returns its next deadline.
-async fn flush(
+async fn flush<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(
     socket: &UdpSocket,
-    core: &mut Node,
+    core: &mut Node<E, B, M, D, R>,
     now: crate::Instant,
 ) -> Result<Option<crate::Instant>, Error> {
     loop {

@@ -1,0 +1,293 @@
+//! The conveniences of the std and tokio adapters, each proven over 127.0.0.1: queueing
+//! beyond capacity, queries in paths, URIs and socket errors, caller-made sockets, one
+//! socket for both roles, counters, and one handler type for both servers.
+#![cfg(feature = "tokio")]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coap_proto::net::blocking;
+use coap_proto::net::tokio as adapter;
+use coap_proto::net::{Error, Request, Response};
+use coap_proto::resource::{Methods, Resource};
+use coap_proto::{Config, TransmissionParams};
+
+/// One handler for both servers: it echoes what it was asked.
+fn describe(req: &Request) -> Response {
+    Response::content(format!(
+        "{} {} {}",
+        req.method,
+        req.path,
+        req.query.join("&")
+    ))
+}
+
+/// A blocking server with `/describe` and `/q` (both `describe`) on a free port.
+fn blocking_server() -> (SocketAddr, blocking::ServerHandle) {
+    let mut server = blocking::Server::bind("127.0.0.1:0").unwrap();
+    server.resource(Resource::new("/describe", Methods::GET), |r| {
+        describe(r).into()
+    });
+    server.resource(Resource::new("/q", Methods::GET), |r| describe(r).into());
+    let (addr, handle) = (server.local_addr(), server.handle());
+    std::thread::spawn(move || server.run());
+    (addr, handle)
+}
+
+#[test]
+fn blocking_and_tokio_handlers_take_the_request_the_same_way() {
+    let (addr, _) = blocking_server();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut server = adapter::Server::bind("127.0.0.1:0").await.unwrap();
+        // The very function the blocking server runs.
+        server.resource(Resource::new("/describe", Methods::GET), |r| {
+            describe(r).into()
+        });
+        let tokio_addr = server.local_addr().unwrap();
+        tokio::spawn(server.run());
+        let c = adapter::Client::connect(tokio_addr).await.unwrap();
+        let from_tokio = c.get("/describe?x=1").await.unwrap();
+        let c = adapter::Client::connect(addr).await.unwrap();
+        let from_blocking = c.get("/describe?x=1").await.unwrap();
+        assert_eq!(from_tokio.payload, b"GET /describe x=1");
+        assert_eq!(from_tokio.payload, from_blocking.payload);
+    });
+}
+
+#[test]
+fn a_path_with_a_query_sends_uri_query_options() {
+    let (addr, _) = blocking_server();
+    let mut c = blocking::Client::connect(addr).unwrap();
+    let r = c.get("/q?a=1&b").unwrap();
+    assert_eq!(r.payload, b"GET /q a=1&b");
+    let r = c.request(&Request::get("/q?a=1").query("c=3")).unwrap();
+    assert_eq!(r.payload, b"GET /q a=1&c=3");
+}
+
+#[test]
+fn connect_takes_a_coap_uri_and_socket_errors_keep_their_message() {
+    let (addr, _) = blocking_server();
+    let uri = format!("coap://127.0.0.1:{}/ignored", addr.port());
+    let mut c = blocking::Client::connect(uri.as_str()).unwrap();
+    assert_eq!(c.peer(), addr);
+    assert_eq!(c.get("/q").unwrap().payload, b"GET /q ");
+    assert!(matches!(
+        blocking::Client::connect("coaps://127.0.0.1"),
+        Err(Error::Uri(_))
+    ));
+
+    // The port is taken: the error says so in the OS's words, not just its kind.
+    let e = blocking::Server::bind(addr)
+        .err()
+        .expect("the port is in use");
+    assert_eq!(e.io_kind(), Some(std::io::ErrorKind::AddrInUse));
+    let text = e.to_string().to_lowercase();
+    assert!(text.contains("in use"), "{text}");
+    assert!(std::error::Error::source(&e).is_some());
+}
+
+#[test]
+fn adapters_run_on_sockets_the_caller_made() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_ttl(7).unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut server = blocking::Server::from_socket(socket, Config::default()).unwrap();
+    server.resource(Resource::new("/q", Methods::GET), |r| describe(r).into());
+    assert_eq!(server.local_addr(), local);
+    std::thread::spawn(move || server.run());
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client_addr = socket.local_addr().unwrap();
+    let mut c = blocking::Client::from_socket(socket, local, Config::default()).unwrap();
+    assert_eq!(c.local_addr().unwrap(), client_addr);
+    assert_eq!(c.get("/q").unwrap().payload, b"GET /q ");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tokio_local = socket.local_addr().unwrap();
+        let mut server = adapter::Server::from_socket(socket, Config::default()).unwrap();
+        server.resource(Resource::new("/q", Methods::GET), |r| describe(r).into());
+        assert_eq!(server.local_addr().unwrap(), tokio_local);
+        tokio::spawn(server.run());
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let c = adapter::Client::from_socket(socket, tokio_local, Config::default()).unwrap();
+        assert_eq!(c.get("/q").await.unwrap().payload, b"GET /q ");
+    });
+}
+
+#[test]
+fn one_socket_serves_and_asks() {
+    // Two blocking servers that ask each other from their own ports.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut a = blocking::Server::bind("127.0.0.1:0").unwrap();
+    let s = seen.clone();
+    a.resource(Resource::new("/who", Methods::GET), move |r| {
+        s.lock().unwrap().push(r.peer.unwrap());
+        Response::content("a").into()
+    });
+    let (a_addr, a_handle) = (a.local_addr(), a.handle());
+    std::thread::spawn(move || a.run());
+    let mut b = blocking::Server::bind("127.0.0.1:0").unwrap();
+    b.resource(Resource::new("/who", Methods::GET), |_| {
+        Response::content("b").into()
+    });
+    let (b_addr, b_handle) = (b.local_addr(), b.handle());
+    std::thread::spawn(move || b.run());
+
+    let r = b_handle.request_to(a_addr, Request::get("/who")).unwrap();
+    assert_eq!(r.payload, b"a");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [b_addr],
+        "asked from b's serving port"
+    );
+    let r = a_handle.request_to(b_addr, Request::get("/who")).unwrap();
+    assert_eq!(r.payload, b"b");
+
+    // The tokio server does the same through its `client`.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut server = adapter::Server::bind("127.0.0.1:0").await.unwrap();
+        server.resource(Resource::new("/who", Methods::GET), |_| {
+            Response::content("tokio").into()
+        });
+        let t_addr = server.local_addr().unwrap();
+        let client = server.client(a_addr);
+        tokio::spawn(server.run());
+        assert_eq!(client.get("/who").await.unwrap().payload, b"a");
+        assert_eq!(seen.lock().unwrap().last(), Some(&t_addr));
+        // And it still serves (asked from another thread: this one runs the server).
+        let r =
+            tokio::task::spawn_blocking(move || b_handle.request_to(t_addr, Request::get("/who")));
+        assert_eq!(r.await.unwrap().unwrap().payload, b"tokio");
+    });
+}
+
+#[test]
+fn clients_and_servers_report_their_counters() {
+    // A duplicate CON to a blocking server is counted there.
+    let (addr, handle) = blocking_server();
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let req = [0x40, 0x01, 0x12, 0x34, 0xb1, b'q'];
+    let mut buf = [0u8; 64];
+    for _ in 0..2 {
+        raw.send_to(&req, addr).unwrap();
+        raw.recv_from(&mut buf).unwrap();
+    }
+    assert_eq!(handle.stats().unwrap().duplicates, 1);
+
+    // Retransmissions of a client whose server is silent are counted by the client.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fast = Config {
+        params: TransmissionParams {
+            ack_timeout: Duration::from_millis(20),
+            max_retransmit: 2,
+            ..TransmissionParams::RFC7252
+        },
+        ..Config::default()
+    };
+    let mut c = blocking::Client::with_config(silent.local_addr().unwrap(), fast).unwrap();
+    assert_eq!(c.get("/x"), Err(Error::TimedOut));
+    assert_eq!(c.stats().retransmissions, 2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = adapter::Client::with_config(silent.local_addr().unwrap(), fast)
+            .await
+            .unwrap();
+        assert_eq!(c.get("/x").await, Err(Error::TimedOut));
+        assert_eq!(c.stats().await.unwrap().retransmissions, 2);
+    });
+}
+
+#[test]
+fn tokio_client_queues_what_the_endpoint_cannot_hold() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut server = adapter::Server::bind("127.0.0.1:0").await.unwrap();
+        let (o, n) = (order.clone(), runs.clone());
+        server.resource_async(Resource::new("/slow", Methods::GET), move |req| {
+            o.lock().unwrap().push(req.query.join(""));
+            n.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                Response::content("done")
+            }
+        });
+        server.resource(Resource::new("/fast", Methods::GET), |_| {
+            Response::content("ok").into()
+        });
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(server.run());
+
+        // 100 at once through the default client: none refused.
+        let c = adapter::Client::connect(addr).await.unwrap();
+        let all = (0..100).map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.get("/fast").await })
+        });
+        for r in futures_join(all.collect()).await {
+            assert_eq!(r.unwrap().payload, b"ok");
+        }
+
+        // Room for 2 at once: the others wait in their order; a dropped one never goes.
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let small = adapter::Client::from_socket_sized::<2, 4, 1152, 16, 4096>(
+            socket,
+            addr,
+            Config {
+                params: TransmissionParams {
+                    nstart: 2,
+                    ..TransmissionParams::RFC7252
+                },
+                ..Config::default()
+            },
+        )
+        .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let c = small.clone();
+            tasks.push(tokio::spawn(
+                async move { c.get(&format!("/slow?{i}")).await },
+            ));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Request 4 waits behind 0..=3; give up on it before its turn.
+        tasks.remove(4).abort();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().payload, b"done");
+        }
+        assert_eq!(*order.lock().unwrap(), ["0", "1", "2", "3", "5"]);
+        assert_eq!(runs.load(Ordering::SeqCst), 5);
+    });
+}
+
+/// Awaits every task (no futures crate here).
+async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
