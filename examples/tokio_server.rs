@@ -1,37 +1,36 @@
-//! An async CoAP server over tokio: `/hello`, a 5000-byte `/big` served block-wise,
-//! `/slow` answered after 1.5 s (a separate response) and `/echo` (POST, any size).
+//! `coap-server` on the tokio adapter: the same flags and the same resources, so either
+//! can stand in for the other. Handlers that answer at once run inline in the server's
+//! task; `/async?N` waits in a task of its own.
 //!
 //! ```text
-//! cargo run --features tokio --example tokio_server -- [ADDRESS:PORT]   # default 127.0.0.1:5683
+//! cargo run --features tokio,log --example tokio_server -- [-A ADDRESS] [-p PORT] [-d MAX] [-v N] [-h]
 //! ```
-use std::time::Duration;
+use coap_proto::net::tokio::{Reply, Server};
 
-use coap_proto::net::tokio::Server;
-use coap_proto::net::{Request, Response};
-use coap_proto::resource::{Methods, Resource};
-use coap_proto::wire::Code;
+#[path = "common/logger.rs"]
+mod logger;
+#[path = "common/server.rs"]
+mod shared;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), coap_proto::net::Error> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:5683".into());
-    let mut server = Server::bind(addr).await?;
-    server
-        .resource_async(Resource::new("/hello", Methods::GET), |_req| async {
-            Response::content("Hello from tokio")
-        })
-        .resource_async(Resource::new("/big", Methods::GET), |_req| async {
-            Response::content((0..5000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
-        })
-        .resource_async(Resource::new("/slow", Methods::GET), |_req| async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            Response::content("worth the wait")
-        })
-        .resource_async(
-            Resource::new("/echo", Methods::POST),
-            |req: Request| async move { Response::new(Code::CHANGED).payload(req.payload) },
-        );
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = shared::Options::parse()?;
+    let mut server = Server::bind(options.listen()).await?;
     eprintln!("tokio_server listening on {}", server.local_addr()?);
-    server.run().await
+    let store = shared::Store::new(&options);
+
+    server.resource(shared::root(), |_| shared::about().into());
+    server.resource(shared::time(), |_| shared::now().into());
+    server.resource(shared::async_resource(), |req| {
+        let delay = shared::async_delay(req);
+        Reply::later(async move {
+            tokio::time::sleep(delay).await;
+            shared::async_done()
+        })
+    });
+    let s = store.clone();
+    server.resource(shared::example_data(), move |req| s.handle(req).into());
+    server.fallback(move |req| store.handle(req).into());
+    server.run().await?;
+    Ok(())
 }

@@ -2,9 +2,11 @@
 //! `coap-client-notls` / `coap-server-notls` (Debian `libcoap3-bin`) and aiocoap (pip).
 //!
 //! Matrix: {our client × libcoap server, our client × aiocoap server, libcoap client ×
-//! our server, aiocoap client × our server} × {GET, NON, PUT/POST/DELETE, 5000-byte
-//! Block2, 5000-byte Block1, separate response}. With `CI=true` a missing peer fails
-//! the test; elsewhere the test prints that it was skipped.
+//! our servers (`coap-server` and `tokio_server`), aiocoap client × our server} × {GET,
+//! NON, PUT/POST/DELETE, 5000-byte Block2, 5000-byte Block1, separate response}; and
+//! our `coap-client` example next to libcoap's, flag by flag, against libcoap's
+//! server. With `CI=true` a missing peer fails the test; elsewhere the test prints that
+//! it was skipped.
 #![cfg(feature = "std")]
 
 mod common;
@@ -59,11 +61,12 @@ impl Drop for Peer {
     }
 }
 
-/// Our `coap-server` example on a free port, logging each request to stderr.
-fn our_server() -> (Peer, u16, BufReader<std::process::ChildStderr>) {
+/// Our `coap-server` example (or `tokio_server`, which takes the same flags and serves
+/// the same resources) on a free port, logging each request to stderr.
+fn our_server(name: &str) -> (Peer, u16, BufReader<std::process::ChildStderr>) {
     let port = free_port();
-    let mut child = Command::new(example("coap-server"))
-        .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-v"])
+    let mut child = Command::new(example(name))
+        .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-v", "5"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -229,7 +232,7 @@ fn logged(log: &mut BufReader<std::process::ChildStderr>) -> String {
 }
 
 #[test]
-fn libcoap_client_against_our_server() {
+fn libcoap_client_against_our_servers() {
     if !available(
         "libcoap (coap-client-notls)",
         "which",
@@ -237,7 +240,13 @@ fn libcoap_client_against_our_server() {
     ) {
         return;
     }
-    let (_server, port, mut log) = our_server();
+    for name in ["coap-server", "tokio_server"] {
+        libcoap_client_against(name);
+    }
+}
+
+fn libcoap_client_against(name: &str) {
+    let (_server, port, mut log) = our_server(name);
     let base = format!("coap://127.0.0.1:{port}");
     let out = libcoap_client(&[&format!("{base}/")]);
     assert!(String::from_utf8_lossy(&out).contains("coap-proto"));
@@ -293,7 +302,7 @@ fn aiocoap_client_against_our_server() {
     if !available("aiocoap (pip)", "python3", &["-c", "import aiocoap"]) {
         return;
     }
-    let (_server, port, _log) = our_server();
+    let (_server, port, _log) = our_server("coap-server");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aiocoap_peer.py");
     let out = Command::new("python3")
         .args([script, "client", &format!("coap://127.0.0.1:{port}")])
@@ -307,4 +316,160 @@ fn aiocoap_client_against_our_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(report.matches("PASS").count(), 11);
+}
+
+/// libcoap's `coap-server-notls` on a free port, ready.
+fn libcoap_server() -> (Peer, u16) {
+    let port = free_port();
+    let server = Peer(
+        Command::new("coap-server-notls")
+            .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-d", "20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_server(port);
+    (server, port)
+}
+
+/// Runs a client with `args`; returns exit success, stdout and stderr (libcoap's
+/// timestamped log lines left out).
+fn run_client(program: &std::path::Path, args: &[String]) -> (bool, Vec<u8>, String) {
+    let out = Command::new(program).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains(" WARN ") && !l.contains(" DEBG ") && !l.contains(" INFO "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (out.status.success(), out.stdout, stderr)
+}
+
+#[test]
+fn our_coap_client_takes_libcoaps_flags_against_libcoaps_server() {
+    if !available(
+        "libcoap (coap-client-notls, coap-server-notls)",
+        "which",
+        &["coap-client-notls", "coap-server-notls"],
+    ) {
+        return;
+    }
+    let (_server, port) = libcoap_server();
+    let ours = example("coap-client");
+    let theirs = std::path::PathBuf::from("coap-client-notls");
+    let base = format!("coap://127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("coap-proto-flags-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body.txt");
+    let body: String = (0..3000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    std::fs::write(&file, &body).unwrap();
+    let a = |s: &str| {
+        s.replace("{base}", &base)
+            .replace("{file}", file.to_str().unwrap())
+    };
+
+    // Each flag once, run by both clients in turn against libcoap's server: the same
+    // exit status, stdout and stderr (bodies as received, error codes with their
+    // diagnostic payload).
+    let same_as_libcoap: &[&[&str]] = &[
+        &["{base}/"],
+        &["-m", "put", "-e", "hello%21", "{base}/example_data"],
+        &["{base}/example_data"],
+        &["-m", "fetch", "-e", "x", "{base}/example_data"],
+        &["-m", "patch", "-e", "x", "{base}/example_data"],
+        &["-m", "ipatch", "-e", "x", "{base}/example_data"],
+        &[
+            "-m",
+            "post",
+            "-t",
+            "json",
+            "-e",
+            "{}",
+            "{base}/example_data",
+        ],
+        &[
+            "-m",
+            "put",
+            "-f",
+            "{file}",
+            "-b",
+            "64",
+            "{base}/example_data",
+        ],
+        &["-b", "256", "{base}/example_data"],
+        &["-b", "2,64", "{base}/example_data"],
+        &["-A", "0", "{base}/"],
+        &["-O", "2048,0x0102", "{base}/"],
+        &["-T", "abc", "{base}/"],
+        &["-P", "{base}", "coap://example.com/"],
+        &["-H", "5", "-P", "{base}", "coap://example.com/"],
+        &["-U", "{base}/"],
+        &["-w", "{base}/example_data"],
+        &["-G", "2", "{base}/example_data"],
+        &["-B", "5", "{base}/"],
+        &["-a", "127.0.0.1", "-p", &free_port().to_string(), "{base}/"],
+        &["-m", "delete", "{base}/nothing-here"],
+        &["{base}/nothing-here"],
+    ];
+    for args in same_as_libcoap {
+        let args: Vec<String> = args.iter().map(|s| a(s)).collect();
+        let (ok_ours, out_ours, err_ours) = run_client(&ours, &args);
+        let (ok_theirs, out_theirs, err_theirs) = run_client(&theirs, &args);
+        assert!(ok_ours, "coap-client {args:?}: {err_ours}");
+        assert_eq!(
+            (ok_ours, String::from_utf8_lossy(&out_ours), &err_ours),
+            (ok_theirs, String::from_utf8_lossy(&out_theirs), &err_theirs),
+            "coap-client {args:?}: ours (left) and libcoap's (right) differ"
+        );
+    }
+
+    // NON, Accept by name: answered like libcoap's (the body is the time: not compared).
+    for args in [&["-N", "{base}/time"][..], &["-A", "text", "{base}/time"]] {
+        let args: Vec<String> = args.iter().map(|s| a(s)).collect();
+        let (ok, out, _) = run_client(&ours, &args);
+        assert!(ok && !out.is_empty(), "coap-client {args:?}");
+    }
+    // -o writes the body (3000 bytes, block-wise) to a file, as libcoap's does.
+    let (mine, libcoaps) = (dir.join("ours.out"), dir.join("theirs.out"));
+    for (program, to) in [(&ours, &mine), (&theirs, &libcoaps)] {
+        let args = [a("-o"), to.display().to_string(), a("{base}/example_data")];
+        assert!(run_client(program, &args).0);
+    }
+    assert_eq!(std::fs::read(&mine).unwrap(), body.as_bytes());
+    assert_eq!(
+        std::fs::read(&mine).unwrap(),
+        std::fs::read(&libcoaps).unwrap()
+    );
+    // -v 7 logs every message in its Display form; the token is -T's.
+    let (ok, _, err) = run_client(&ours, &[a("-v"), a("7"), a("-T"), a("abc"), a("{base}/")]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("sent to 127.0.0.1") && err.contains("CON GET"),
+        "{err}"
+    );
+    assert!(
+        err.contains("token 0x616263") && err.contains("ACK 2.05 Content"),
+        "{err}"
+    );
+    // -B bounds a CON request too: a silent port gives up after a second, exit 1.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    let args = [
+        a("-B"),
+        a("1"),
+        format!("coap://{}/x", silent.local_addr().unwrap()),
+    ];
+    let (ok, _, err) = run_client(&ours, &args);
+    assert!(!ok && err.contains("no response in time"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // -h prints the usage and exits 0.
+    let (ok, out, _) = run_client(&ours, &[a("-h")]);
+    assert!(ok && String::from_utf8_lossy(&out).contains("usage: coap-client"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

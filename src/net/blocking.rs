@@ -70,7 +70,7 @@ impl Client {
     /// use coap_proto::net::blocking::Client;
     /// let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
     /// socket.set_ttl(4)?;
-    /// let mut client = Client::from_socket(socket, "127.0.0.1:5683", coap_proto::Config::default())?;
+    /// let mut client = Client::from_socket(socket, "127.0.0.1:5683", coap_proto::net::default_config())?;
     /// # Ok::<(), coap_proto::net::Error>(())
     /// ```
     pub fn from_socket(
@@ -98,7 +98,7 @@ impl<
     /// // Messages of up to 256 bytes, 8 exchanges at once.
     /// type Small = Client<8, 4, 256, 16, 1024>;
     /// let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    /// let client = Small::from_socket_sized(socket, "127.0.0.1:5683", coap_proto::Config::default())?;
+    /// let client = Small::from_socket_sized(socket, "127.0.0.1:5683", coap_proto::net::default_config())?;
     /// # Ok::<(), coap_proto::net::Error>(())
     /// ```
     pub fn from_socket_sized(
@@ -212,12 +212,35 @@ impl<
         &mut self,
         path: &str,
         szx: u8,
+        on_block: impl FnMut(usize, &[u8], bool) -> bool,
+    ) -> Result<Response, Error> {
+        self.request_streamed(&Request::get(path).block2(szx), on_block)
+    }
+
+    /// Sends `req` and hands the response's body to `on_block(offset, bytes, last)` as
+    /// it arrives, block by block (one call for a response in one piece); `on_block`
+    /// returns `false` to stop early. Returns the response head (without payload).
+    ///
+    /// ```no_run
+    /// use coap_proto::net::Request;
+    /// let mut client = coap_proto::net::blocking::Client::connect("127.0.0.1:5683")?;
+    /// // Only the second 64-byte block of a large resource.
+    /// let req = Request::get("/firmware").block2(2).block2_offset(64);
+    /// let mut block = Vec::new();
+    /// client.request_streamed(&req, |_, bytes, _| {
+    ///     block.extend_from_slice(bytes);
+    ///     false
+    /// })?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn request_streamed(
+        &mut self,
+        req: &Request,
         mut on_block: impl FnMut(usize, &[u8], bool) -> bool,
     ) -> Result<Response, Error> {
-        let req = Request::get(path).block2(szx);
         let handle = self
             .core
-            .start(self.core.clock().now(), self.peer, &req, true, &mut None)?;
+            .start(self.core.clock().now(), self.peer, req, true, &mut None)?;
         self.run(handle, &mut on_block)
     }
 
@@ -516,7 +539,7 @@ impl Server {
     /// ```no_run
     /// use coap_proto::net::blocking::Server;
     /// let socket = std::net::UdpSocket::bind("127.0.0.1:5683")?;
-    /// let server = Server::from_socket(socket, coap_proto::Config::default())?;
+    /// let server = Server::from_socket(socket, coap_proto::net::default_config())?;
     /// # Ok::<(), coap_proto::net::Error>(())
     /// ```
     pub fn from_socket(socket: UdpSocket, config: Config) -> Result<Self, Error> {
@@ -540,7 +563,7 @@ impl<
     /// // 1024 requests at once, 8192 remembered for deduplication.
     /// type Big = Server<1024, 32, 1152, 8192, 262144>;
     /// let socket = std::net::UdpSocket::bind("127.0.0.1:5683")?;
-    /// let server = Big::from_socket_sized(socket, coap_proto::Config::default())?;
+    /// let server = Big::from_socket_sized(socket, coap_proto::net::default_config())?;
     /// # Ok::<(), coap_proto::net::Error>(())
     /// ```
     pub fn from_socket_sized(socket: UdpSocket, config: Config) -> Result<Self, Error> {

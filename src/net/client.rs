@@ -94,6 +94,7 @@ impl Requests {
     ) -> Result<RequestHandle, Error> {
         let options = RequestOptions {
             non_confirmable: req.non_confirmable,
+            token: req.token.as_deref(),
             params: req.params,
             timeout: req.timeout,
             separate_timeout: req.separate_timeout,

@@ -68,6 +68,8 @@ pub struct Request {
     pub options: Vec<(OptionNumber, Vec<u8>)>,
     /// Client only: send as NON.
     pub non_confirmable: bool,
+    /// Client only: the token to use (at most 8 bytes) instead of a random one.
+    pub token: Option<Vec<u8>>,
     /// Client only: send the payload in Block1 blocks of `2^(szx+4)` bytes. Without it,
     /// a payload over 1024 bytes goes in 1024-byte blocks.
     pub block1_szx: Option<u8>,
@@ -125,6 +127,7 @@ impl Request {
             accept: None,
             options: Vec::new(),
             non_confirmable: false,
+            token: None,
             block1_szx: None,
             block2_szx: None,
             block2_offset: 0,
@@ -194,6 +197,12 @@ impl Request {
     /// Sent as NON.
     pub fn non_confirmable(mut self) -> Self {
         self.non_confirmable = true;
+        self
+    }
+
+    /// With this token (at most 8 bytes) instead of a random one.
+    pub fn token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
@@ -935,8 +944,18 @@ pub(crate) fn is_loss(kind: std::io::ErrorKind) -> bool {
 }
 
 /// The adapters' default configuration: [`Config::default`](crate::Config) with a
-/// random seed.
-pub(crate) fn default_config() -> crate::Config {
+/// random seed (from the OS's hash randomness and the clock), so that tokens and
+/// message IDs differ from run to run. Start from it for the `from_socket`
+/// constructors.
+///
+/// ```
+/// let config = coap_proto::Config {
+///     max_block_szx: 4,
+///     ..coap_proto::net::default_config()
+/// };
+/// assert_ne!(config.seed, coap_proto::net::default_config().seed);
+/// ```
+pub fn default_config() -> crate::Config {
     crate::Config {
         seed: random_seed(),
         ..crate::Config::default()
@@ -1003,7 +1022,7 @@ pub enum Peer {
 
 impl Peer {
     /// The address, looked up (blocking) if need be.
-    pub(crate) fn resolve(self) -> Result<std::net::SocketAddr, Error> {
+    pub fn resolve(self) -> Result<std::net::SocketAddr, Error> {
         use std::net::ToSocketAddrs;
         match self {
             Peer::Addr(a) => Ok(a),

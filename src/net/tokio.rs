@@ -119,7 +119,7 @@ impl Client {
     /// let client = Client::from_socket_sized::<256, 258, 1152, 512, 32768>(
     ///     socket,
     ///     server,
-    ///     coap_proto::Config::default(),
+    ///     coap_proto::net::default_config(),
     /// )?;
     /// # Ok(())
     /// # }

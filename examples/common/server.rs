@@ -1,0 +1,208 @@
+//! What `coap-server` (blocking) and `tokio_server` share: libcoap's example-server
+//! flags, its resources, and a logger for `-v`. Only the adapter and `/async`'s way of
+//! waiting differ between the two.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coap_proto::net::{Request, Response};
+use coap_proto::resource::{Methods, Resource};
+use coap_proto::wire::{Code, ContentFormat};
+
+pub const USAGE: &str = "\
+usage: coap-server [-A ADDRESS] [-p PORT] [-d MAX] [-v N] [-h]
+
+  -A ADDRESS  the address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)
+  -p PORT     the port (default 5683)
+  -d MAX      at most MAX resources created by PUT or POST (default 64): past it,
+              creating one more gets 4.06 Not Acceptable until one is deleted
+  -v N        verbosity as libcoap's: 5 logs each request and its answer, 6 and more
+              every message sent and received, with retransmissions and refusals
+  -h          this help
+
+Resources: / (about), /time (UTC, Max-Age 1), /async?N (answered after N seconds,
+default 2, as a separate response), /example_data (GET/PUT/POST/DELETE, 1500 bytes);
+PUT or POST to any other path creates it. /.well-known/core lists them.";
+
+/// The command line.
+pub struct Options {
+    pub address: String,
+    pub port: u16,
+    pub max_dynamic: usize,
+    pub verbosity: u8,
+}
+
+impl Options {
+    /// Parses the arguments; prints the help and exits for `-h`.
+    pub fn parse() -> Result<Options, String> {
+        let mut o = Options {
+            address: "127.0.0.1".into(),
+            port: 5683,
+            max_dynamic: 64,
+            verbosity: 0,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
+            let bad = |e: &dyn std::fmt::Display| format!("{arg}: {e}");
+            match arg.as_str() {
+                "-A" => o.address = value()?,
+                "-p" => o.port = value()?.parse().map_err(|e| bad(&e))?,
+                "-d" => o.max_dynamic = value()?.parse().map_err(|e| bad(&e))?,
+                "-v" => o.verbosity = value()?.parse().map_err(|e| bad(&e))?,
+                "-h" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                _ => return Err(format!("unknown option {arg}\n{USAGE}")),
+            }
+        }
+        crate::logger::init(o.verbosity);
+        Ok(o)
+    }
+
+    /// `address:port`, with brackets around an IPv6 address.
+    pub fn listen(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+
+    /// Whether each request and its answer are logged.
+    pub fn log_requests(&self) -> bool {
+        self.verbosity >= 5
+    }
+}
+
+/// Resources that are there from the start and do not count toward `-d`.
+const BUILT_IN: usize = 1;
+
+/// The resource table in the order both servers add them: `/`, `/time`, `/async`,
+/// `/example_data`; other paths go to the fallback (created resources).
+pub fn root() -> Resource<'static> {
+    Resource::new("/", Methods::GET).ct(0).title("General Info")
+}
+
+pub fn time() -> Resource<'static> {
+    Resource::new("/time", Methods::GET)
+        .rt("ticks")
+        .ct(0)
+        .title("Internal Clock")
+}
+
+pub fn async_resource() -> Resource<'static> {
+    Resource::new("/async", Methods::GET).title("Separate response")
+}
+
+pub fn example_data() -> Resource<'static> {
+    let all = Methods::GET
+        .and(Methods::PUT)
+        .and(Methods::POST)
+        .and(Methods::DELETE);
+    Resource::new("/example_data", all).title("Example Data")
+}
+
+pub fn about() -> Response {
+    Response::content(
+        "This is a test server made with coap-proto, a sans-IO CoAP library in Rust.\n",
+    )
+    .content_format(ContentFormat::TEXT_PLAIN)
+}
+
+pub fn now() -> Response {
+    Response::content(utc_now())
+        .content_format(ContentFormat::TEXT_PLAIN)
+        .max_age(1)
+}
+
+/// How long `/async?N` waits: N seconds (default 2, at most 60).
+pub fn async_delay(req: &Request) -> Duration {
+    let secs = req
+        .query
+        .first()
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(2u64)
+        .min(60);
+    Duration::from_secs(secs)
+}
+
+pub fn async_done() -> Response {
+    Response::content("Async Complete!")
+}
+
+/// The bodies of `/example_data` and of created resources.
+#[derive(Clone)]
+pub struct Store {
+    map: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    max_dynamic: usize,
+    log: bool,
+}
+
+impl Store {
+    pub fn new(options: &Options) -> Store {
+        let example: Vec<u8> = (0..1500u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let map = HashMap::from([("/example_data".to_string(), example)]);
+        Store {
+            map: Arc::new(Mutex::new(map)),
+            max_dynamic: options.max_dynamic,
+            log: options.log_requests(),
+        }
+    }
+
+    /// `/example_data` and resources created by PUT or POST (at most `-d`).
+    pub fn handle(&self, req: &Request) -> Response {
+        let mut map = self.map.lock().unwrap();
+        let exists = map.contains_key(&req.path);
+        let creating = !exists && matches!(req.method, Code::PUT | Code::POST);
+        let response = match (req.method, exists) {
+            _ if creating && map.len() >= BUILT_IN + self.max_dynamic => {
+                Response::new(Code::NOT_ACCEPTABLE).payload("too many dynamic resources")
+            }
+            (Code::GET, true) => Response::content(map[&req.path].clone()),
+            (Code::PUT, _) | (Code::POST, _) => {
+                map.insert(req.path.clone(), req.payload.clone());
+                match (exists, req.method) {
+                    (true, _) => Response::new(Code::CHANGED),
+                    (false, Code::POST) => Response::new(Code::CREATED).location_path(&req.path),
+                    (false, _) => Response::new(Code::CREATED),
+                }
+            }
+            (Code::DELETE, true) => {
+                map.remove(&req.path);
+                Response::new(Code::DELETED)
+            }
+            (Code::GET | Code::DELETE, false) => Response::new(Code::NOT_FOUND),
+            _ => Response::new(Code::METHOD_NOT_ALLOWED),
+        };
+        if self.log {
+            eprintln!("{req} -> {response}");
+        }
+        response
+    }
+}
+
+/// "YYYY-MM-DD hh:mm:ss UTC" without a date library (civil-from-days).
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
