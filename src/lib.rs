@@ -102,7 +102,8 @@
 //! ## Parsing
 //!
 //! [`wire::Message::parse`] checks the whole datagram once. Afterwards every accessor
-//! borrows the datagram and none can fail or panic:
+//! borrows the datagram and none panics; the typed getters that decode an option's
+//! value return a `Result`, for a value of a length its registration forbids:
 //!
 //! ```
 //! use coap_proto::wire::{Code, Message, Type};

@@ -47,6 +47,12 @@ impl Default for TransmissionParams {
 }
 
 /// Why a [`TransmissionParams`] value cannot be used.
+///
+/// ```
+/// use coap_proto::{ParamsError, TransmissionParams};
+/// let p = TransmissionParams { ack_timeout: core::time::Duration::ZERO, ..TransmissionParams::RFC7252 };
+/// assert_eq!(p.validate(), Err(ParamsError::ZeroAckTimeout));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ParamsError {

@@ -29,6 +29,13 @@ use crate::wire::{Code, Message};
 pub const WELL_KNOWN_CORE: &str = "/.well-known/core";
 
 /// A set of request methods.
+///
+/// ```
+/// use coap_proto::resource::Methods;
+/// use coap_proto::wire::Code;
+/// let rw = Methods::GET.and(Methods::PUT);
+/// assert!(rw.allows(Code::PUT) && !rw.allows(Code::POST));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Methods(u8);
 
@@ -67,7 +74,20 @@ impl Methods {
 }
 
 /// One entry of a resource table: where it lives, what it accepts, how it is described
-/// in `/.well-known/core`.
+/// in `/.well-known/core`. Built in `const` context, so a table can be a `static`.
+///
+/// ```
+/// use coap_proto::resource::{LinkFormat, Methods, Resource};
+///
+/// static TABLE: [Resource<'static>; 2] = [
+///     Resource::new("/sensors/temp", Methods::GET).rt("temperature").ct(0),
+///     Resource::new("/config", Methods::GET.and(Methods::PUT)).hidden(),
+/// ];
+/// assert_eq!(
+///     LinkFormat::new(&TABLE, None).to_string(),
+///     "</sensors/temp>;rt=\"temperature\";ct=0"
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Resource<'a> {
     /// The path, e.g. `/sensors/temp` (as written in a URI, percent-encoded).
@@ -154,6 +174,18 @@ impl<'a> Resource<'a> {
 }
 
 /// Where a request goes.
+///
+/// ```
+/// use coap_proto::resource::{Methods, Resource, Route, route};
+/// use coap_proto::wire::{Code, Message};
+///
+/// let table = [Resource::new("/led", Methods::PUT)];
+/// // CON GET /led
+/// let get = Message::parse(&[0x40, 0x01, 0, 1, 0xb3, b'l', b'e', b'd'])?;
+/// assert_eq!(route(&table, &get), Route::MethodNotAllowed);
+/// assert_eq!(route(&table, &get).error_code(), Some(Code::METHOD_NOT_ALLOWED));
+/// # Ok::<(), coap_proto::wire::ParseError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Route {
     /// The resource at this index of the table.

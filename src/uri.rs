@@ -33,6 +33,13 @@ pub const DEFAULT_PORT: u16 = 5683;
 const MAX_VALUE: usize = 255;
 
 /// Why a string is not a usable `coap://` URI.
+///
+/// ```
+/// use coap_proto::uri::{Uri, UriError};
+/// assert_eq!(Uri::parse("coap://host/#frag"), Err(UriError::Fragment));
+/// assert_eq!(Uri::parse("http://host/"), Err(UriError::UnsupportedScheme));
+/// assert_eq!(Uri::parse("coap://host:99999/"), Err(UriError::BadPort));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UriError {
@@ -81,6 +88,15 @@ impl fmt::Display for UriError {
 impl core::error::Error for UriError {}
 
 /// A parsed `coap://host[:port][/path][?query]` URI, borrowing the string.
+///
+/// ```
+/// use coap_proto::uri::Uri;
+/// let uri = Uri::parse("coap://[::1]:5684/sensors/temp?unit=C")?;
+/// assert_eq!((uri.host(), uri.port(), uri.path()), ("::1", 5684, "/sensors/temp"));
+/// assert_eq!(uri.query(), Some("unit=C"));
+/// assert!(uri.ip().is_some_and(|ip| ip.is_loopback()));
+/// # Ok::<(), coap_proto::uri::UriError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Uri<'a> {
     host: &'a str,

@@ -10,13 +10,25 @@ use crate::wire::{Block, Message};
 use super::Endpoint;
 
 /// A client request in flight. Small and `Copy`; stale handles are refused.
+///
+/// ```
+/// use coap_proto::{Config, Endpoint, Error, Instant, wire::Code};
+/// let mut ep = Endpoint::<u8>::new(Config::default())?;
+/// let h = ep.request(Instant::ZERO, 1, Code::GET, &Default::default(), |_| Ok(()))?;
+/// assert_eq!(h.to_string(), "request 0.1");
+/// ep.cancel(Instant::ZERO, h)?;
+/// assert_eq!(ep.cancel(Instant::ZERO, h), Err(Error::UnknownHandle), "stale");
+/// # Ok::<(), coap_proto::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RequestHandle {
     pub(super) index: u16,
     pub(super) generation: u16,
 }
 
-/// A request received by the server role, to answer with [`Endpoint::respond`].
+/// A request received by the server role, to answer with [`Endpoint::respond`] (see
+/// [`Incoming`] for one in use). Small and `Copy`; a handle whose exchange ended is
+/// refused with [`Error::UnknownHandle`](crate::Error::UnknownHandle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IncomingHandle {
     pub(super) index: u16,
@@ -36,6 +48,29 @@ impl fmt::Display for IncomingHandle {
 }
 
 /// A request or response handed to the application, borrowing the datagram it came in.
+///
+/// ```
+/// use coap_proto::wire::{Code, MessageBuilder, Type};
+/// use coap_proto::{Config, Endpoint, Incoming, Instant};
+///
+/// let mut server = Endpoint::<u8>::new(Config::default())?;
+/// let mut buf = [0u8; 64];
+/// let mut b = MessageBuilder::new(&mut buf, Type::Con, Code::PUT, 0x0101)?;
+/// b.token(&[7])?;
+/// b.uri_path("/led")?;
+/// b.payload(b"on")?;
+/// let datagram = b.finish();
+///
+/// match server.handle_datagram(Instant::ZERO, 9, datagram) {
+///     Some(Incoming::Request { handle, message }) => {
+///         assert_eq!((message.code(), message.payload()), (Code::PUT, &b"on"[..]));
+///         server.respond(Instant::ZERO, handle, Code::CHANGED, |_| Ok(()))?;
+///     }
+///     // A response would come as Incoming::Response with the request's handle.
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn core::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub enum Incoming<'b> {
     /// A new request (never a duplicate). Answer it with [`Endpoint::respond`] — before
@@ -71,6 +106,33 @@ pub struct Block1Body<'a> {
 }
 
 /// Outcomes other than responses, reported by [`Endpoint::poll_output`].
+///
+/// A CON request to a peer that never answers ends with [`Event::TimedOut`] after the
+/// retransmissions of RFC 7252 §4.2:
+///
+/// ```
+/// use coap_proto::wire::Code;
+/// use coap_proto::{Config, Endpoint, Event, Instant, Output};
+///
+/// let mut ep = Endpoint::<u8>::new(Config::default())?;
+/// let h = ep.request(Instant::ZERO, 1, Code::GET, &Default::default(), |_| Ok(()))?;
+/// let mut now = Instant::ZERO;
+/// let (mut sent, mut events) = (0, Vec::new());
+/// for _ in 0..100 {
+///     match ep.poll_output(now) {
+///         Output::Transmit(_) => sent += 1,
+///         Output::Event(e) => events.push(e),
+///         Output::Timeout(Some(at)) => {
+///             now = at;
+///             ep.handle_timeout(now);
+///         }
+///         Output::Timeout(None) => break,
+///     }
+/// }
+/// assert_eq!((sent, events), (5, vec![Event::TimedOut(h)]));
+/// assert_eq!(Event::TimedOut(h).to_string(), "request 0.1 timed out");
+/// # Ok::<(), coap_proto::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Event {
@@ -151,7 +213,31 @@ pub struct Transmit<'a, P> {
     pub data: &'a [u8],
 }
 
-/// What [`Endpoint::poll_output`] has for the caller.
+/// What [`Endpoint::poll_output`] has for the caller: drain it after every input or
+/// command until it says [`Output::Timeout`].
+///
+/// ```
+/// use coap_proto::wire::Code;
+/// use coap_proto::{Config, Endpoint, Instant, Output};
+///
+/// let mut ep = Endpoint::<u8>::new(Config::default())?;
+/// ep.ping(Instant::ZERO, 3)?;
+/// let mut deadline = None;
+/// loop {
+///     match ep.poll_output(Instant::ZERO) {
+///         // Send `t.data` to `t.to` (a 4-byte empty CON for a ping).
+///         Output::Transmit(t) => assert_eq!((t.to, t.data.len()), (3, 4)),
+///         Output::Event(e) => println!("{e}"),
+///         Output::Timeout(at) => {
+///             deadline = at;
+///             break;
+///         }
+///     }
+/// }
+/// // Wait for a datagram until the retransmission is due.
+/// assert!(deadline.is_some());
+/// # Ok::<(), coap_proto::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output<'a, P> {
     /// Send this datagram, then poll again.

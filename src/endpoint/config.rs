@@ -15,6 +15,28 @@ pub const MAX_TOKEN_LEN: usize = 8;
 
 /// How long the application may take to answer a request, and other endpoint-wide
 /// settings.
+///
+/// Start from the defaults and change what you need; [`Endpoint::new`] checks it:
+///
+/// ```
+/// use core::time::Duration;
+/// use coap_proto::{Config, Endpoint, TransmissionParams};
+///
+/// let config = Config {
+///     seed: 0x5eed, // from a real entropy source in production
+///     // A lossy radio link: wait longer before the first retransmission.
+///     params: TransmissionParams {
+///         ack_timeout: Duration::from_secs(4),
+///         ..TransmissionParams::RFC7252
+///     },
+///     // Blocks of at most 256 bytes.
+///     max_block_szx: 4,
+///     ..Config::default()
+/// };
+/// let endpoint = Endpoint::<u8>::new(config)?;
+/// assert_eq!(endpoint.config().max_block_szx, 4);
+/// # Ok::<(), coap_proto::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     /// Seed of the PRNG behind message IDs, tokens and jitter. Same seed, same outputs.
@@ -102,6 +124,26 @@ impl Default for Config {
 }
 
 /// Per-request settings for [`Endpoint::request`].
+///
+/// ```
+/// use core::time::Duration;
+/// use coap_proto::wire::Code;
+/// use coap_proto::{Config, Endpoint, Instant, Output, RequestOptions};
+///
+/// let mut ep = Endpoint::<u8>::new(Config::default())?;
+/// let options = RequestOptions {
+///     non_confirmable: true,
+///     token: Some(&[0xca, 0xfe]),
+///     timeout: Some(Duration::from_secs(5)),
+///     block2_szx: Some(2), // 64-byte blocks of the response
+///     ..RequestOptions::default()
+/// };
+/// ep.request(Instant::ZERO, 1, Code::GET, &options, |b| b.uri_path("/log").map(drop))?;
+/// let Output::Transmit(t) = ep.poll_output(Instant::ZERO) else { unreachable!() };
+/// assert_eq!(&t.data[..2], &[0x52, 0x01], "NON GET, 2-byte token");
+/// assert_eq!(&t.data[4..6], &[0xca, 0xfe]);
+/// # Ok::<(), coap_proto::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestOptions<'t> {
     /// Send as NON instead of CON.

@@ -7,6 +7,16 @@ use crate::block::UploadError;
 use crate::wire::{BuildError, Code};
 
 /// A command the endpoint refused. The endpoint is unchanged.
+///
+/// ```
+/// use coap_proto::wire::Code;
+/// use coap_proto::{Config, Endpoint, Error, Instant};
+/// let mut ep = Endpoint::<u8>::new(Config::default())?;
+/// let e = ep.request(Instant::ZERO, 1, Code::CONTENT, &Default::default(), |_| Ok(()));
+/// assert_eq!(e, Err(Error::WrongCode(Code::CONTENT)));
+/// assert_eq!(e.unwrap_err().to_string(), "code 2.05 Content is not allowed here");
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {

@@ -111,6 +111,43 @@ use slot::Slot;
 /// `respond`, `ping`, `cancel`), drain [`poll_output`](Self::poll_output) until it
 /// returns [`Output::Timeout`]; then wait for a datagram or that instant. The crate docs
 /// show the loop over a `std::net::UdpSocket`.
+///
+/// A client and a server exchanging a GET in memory, the "network" being a variable
+/// (peers are named by a `u8` here; over UDP they are socket addresses):
+///
+/// ```
+/// use coap_proto::wire::Code;
+/// use coap_proto::{Config, Endpoint, Event, Incoming, Instant, Output, RequestOptions};
+///
+/// let mut client = Endpoint::<u8>::new(Config { seed: 1, ..Config::default() })?;
+/// let mut server = Endpoint::<u8>::new(Config { seed: 2, ..Config::default() })?;
+/// let now = Instant::ZERO;
+///
+/// // The client asks server 2 for /hello.
+/// let handle = client.request(now, 2, Code::GET, &RequestOptions::default(), |b| {
+///     b.uri_path("/hello").map(drop)
+/// })?;
+/// let Output::Transmit(t) = client.poll_output(now) else { panic!("a request to send") };
+/// let request = t.data.to_vec();
+///
+/// // The server, as client 1 sent it, answers at once: the answer rides on the ACK.
+/// if let Some(Incoming::Request { handle, message }) = server.handle_datagram(now, 1, &request) {
+///     assert!(message.uri_path().matches("/hello"));
+///     server.respond(now, handle, Code::CONTENT, |b| b.payload(b"hi").map(drop))?;
+/// }
+/// let Output::Transmit(t) = server.poll_output(now) else { panic!("the ACK") };
+/// let ack = t.data.to_vec();
+/// // Drained: the exchange is over for the server.
+/// assert!(matches!(server.poll_output(now), Output::Timeout(_)));
+///
+/// match client.handle_datagram(now, 2, &ack) {
+///     Some(Incoming::Response { handle: h, message, .. }) => {
+///         assert_eq!((h, message.code(), message.payload()), (handle, Code::CONTENT, &b"hi"[..]));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), coap_proto::Error>(())
+/// ```
 pub struct Endpoint<
     P = core::net::SocketAddr,
     const EXCHANGES: usize = 64,
@@ -160,6 +197,14 @@ pub struct Endpoint<
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
 /// bytes, 16 dedup entries and 1 KiB of stored replies. The crate docs give its
 /// `size_of`.
+///
+/// ```
+/// use coap_proto::{Config, SmallEndpoint};
+/// // Peers are whatever the application names them by: here an index into its table.
+/// let ep = SmallEndpoint::<u8>::new(Config { max_block_szx: 4, ..Config::default() })?;
+/// assert!(core::mem::size_of_val(&ep) < 5_000);
+/// # Ok::<(), coap_proto::Error>(())
+/// ```
 pub type SmallEndpoint<P> = Endpoint<P, 8, 4, 256, 16, 1024>;
 
 impl<

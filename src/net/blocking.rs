@@ -32,6 +32,22 @@ use std::time::Duration;
 /// A blocking CoAP client talking to one server (any other with
 /// [`request_to`](Self::request_to) or the `*_url` calls).
 ///
+/// ```no_run
+/// use coap_proto::net::Request;
+/// use coap_proto::net::blocking::Client;
+/// use coap_proto::wire::ContentFormat;
+///
+/// let mut client = Client::connect("coap://127.0.0.1")?;
+/// let temp = client.get("/sensors/temp?unit=C")?;
+/// println!("{} {}", temp.code, temp.payload_str().unwrap_or("(binary)"));
+/// let req = Request::put("/config")
+///     .content_format(ContentFormat::JSON)
+///     .payload(r#"{"interval":60}"#)
+///     .timeout(std::time::Duration::from_secs(10));
+/// assert!(client.request(&req)?.is_success());
+/// # Ok::<(), coap_proto::net::Error>(())
+/// ```
+///
 /// Its capacities are the endpoint's defaults; a client of other sizes is made by
 /// [`from_socket_sized`](Self::from_socket_sized).
 pub struct Client<
@@ -349,7 +365,25 @@ impl<
     }
 }
 
-/// What a blocking handler answers.
+/// What a blocking handler answers: at once, or later through a [`Responder`].
+///
+/// ```no_run
+/// use coap_proto::net::blocking::{Reply, Server};
+/// use coap_proto::net::Response;
+/// use coap_proto::resource::{Methods, Resource};
+///
+/// let mut server = Server::bind("127.0.0.1:5683")?;
+/// server.resource(Resource::new("/now", Methods::GET), |_| Response::content("at once").into());
+/// server.resource(Resource::new("/later", Methods::GET), |_| {
+///     Reply::later(|responder| {
+///         std::thread::spawn(move || {
+///             std::thread::sleep(std::time::Duration::from_secs(3));
+///             responder.respond(Response::content("separate response"));
+///         });
+///     })
+/// });
+/// # Ok::<(), coap_proto::net::Error>(())
+/// ```
 pub enum Reply {
     /// The response, sent at once (piggybacked on the ACK).
     Now(Response),
@@ -383,8 +417,8 @@ enum Command {
     Stats(mpsc::Sender<crate::Stats>),
 }
 
-/// Answers one request from any thread. Dropped unused, the request is abandoned: the
-/// endpoint answers 5.00 so the client is not left waiting.
+/// Answers one request from any thread (see [`Reply::later`]). Dropped unused, the
+/// request is abandoned: the endpoint answers 5.00 so the client is not left waiting.
 pub struct Responder {
     id: IncomingHandle,
     wake: Waker,
@@ -436,6 +470,15 @@ impl Waker {
 }
 
 /// Stops a running [`Server`] from another thread.
+///
+/// ```
+/// let mut server = coap_proto::net::blocking::Server::bind("127.0.0.1:0")?;
+/// let stopper = server.stopper();
+/// let running = std::thread::spawn(move || server.run());
+/// stopper.stop();
+/// running.join().unwrap()?;
+/// # Ok::<(), coap_proto::net::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Stopper(Arc<AtomicBool>, Waker);
 

@@ -285,6 +285,25 @@ impl Client {
 }
 
 /// What a handler answers: at once, or later from a future.
+///
+/// ```no_run
+/// use coap_proto::net::Response;
+/// use coap_proto::net::tokio::{Reply, Server};
+/// use coap_proto::resource::{Methods, Resource};
+///
+/// # async fn f() -> Result<(), coap_proto::net::Error> {
+/// let mut server = Server::bind("127.0.0.1:5683").await?;
+/// server.resource(Resource::new("/now", Methods::GET), |_| Response::content("at once").into());
+/// server.resource(Resource::new("/later", Methods::GET), |req| {
+///     let who = req.peer;
+///     Reply::later(async move {
+///         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+///         Response::content(format!("later, {who:?}"))
+///     })
+/// });
+/// # Ok(())
+/// # }
+/// ```
 pub enum Reply {
     /// The response, sent at once (piggybacked on the ACK).
     Now(Response),

@@ -15,6 +15,15 @@ pub const MAX_TOKEN_LEN: usize = 65535 + 269;
 pub const MAX_OPTION_LEN: usize = 65535 + 269;
 
 /// Why a [`MessageBuilder`] call was refused. A refused call leaves the message as it was.
+///
+/// ```
+/// use coap_proto::wire::{BuildError, Code, MessageBuilder, Type};
+/// let mut buf = [0u8; 8];
+/// let mut b = MessageBuilder::new(&mut buf, Type::Con, Code::GET, 1)?;
+/// assert_eq!(b.payload(b"too long").err(), Some(BuildError::BufferTooSmall { needed: 13 }));
+/// assert_eq!(b.finish().len(), 4, "unchanged");
+/// # Ok::<(), BuildError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BuildError {

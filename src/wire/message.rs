@@ -14,6 +14,13 @@ use super::{
 /// Each variant is one class of format error. What to do about it is the message
 /// layer's business (§4.2, §4.3: reject a CON with RST, silently ignore the rest; ignore a
 /// message with an unknown version altogether, §3).
+///
+/// ```
+/// use coap_proto::wire::{Message, ParseError};
+/// assert_eq!(Message::parse(&[0x40, 0x01]), Err(ParseError::TruncatedHeader));
+/// // Version 2.
+/// assert_eq!(Message::parse(&[0x80, 0x01, 0, 0]), Err(ParseError::BadVersion(2)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ParseError {
@@ -610,6 +617,16 @@ impl core::iter::FusedIterator for Options<'_> {}
 
 /// Iterator over the values of one option number — Uri-Path segments, Uri-Query
 /// arguments, ETags … — borrowed from the datagram.
+///
+/// ```
+/// use coap_proto::wire::Message;
+/// // CON GET /a/bc?x=1
+/// let m = Message::parse(b"\x40\x01\x00\x01\xb1a\x02bc\x43x=1")?;
+/// assert_eq!(m.uri_path().collect::<Vec<_>>(), [&b"a"[..], b"bc"]);
+/// assert!(m.uri_path().matches("/a/bc"));
+/// assert_eq!(m.uri_query().next(), Some(&b"x=1"[..]));
+/// # Ok::<(), coap_proto::wire::ParseError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Values<'a> {
     options: Options<'a>,
