@@ -5,7 +5,7 @@
 //! cargo bench --features tokio --bench loopback               # every server, 1 and 64 in flight, CON and NON
 //! cargo bench --features tokio --bench loopback -- SECS ROUNDS # seconds per run (default 2), rounds (default 3)
 //! cargo bench --features tokio --bench loopback -- serve NAME # one server alone on 127.0.0.1:5699 (for profiling)
-//! cargo bench --features tokio --bench loopback -- load ADDR K SECS # the load generator alone (CON)
+//! cargo bench --features tokio --bench loopback -- load ADDR K SECS [NON] # the load generator alone
 //! ```
 //!
 //! The load generator keeps K requests (`GET /hello`) in flight from one socket: each
@@ -370,7 +370,8 @@ fn main() {
         let addr: SocketAddr = args.get(1).expect("load ADDR K SECS").parse().unwrap();
         let k = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
         let secs = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(2.0);
-        let run = load(addr, k, true, secs);
+        let con = args.get(4).map(String::as_str) != Some("NON");
+        let run = load(addr, k, con, secs);
         println!(
             "{} answered ({:.0}/s), {} not 2.05, {} lost",
             run.answered,
