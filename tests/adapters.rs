@@ -291,3 +291,54 @@ async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     out
 }
+
+/// Sends 3 CON GETs for `/wait` from one socket; returns the code of the first answer
+/// to each (0.00 for an empty ACK).
+fn three_waiting_requests(addr: SocketAddr) -> Vec<u8> {
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 64];
+    for mid in 1..=3u8 {
+        let req = [0x41, 0x01, 0, mid, mid, 0xb4, b'w', b'a', b'i', b't'];
+        raw.send_to(&req, addr).unwrap();
+        let (_, _) = raw.recv_from(&mut buf).unwrap();
+        assert_eq!(buf[3], mid);
+        codes.push(buf[1]);
+    }
+    codes
+}
+
+#[test]
+fn blocking_capacities_are_const_parameters() {
+    let serve = |server: &mut dyn FnMut(
+        Resource<'static>,
+        Box<dyn FnMut(&Request) -> blocking::Reply + Send>,
+    )| {
+        let held = Arc::new(Mutex::new(Vec::new()));
+        server(
+            Resource::new("/wait", Methods::GET),
+            Box::new(move |_| {
+                let held = held.clone();
+                // Answers never: every request waits, holding its record.
+                blocking::Reply::later(move |r| held.lock().unwrap().push(r))
+            }),
+        );
+    };
+    // The default: 64 records, all three wait (empty ACKs).
+    let mut default = blocking::Server::bind("127.0.0.1:0").unwrap();
+    serve(&mut |r, h| drop(default.resource(r, h)));
+    let addr = default.local_addr();
+    std::thread::spawn(move || default.run());
+    assert_eq!(three_waiting_requests(addr), [0x00, 0x00, 0x00]);
+
+    // 3 records, 2 of them kept for answers given at once: one may wait; the others
+    // are refused with 5.03 rather than run out the table.
+    type Tiny = blocking::Server<3, 5, 1152, 16, 4096>;
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut tiny = Tiny::from_socket_sized(socket, Config::default()).unwrap();
+    serve(&mut |r, h| drop(tiny.resource(r, h)));
+    let addr = tiny.local_addr();
+    std::thread::spawn(move || tiny.run());
+    assert_eq!(three_waiting_requests(addr), [0x00, 0xa3, 0xa3]);
+}

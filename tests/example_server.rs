@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use coap_proto::net::blocking::Client;
 use coap_proto::net::{Request, tokio as adapter};
 use coap_proto::wire::Code;
-use common::example::start_coap_server as start;
+use common::example::{example, start_coap_server as start, start_example_server};
 
 /// Threads of a process, from /proc (Linux).
 fn threads(pid: u32) -> usize {
@@ -22,8 +22,34 @@ fn threads(pid: u32) -> usize {
 }
 
 #[test]
+fn both_servers_take_libcoaps_flags_and_print_help() {
+    for name in ["coap-server", "tokio_server"] {
+        let out = std::process::Command::new(example(name))
+            .arg("-h")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name} -h");
+        for flag in ["-A ADDRESS", "-p PORT", "-d MAX", "-v N", "-h"] {
+            assert!(help.contains(flag), "{name} -h lacks {flag}: {help}");
+        }
+        let out = std::process::Command::new(example(name))
+            .arg("-x")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name} refuses an unknown flag");
+    }
+}
+
+#[test]
 fn created_resources_are_capped_by_d() {
-    let server = start(&["-d", "3"]);
+    for name in ["coap-server", "tokio_server"] {
+        created_resources_are_capped_by_d_in(name);
+    }
+}
+
+fn created_resources_are_capped_by_d_in(name: &str) {
+    let server = start_example_server(name, &["-d", "3"]);
     let mut c = Client::connect(server.addr).unwrap();
     for i in 0..3 {
         let r = c.put(&format!("/new{i}"), b"x").unwrap();

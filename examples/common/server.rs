@@ -52,7 +52,11 @@ impl Options {
                 "-d" => o.max_dynamic = value()?.parse().map_err(|e| bad(&e))?,
                 "-v" => o.verbosity = value()?.parse().map_err(|e| bad(&e))?,
                 "-h" => {
-                    println!("{USAGE}");
+                    let program = std::env::args().next().unwrap_or_default();
+                    let name = std::path::Path::new(&program)
+                        .file_name()
+                        .map_or("coap-server".into(), |n| n.to_string_lossy());
+                    println!("{}", USAGE.replacen("coap-server", &name, 1));
                     std::process::exit(0);
                 }
                 _ => return Err(format!("unknown option {arg}\n{USAGE}")),

@@ -38,13 +38,20 @@ pub fn example(name: &str) -> PathBuf {
 }
 
 /// Starts `coap-server` on 127.0.0.1 with `args`, once it says it listens.
+#[allow(dead_code)]
 pub fn start_coap_server(args: &[&str]) -> ExampleServer {
+    start_example_server("coap-server", args)
+}
+
+/// Starts the server example `name` (`coap-server` or `tokio_server`, which take the
+/// same flags) on 127.0.0.1 with `args`, once it says it listens.
+pub fn start_example_server(name: &str, args: &[&str]) -> ExampleServer {
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(example("coap-server"))
+    let mut child = Command::new(example(name))
         .args(["-A", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stderr(Stdio::piped())
