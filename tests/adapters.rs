@@ -309,25 +309,20 @@ fn three_waiting_requests(addr: SocketAddr) -> Vec<u8> {
     codes
 }
 
+/// A handler that never answers: every request waits, holding its record.
+fn never_answers() -> impl FnMut(&Request) -> blocking::Reply + Send + 'static {
+    let held = Arc::new(Mutex::new(Vec::new()));
+    move |_| {
+        let held = held.clone();
+        blocking::Reply::later(move |r| held.lock().unwrap().push(r))
+    }
+}
+
 #[test]
 fn blocking_capacities_are_const_parameters() {
-    let serve = |server: &mut dyn FnMut(
-        Resource<'static>,
-        Box<dyn FnMut(&Request) -> blocking::Reply + Send>,
-    )| {
-        let held = Arc::new(Mutex::new(Vec::new()));
-        server(
-            Resource::new("/wait", Methods::GET),
-            Box::new(move |_| {
-                let held = held.clone();
-                // Answers never: every request waits, holding its record.
-                blocking::Reply::later(move |r| held.lock().unwrap().push(r))
-            }),
-        );
-    };
     // The default: 64 records, all three wait (empty ACKs).
     let mut default = blocking::Server::bind("127.0.0.1:0").unwrap();
-    serve(&mut |r, h| drop(default.resource(r, h)));
+    default.resource(Resource::new("/wait", Methods::GET), never_answers());
     let addr = default.local_addr();
     std::thread::spawn(move || default.run());
     assert_eq!(three_waiting_requests(addr), [0x00, 0x00, 0x00]);
@@ -337,7 +332,7 @@ fn blocking_capacities_are_const_parameters() {
     type Tiny = blocking::Server<3, 5, 1152, 16, 4096>;
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut tiny = Tiny::from_socket_sized(socket, Config::default()).unwrap();
-    serve(&mut |r, h| drop(tiny.resource(r, h)));
+    tiny.resource(Resource::new("/wait", Methods::GET), never_answers());
     let addr = tiny.local_addr();
     std::thread::spawn(move || tiny.run());
     assert_eq!(three_waiting_requests(addr), [0x00, 0xa3, 0xa3]);
