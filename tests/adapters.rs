@@ -14,6 +14,14 @@ use coap_proto::net::{Error, Request, Response};
 use coap_proto::resource::{Methods, Resource};
 use coap_proto::{Config, TransmissionParams};
 
+/// A single-threaded tokio runtime for a test.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// One handler for both servers: it echoes what it was asked.
 fn describe(req: &Request) -> Response {
     Response::content(format!(
@@ -39,10 +47,7 @@ fn blocking_server() -> (SocketAddr, blocking::ServerHandle) {
 #[test]
 fn blocking_and_tokio_handlers_take_the_request_the_same_way() {
     let (addr, _) = blocking_server();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let mut server = adapter::Server::bind("127.0.0.1:0").await.unwrap();
         // The very function the blocking server runs.
@@ -108,10 +113,7 @@ fn adapters_run_on_sockets_the_caller_made() {
     assert_eq!(c.local_addr().unwrap(), client_addr);
     assert_eq!(c.get("/q").unwrap().payload, b"GET /q ");
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let tokio_local = socket.local_addr().unwrap();
@@ -155,10 +157,7 @@ fn one_socket_serves_and_asks() {
     assert_eq!(r.payload, b"b");
 
     // The tokio server does the same through its `client`.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let mut server = adapter::Server::bind("127.0.0.1:0").await.unwrap();
         server.resource(Resource::new("/who", Methods::GET), |_| {
@@ -203,10 +202,7 @@ fn clients_and_servers_report_their_counters() {
     let mut c = blocking::Client::with_config(silent.local_addr().unwrap(), fast).unwrap();
     assert_eq!(c.get("/x"), Err(Error::TimedOut));
     assert_eq!(c.stats().retransmissions, 2);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let c = adapter::Client::with_config(silent.local_addr().unwrap(), fast)
             .await
@@ -218,10 +214,7 @@ fn clients_and_servers_report_their_counters() {
 
 #[test]
 fn tokio_client_queues_what_the_endpoint_cannot_hold() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let order = Arc::new(Mutex::new(Vec::new()));
         let runs = Arc::new(AtomicUsize::new(0));

@@ -149,16 +149,7 @@ fn our_client_against_libcoap_server() {
     ) {
         return;
     }
-    let port = free_port();
-    let _server = Peer(
-        Command::new("coap-server-notls")
-            .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-d", "20"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_server(port);
+    let (_server, port) = libcoap_server();
     our_client_scenarios(port, "/interop", Code::CREATED);
 }
 

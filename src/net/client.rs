@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::vec::Vec;
 
-use super::{Ep, Error, Request, Response};
+use super::server::Node;
+use super::{Error, Request, Response};
 use crate::wire::{Code, Message};
 use crate::{Event, RequestHandle, RequestOptions};
 
@@ -73,19 +74,29 @@ pub(crate) struct Requests {
 const MAX_SINGLE: usize = 1024;
 
 impl Requests {
+    /// Takes the outcome of `handle` if it finished.
+    pub(crate) fn take(&mut self, handle: RequestHandle) -> Option<Outcome> {
+        let i = self.finished.iter().position(|(h, _)| *h == handle)?;
+        Some(self.finished.swap_remove(i).1)
+    }
+
+    /// Takes every finished outcome.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
+        self.finished.drain(..)
+    }
+}
+
+/// The client role of the adapters' core.
+impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Node<E, B, M, D, R>
+{
     /// Starts `req` to `peer`. With `stream`, the response's blocks are handed out by
     /// [`on_response`](Self::on_response) rather than collected. A `source` produces
     /// the body block by block instead of `req.payload`; it is taken only when the
     /// request starts (a refused one may try again with it).
-    pub(crate) fn start<
-        const E: usize,
-        const B: usize,
-        const M: usize,
-        const D: usize,
-        const R: usize,
-    >(
+    pub(crate) fn start(
         &mut self,
-        ep: &mut Ep<E, B, M, D, R>,
         now: crate::Instant,
         peer: SocketAddr,
         req: &Request,
@@ -106,11 +117,13 @@ impl Requests {
             source.is_some() || req.block1_szx.is_some() || req.payload.len() > MAX_SINGLE;
         let handle = if blockwise {
             let szx = req.block1_szx.unwrap_or(6);
-            ep.request_upload(now, peer, req.method, &options, szx, |b| {
-                req.write(b, false)
-            })?
+            self.ep
+                .request_upload(now, peer, req.method, &options, szx, |b| {
+                    req.write(b, false)
+                })?
         } else {
-            ep.request(now, peer, req.method, &options, |b| req.write(b, true))?
+            self.ep
+                .request(now, peer, req.method, &options, |b| req.write(b, true))?
         };
         let upload = match source.take() {
             Some(source) => Some(Upload::Source(source)),
@@ -118,66 +131,42 @@ impl Requests {
         };
         let give_up_at = req.timeout.map(|t| now + t);
         let max_body = req.max_body.unwrap_or(super::DEFAULT_MAX_BODY);
-        self.pending
+        self.requests
+            .pending
             .insert(handle, Pending::new(upload, stream, give_up_at, max_body));
         Ok(handle)
     }
 
     /// Sends a ping (empty CON); it finishes with an empty response.
-    pub(crate) fn ping<
-        const E: usize,
-        const B: usize,
-        const M: usize,
-        const D: usize,
-        const R: usize,
-    >(
+    pub(crate) fn ping(
         &mut self,
-        ep: &mut Ep<E, B, M, D, R>,
         now: crate::Instant,
         peer: SocketAddr,
     ) -> Result<RequestHandle, Error> {
-        let handle = ep.ping(now, peer)?;
-        self.pending
+        let handle = self.ep.ping(now, peer)?;
+        self.requests
+            .pending
             .insert(handle, Pending::new(None, false, None, 0));
         Ok(handle)
     }
 
     /// Gives up on a request; it finishes with [`Error::Closed`].
-    pub(crate) fn cancel<
-        const E: usize,
-        const B: usize,
-        const M: usize,
-        const D: usize,
-        const R: usize,
-    >(
-        &mut self,
-        ep: &mut Ep<E, B, M, D, R>,
-        now: crate::Instant,
-        handle: RequestHandle,
-    ) {
-        let _ = ep.cancel(now, handle);
-        if self.pending.remove(&handle).is_some() {
-            self.finished.push((handle, Err(Error::Closed)));
+    pub(crate) fn cancel(&mut self, now: crate::Instant, handle: RequestHandle) {
+        let _ = self.ep.cancel(now, handle);
+        if self.requests.pending.remove(&handle).is_some() {
+            self.requests.finished.push((handle, Err(Error::Closed)));
         }
     }
 
     /// Takes a response (or one block of it); returns the block for a streamed request.
-    pub(crate) fn on_response<
-        'b,
-        const E: usize,
-        const B: usize,
-        const M: usize,
-        const D: usize,
-        const R: usize,
-    >(
+    pub(crate) fn on_response<'b>(
         &mut self,
-        ep: &mut Ep<E, B, M, D, R>,
         now: crate::Instant,
         handle: RequestHandle,
         message: &Message<'b>,
         block: Option<crate::block::Received>,
     ) -> Option<Streamed<'b>> {
-        let p = self.pending.get_mut(&handle)?;
+        let p = self.requests.pending.get_mut(&handle)?;
         let mut response = Response::from_message(message);
         if let Some(previous) = p.response.take() {
             response.payload = previous.payload;
@@ -190,11 +179,12 @@ impl Requests {
             let total = response.payload.len() + message.payload().len();
             if announced.max(total) > p.max_body {
                 let limit = p.max_body;
-                self.pending.remove(&handle);
+                self.requests.pending.remove(&handle);
                 if !last {
-                    let _ = ep.cancel(now, handle);
+                    let _ = self.ep.cancel(now, handle);
                 }
-                self.finished
+                self.requests
+                    .finished
                     .push((handle, Err(Error::BodyTooLarge { limit })));
                 return None;
             }
@@ -205,8 +195,8 @@ impl Requests {
         }
         let stream = p.stream;
         if last {
-            self.pending.remove(&handle);
-            self.finished.push((handle, Ok(response)));
+            self.requests.pending.remove(&handle);
+            self.requests.finished.push((handle, Ok(response)));
         } else {
             p.response = Some(response);
         }
@@ -220,82 +210,40 @@ impl Requests {
 
     /// Ends a streamed request early (the adapter's consumer has enough): it finishes
     /// with the response head received so far.
-    pub(crate) fn stop<
-        const E: usize,
-        const B: usize,
-        const M: usize,
-        const D: usize,
-        const R: usize,
-    >(
-        &mut self,
-        ep: &mut Ep<E, B, M, D, R>,
-        now: crate::Instant,
-        handle: RequestHandle,
-    ) {
-        let _ = ep.cancel(now, handle);
-        if let Some(p) = self.pending.remove(&handle) {
+    pub(crate) fn stop(&mut self, now: crate::Instant, handle: RequestHandle) {
+        let _ = self.ep.cancel(now, handle);
+        if let Some(p) = self.requests.pending.remove(&handle) {
             let head = p.response.ok_or(Error::Closed);
-            self.finished.push((handle, head));
+            self.requests.finished.push((handle, head));
         }
-    }
-
-    /// Takes the outcome of `handle` if it finished.
-    pub(crate) fn take(&mut self, handle: RequestHandle) -> Option<Outcome> {
-        let i = self.finished.iter().position(|(h, _)| *h == handle)?;
-        Some(self.finished.swap_remove(i).1)
-    }
-
-    /// Takes every finished outcome.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
-        self.finished.drain(..)
     }
 
     /// Ends the requests whose overall timeout passed; returns the earliest one left.
-    pub(crate) fn give_up_due<
-        const E: usize,
-        const B: usize,
-        const M: usize,
-        const D: usize,
-        const R: usize,
-    >(
-        &mut self,
-        ep: &mut Ep<E, B, M, D, R>,
-        now: crate::Instant,
-    ) -> Option<crate::Instant> {
-        if self.pending.is_empty() {
+    pub(crate) fn give_up_due(&mut self, now: crate::Instant) -> Option<crate::Instant> {
+        if self.requests.pending.is_empty() {
             return None;
         }
         let mut earliest = None::<crate::Instant>;
-        let finished = &mut self.finished;
-        self.pending.retain(|handle, p| match p.give_up_at {
-            Some(at) if at <= now => {
-                let _ = ep.cancel(now, *handle);
-                finished.push((*handle, Err(Error::TimedOut)));
-                false
-            }
-            Some(at) => {
-                earliest = Some(earliest.map_or(at, |e| e.min(at)));
-                true
-            }
-            None => true,
-        });
+        let finished = &mut self.requests.finished;
+        self.requests
+            .pending
+            .retain(|handle, p| match p.give_up_at {
+                Some(at) if at <= now => {
+                    let _ = self.ep.cancel(now, *handle);
+                    finished.push((*handle, Err(Error::TimedOut)));
+                    false
+                }
+                Some(at) => {
+                    earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                    true
+                }
+                None => true,
+            });
         earliest
     }
 
     /// Takes an endpoint event about a request; hands back the others.
-    pub(crate) fn on_event<
-        const E: usize,
-        const B: usize,
-        const M: usize,
-        const D: usize,
-        const R: usize,
-    >(
-        &mut self,
-        ep: &mut Ep<E, B, M, D, R>,
-        now: crate::Instant,
-        event: Event,
-    ) -> Option<Event> {
+    pub(crate) fn on_event(&mut self, now: crate::Instant, event: Event) -> Option<Event> {
         let (handle, outcome) = match event {
             Event::TimedOut(h) => (h, Err(Error::TimedOut)),
             Event::Reset(h) => (h, Err(Error::Reset)),
@@ -308,17 +256,19 @@ impl Requests {
                 max_len,
             } => {
                 let upload = self
+                    .requests
                     .pending
                     .get_mut(&handle)
                     .and_then(|p| p.upload.as_mut());
                 let sent = match upload {
-                    Some(Upload::Body(body)) => ep.send_body_block(now, handle, body),
+                    Some(Upload::Body(body)) => self.ep.send_body_block(now, handle, body),
                     Some(Upload::Source(source)) => {
                         let mut block = std::vec![0; max_len];
                         let (n, more) = source(offset, &mut block);
-                        ep.send_block(now, handle, &block[..n.min(max_len)], more)
+                        self.ep
+                            .send_block(now, handle, &block[..n.min(max_len)], more)
                     }
-                    None => ep.send_body_block(now, handle, &[]),
+                    None => self.ep.send_body_block(now, handle, &[]),
                 };
                 match sent {
                     Ok(()) => return None,
@@ -327,8 +277,8 @@ impl Requests {
             }
             other => return Some(other),
         };
-        if self.pending.remove(&handle).is_some() {
-            self.finished.push((handle, outcome));
+        if self.requests.pending.remove(&handle).is_some() {
+            self.requests.finished.push((handle, outcome));
         }
         None
     }

@@ -129,10 +129,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 handle,
                 message,
                 block,
-            }) => match self
-                .requests
-                .on_response(&mut self.ep, now, handle, &message, block)
-            {
+            }) => match self.on_response(now, handle, &message, block) {
                 Some(streamed) => Received::Block(streamed),
                 None => Received::Nothing,
             },
@@ -216,39 +213,6 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 None
             }
         }
-    }
-
-    /// Starts a request in the client role (see [`Requests::start`]).
-    pub(crate) fn start(
-        &mut self,
-        now: crate::Instant,
-        peer: SocketAddr,
-        req: &Request,
-        stream: bool,
-        source: &mut Option<super::client::BlockSource>,
-    ) -> Result<crate::RequestHandle, Error> {
-        self.requests
-            .start(&mut self.ep, now, peer, req, stream, source)
-    }
-
-    /// Sends a ping in the client role.
-    pub(crate) fn ping(
-        &mut self,
-        now: crate::Instant,
-        peer: SocketAddr,
-    ) -> Result<crate::RequestHandle, Error> {
-        self.requests.ping(&mut self.ep, now, peer)
-    }
-
-    /// Cancels a request: it finishes with [`Error::Closed`].
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn cancel(&mut self, now: crate::Instant, handle: crate::RequestHandle) {
-        self.requests.cancel(&mut self.ep, now, handle);
-    }
-
-    /// Ends a streamed request early with the response head received so far.
-    pub(crate) fn stop(&mut self, now: crate::Instant, handle: crate::RequestHandle) {
-        self.requests.stop(&mut self.ep, now, handle);
     }
 
     /// Keeps what answering `id` later needs.
@@ -365,7 +329,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         now: crate::Instant,
         mut send: impl FnMut(SocketAddr, &[u8]) -> std::io::Result<Sent>,
     ) -> Result<Step, Error> {
-        let next_give_up = self.requests.give_up_due(&mut self.ep, now);
+        let next_give_up = self.give_up_due(now);
         // Once per drain, not per datagram sent: a buffer frees between drains.
         if !self.retried {
             self.retried = true;
@@ -401,7 +365,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                     self.waiting.remove(&id);
                     self.retry.retain(|(r, _)| *r != id);
                 }
-                event => drop(self.requests.on_event(&mut self.ep, now, event)),
+                event => drop(self.on_event(now, event)),
             }
         }
     }
