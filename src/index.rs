@@ -127,6 +127,11 @@ impl<const N: usize> ItemQueue<N> {
         self.len += 1;
     }
 
+    /// Items queued.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     pub(crate) fn pop(&mut self) -> Option<usize> {
         if self.len == 0 {
             return None;

@@ -92,8 +92,9 @@
 //! | one exchange record, indexes included (a request waiting for its answer costs this and nothing else) | 59 + the peer: 91 with `SocketAddr`, 67 with a 4-byte peer handle |
 //! | one message buffer (held only by bytes that must be kept) | `MSG_BYTES` + 110 |
 //! | one dedup entry, indexes included | 72 with `SocketAddr`, 40 with a 1-byte peer |
-//! | `size_of::<Endpoint>()`: `SocketAddr`, 64 records, 16 buffers of 1152 bytes, 512 dedup entries, 32 KiB of stored replies | **96,656** |
-//! | `size_of::<SmallEndpoint<u8>>()`: 8 records, 4 buffers of 256 bytes, 16 entries, 1 KiB of replies | **4,360** |
+//! | one observation (RFC 7641; an idle one holds no buffer) | 64 with `SocketAddr`, 32 with a 1- to 4-byte peer |
+//! | `size_of::<Endpoint>()`: `SocketAddr`, 64 records, 16 buffers of 1152 bytes, 512 dedup entries, 32 KiB of stored replies, 16 observations | **97,688** |
+//! | `size_of::<SmallEndpoint<u8>>()`: 8 records, 4 buffers of 256 bytes, 16 entries, 1 KiB of replies, 4 observations | **4,496** |
 //!
 //! A thousand requests waiting for late answers cost a thousand records: 91 KB with
 //! socket addresses. Every index (timer heap, queues, lookups by message ID and token)
@@ -185,8 +186,8 @@ mod time;
 pub use dedup::{DedupCache, DedupFull, Reply};
 pub use endpoint::{
     AUTO_ETAG_MAX, Block1Body, Config, Endpoint, Error, Event, Incoming, IncomingHandle,
-    MAX_TOKEN_LEN, Output, RequestHandle, RequestOptions, ResponseMode, SmallEndpoint, Stats,
-    Transmit,
+    MAX_TOKEN_LEN, Notified, Output, RequestHandle, RequestOptions, ResponseMode, SmallEndpoint,
+    Stats, Transmit,
 };
 pub use params::{ParamsError, TransmissionParams};
 pub use retransmit::{Retransmission, RetransmitAction};

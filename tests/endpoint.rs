@@ -785,9 +785,25 @@ fn default_endpoint_size_is_as_documented() {
     use coap_proto::SmallEndpoint;
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 96_656);
-    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_360);
-    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_384);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 97_688);
+    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_496);
+    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_648);
+    // One observation (RFC 7641): a record of its own, no buffer while idle.
+    let observer = |small: usize, large: usize| (large - small) / 64;
+    assert_eq!(
+        observer(
+            size_of::<Endpoint<SocketAddr, 64, 16, 1152, 128, 8192, 16>>(),
+            size_of::<Endpoint<SocketAddr, 64, 16, 1152, 128, 8192, 80>>()
+        ),
+        64
+    );
+    assert_eq!(
+        observer(
+            size_of::<Endpoint<u32, 64, 16, 1152, 128, 8192, 16>>(),
+            size_of::<Endpoint<u32, 64, 16, 1152, 128, 8192, 80>>()
+        ),
+        32
+    );
     // One exchange record, indexes included, averaged over 64 more; a request waiting
     // for its answer costs this and nothing else. At most 64 bytes beyond the peer.
     let per = |a: usize, b: usize| (b - a) / 64;

@@ -37,8 +37,9 @@ fn deliver<
     const M: usize,
     const D: usize,
     const R: usize,
+    const O: usize,
 >(
-    ep: &mut Endpoint<P, E, B, M, D, R>,
+    ep: &mut Endpoint<P, E, B, M, D, R, O>,
     now: Instant,
     from: P,
     bytes: &[u8],

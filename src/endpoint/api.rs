@@ -172,6 +172,10 @@ pub enum Event {
     /// [`Endpoint::may_defer`](super::Endpoint::may_defer)) was not answered within its
     /// handling call; the endpoint answered it with 5.03 or 4.29 and forgot it.
     RequestRefused(IncomingHandle),
+    /// Observers of this resource (the application's number for it) are still due a
+    /// notification that found no exchange record or buffer, and one is free now: call
+    /// [`Endpoint::notify_due`] with the resource's current state.
+    NotificationsDue(u16),
 }
 
 impl fmt::Display for Event {
@@ -199,6 +203,9 @@ impl fmt::Display for Event {
                     f,
                     "{h} refused: answered late while over the deferral quota"
                 )
+            }
+            Event::NotificationsDue(r) => {
+                write!(f, "observers of resource {r} are due a notification")
             }
         }
     }

@@ -75,7 +75,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     // ---- client commands -------------------------------------------------------
 

@@ -31,7 +31,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     /// Sends the next block of an upload: `data` from the offset [`Event::BlockNeeded`](super::Event::BlockNeeded)
     /// named, `more` telling whether blocks follow. Every block but the last must be

@@ -32,6 +32,8 @@
 //!   still gets its empty ACK).
 //! - RFC 8974 §2.2.2: a request whose token is longer than the endpoint accepts is a
 //!   message format error.
+//! - RFC 7641 Observe, server role: registration, notifications, their sequence
+//!   numbers and reliability, and every way an observation ends (`observe.rs`).
 //!
 //! # Overflow policies, table by table
 //!
@@ -48,6 +50,7 @@
 //! | stored replies (`REPLY_BYTES`) | the oldest evictable replies (their entries go too, so duplicates are processed again), refusals last; a protected reply never: its room is set aside before the request runs | a new non-idempotent CON request gets 5.03 before it runs | — |
 //! | Block1 assemblies ([`crate::block::Block1Assembler`]) | the stalest partial body (its client gets 4.08 and may restart); bodies idle for [`Config::block_idle_timeout`] are dropped, and repeating an old block is no progress | — | [`Config::peer_share_percent`]; over it 4.29 with the time until its stalest idles out |
 //! | kept Block2 responses ([`crate::block::KeptResponses`]) | the stalest; a follow-up that finds nothing gets 4.08, never a second run of the handler | the first block goes out unkept | as for assemblies |
+//! | observations (`OBSERVERS`) | nothing: a registration that finds no place is declined (answered without Observe, RFC 7641 §4.1) | a notification that finds no exchange record (beyond `immediate_reserve`) or buffer leaves its observer *due*; [`Event::NotificationsDue`] says when one frees, and [`Endpoint::notify_due`] sends the current state — an observer never gets an older one | — |
 //! | control queue (8 RST / NON refusals) | the newest is dropped and counted ([`Stats::control_dropped`]); answers owed to accepted messages do not live here but on their dedup entries | — | — |
 
 mod api;
@@ -55,6 +58,7 @@ mod client;
 mod client_block;
 mod config;
 mod error;
+mod observe;
 mod output;
 mod pool;
 mod replies;
@@ -68,6 +72,7 @@ mod timers;
 pub use api::{Block1Body, Event, Incoming, IncomingHandle, Output, RequestHandle, Transmit};
 pub use config::{Config, MAX_TOKEN_LEN, RequestOptions, ResponseMode};
 pub use error::Error;
+pub use observe::Notified;
 pub use server_block::AUTO_ETAG_MAX;
 pub use stats::Stats;
 
@@ -95,6 +100,9 @@ use slot::Slot;
 ///   kept: client requests, CON responses until acknowledged, answers until sent.
 /// - `DEDUP_ENTRIES` remembered messages and `REPLY_BYTES` bytes of stored replies
 ///   for duplicate detection ([`DedupCache`]).
+/// - `OBSERVERS` observations of this endpoint's resources (RFC 7641; see
+///   [`respond_observe`](Self::respond_observe) and [`notify`](Self::notify)): a small
+///   record each, no buffer while idle.
 ///
 /// The defaults suit a server or gateway on a host; [`SmallEndpoint`] is a
 /// configuration for a microcontroller. The crate docs give the `size_of` of both.
@@ -155,6 +163,7 @@ pub struct Endpoint<
     const MSG_BYTES: usize = 1152,
     const DEDUP_ENTRIES: usize = 512,
     const REPLY_BYTES: usize = 32768,
+    const OBSERVERS: usize = 16,
 > {
     config: Config,
     /// EXCHANGE_LIFETIME, NON_LIFETIME and MAX_TRANSMIT_WAIT of `config.params`,
@@ -192,10 +201,18 @@ pub struct Endpoint<
     control_len: usize,
     scratch: [u8; CONTROL_BYTES],
     stats: Stats,
+    /// Observations of this endpoint's resources (RFC 7641), in `observe.rs`.
+    observers: [Option<observe::Observer<P>>; OBSERVERS],
+    /// The sequence number of the last notification or registration answer (24 bits).
+    observe_seq: u32,
+    /// A notification found no room: an exchange ending is worth telling (and
+    /// `observe_room` says one did).
+    observe_waiting: bool,
+    observe_room: bool,
 }
 
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
-/// bytes, 16 dedup entries and 1 KiB of stored replies. The crate docs give its
+/// bytes, 16 dedup entries, 1 KiB of stored replies and 4 observers. The crate docs give its
 /// `size_of`.
 ///
 /// ```
@@ -205,7 +222,7 @@ pub struct Endpoint<
 /// assert!(core::mem::size_of_val(&ep) < 5_000);
 /// # Ok::<(), coap_proto::Error>(())
 /// ```
-pub type SmallEndpoint<P> = Endpoint<P, 8, 4, 256, 16, 1024>;
+pub type SmallEndpoint<P> = Endpoint<P, 8, 4, 256, 16, 1024, 4>;
 
 impl<
     P,
@@ -214,7 +231,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> fmt::Debug for Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> fmt::Debug for Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (buffers_in_use, _) = self.pool.usage();
@@ -235,7 +253,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     const CHECK: () = {
         assert!(
@@ -301,6 +320,10 @@ impl<
             control_len: 0,
             scratch: [0; CONTROL_BYTES],
             stats: Stats::default(),
+            observers: [None; OBSERVERS],
+            observe_seq: 0,
+            observe_waiting: false,
+            observe_room: false,
         })
     }
 

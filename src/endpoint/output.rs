@@ -2,6 +2,7 @@
 //! reports.
 
 use super::client_block::BlockFailure;
+use super::observe::NOTIFICATION;
 use super::slot::{Outcome, State};
 use super::{Endpoint, Event, IncomingHandle, Output, RequestHandle, Transmit};
 use crate::Instant;
@@ -39,7 +40,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     pub(super) fn queue_control(&mut self, to: P, kind: ControlKind) {
         if self.control_len == CONTROL_QUEUE {
@@ -162,6 +164,13 @@ impl<
             let State::Done(outcome) = slot.state else {
                 continue;
             };
+            if slot.quota & NOTIFICATION != 0 {
+                // The observer table's business, not the application's.
+                let observer = slot.dedup as usize;
+                self.on_notification_outcome(now, index, observer, outcome);
+                self.release(index);
+                continue;
+            }
             let request = RequestHandle {
                 index: index16,
                 generation,
@@ -194,6 +203,13 @@ impl<
             self.release(index);
             self.start_queued(now, peer);
             return Output::Event(event);
+        }
+        if self.observe_room {
+            self.observe_room = false;
+            self.observe_waiting = false;
+            if let Some(resource) = self.due_resource() {
+                return Output::Event(Event::NotificationsDue(resource));
+            }
         }
         Output::Timeout(self.next_timer().map(|(at, _)| at))
     }

@@ -17,7 +17,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     /// Owes `reply` to the peer of dedup entry `entry` (the message `peer`/`mid`): it
     /// goes out at the next `poll_output` and stays the answer for duplicates. If the
@@ -71,7 +72,10 @@ impl<
             return; // §4.2: a RST must be Empty; reject by ignoring.
         }
         let Some(index) = self.find_sent(from, msg.message_id()) else {
-            self.stats.unmatched += 1;
+            // A NON notification leaves no record; its observer remembers its ID.
+            if !self.on_unmatched_rst(from, msg.message_id()) {
+                self.stats.unmatched += 1;
+            }
             return;
         };
         let Some(Some(slot)) = self.slots.get_mut(index) else {

@@ -19,7 +19,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     // ---- server commands -------------------------------------------------------
 
@@ -253,6 +254,15 @@ impl<
         slot.mid = mid;
         slot.dedup = entry as u16;
         slot.quota = quota;
+        // RFC 7641 §3.1, §3.6: Observe 0 asks to register (the application decides, in
+        // `respond_observe`); Observe 1 ends the peer's observation with this token.
+        if matches!(msg.code(), Code::GET | Code::FETCH) {
+            match msg.observe() {
+                Ok(Some(0)) => slot.quota |= super::observe::OBSERVE_REGISTER,
+                Ok(Some(1)) => self.deregister(from, msg.token()),
+                _ => {}
+            }
+        }
         slot.no_response = match msg.no_response() {
             Ok(Some(nr)) => nr.0,
             _ => 0,

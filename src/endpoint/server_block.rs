@@ -23,7 +23,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     /// Answers `request` with `body`, block-wise when the body does not fit one message
     /// or the request asked for a block (RFC 7959 §2.4). The endpoint takes the slice

@@ -1,6 +1,7 @@
 //! The slots and the indexes over them.
 
 use super::client::ClientBlocks;
+use super::observe::NOTIFICATION;
 use super::slot::{COUNTED, HELD, MUST_ANSWER, Slot, State};
 use super::{Endpoint, token_hash};
 use crate::Instant;
@@ -12,7 +13,8 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
 {
     /// A free slot, taken off the free list: the caller must `occupy` it or give it
     /// back with `release`.
@@ -53,7 +55,9 @@ impl<
             }
         }
         // Only requests admitted under the quota count toward it.
-        let held = slot.is_held() && slot.quota & MUST_ANSWER == 0;
+        // Notifications are not requests with the application: they have their own
+        // limit (they leave `immediate_reserve` records free).
+        let held = slot.is_held() && slot.quota & (MUST_ANSWER | NOTIFICATION) == 0;
         if held != (slot.quota & HELD != 0) {
             slot.quota ^= HELD;
             if slot.quota & HELD != 0 {
@@ -124,6 +128,8 @@ impl<
             self.by_mid.remove(index);
             self.by_token.remove(index);
             self.free.push(index);
+            // A notification that found no room may go now.
+            self.observe_room |= self.observe_waiting;
         }
     }
 

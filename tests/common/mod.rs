@@ -48,8 +48,9 @@ pub fn drain<
     const M: usize,
     const D: usize,
     const R: usize,
+    const O: usize,
 >(
-    ep: &mut Endpoint<P, E, B, M, D, R>,
+    ep: &mut Endpoint<P, E, B, M, D, R, O>,
     now: Instant,
 ) -> Drained<P> {
     let mut out = Drained {

@@ -1,0 +1,433 @@
+//! Observe, server role (RFC 7641): the observer records and their transitions.
+//!
+//! - §3.1, §4.1 registration: a GET or FETCH with Observe: 0 is marked when it arrives;
+//!   the application registers it by answering with
+//!   [`respond_observe`](Endpoint::respond_observe) and a 2.xx code, which adds the
+//!   Observe option. The same peer and token registering again replaces its record. A
+//!   resource the application does not observe is answered with plain `respond`, without
+//!   the option: that is how a server declines (§4.1). A full table declines the same
+//!   way.
+//! - §3.6 deregistration: a GET or FETCH with Observe: 1 ends the observation when it
+//!   arrives; so does a RST to a notification (a CON one through its record, a NON one
+//!   by its message ID), a CON notification given up after MAX_RETRANSMIT (§4.5), a
+//!   notification with a code other than 2.xx (§4.2), and
+//!   [`end_observations`](Endpoint::end_observations).
+//! - §4.4 sequence numbers: one 24-bit counter for the endpoint, advanced by every
+//!   registration answer and every [`notify`](Endpoint::notify), so that the numbers each
+//!   observer sees increase (modulo 2^24).
+//! - §4.5 reliability: a notification is CON when the application asks, when the
+//!   observer's last acknowledged CON notification is 24 hours old, and always NON
+//!   otherwise.
+//! - §4.5.1 flow control, §4.5.2 only the newest state matters: while a CON notification
+//!   is in flight to an observer, a newer one replaces it in the same exchange record —
+//!   a new message ID, the old retransmission counter and timeout — so an observer never
+//!   has more than one notification outstanding.
+//!
+//! Overflow: an observer is a record of this table (`OBSERVERS`); a CON notification in
+//! flight takes an exchange record and a message buffer, a NON one a record and a buffer
+//! until the next poll sends it. When none is free, the observer stays *due*:
+//! [`Event::NotificationsDue`](super::Event::NotificationsDue) says when room frees,
+//! and [`notify_due`](Endpoint::notify_due) sends the current state to the observers
+//! still due — never an older one.
+
+use core::time::Duration;
+
+use super::slot::{CON, Outcome, Slot, State};
+use super::{Endpoint, Error, IncomingHandle, MAX_TOKEN_LEN};
+use crate::Instant;
+use crate::retransmit::Retransmission;
+use crate::wire::{BuildError, Code, MessageBuilder, Type};
+
+/// Marks a server slot whose request asked to register (Observe: 0).
+pub(super) const OBSERVE_REGISTER: u8 = 0x08;
+/// Marks a slot that carries a notification (its `dedup` field names the observer).
+pub(super) const NOTIFICATION: u8 = 0x10;
+
+/// How long NON notifications may go without a CON one (§4.5).
+const CON_AT_LEAST_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// One observation: a peer and token watching a resource of the application.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Observer<P> {
+    pub(super) peer: P,
+    token: [u8; MAX_TOKEN_LEN],
+    token_len: u8,
+    /// The application's number for the resource.
+    pub(super) resource: u16,
+    /// Whether the resource changed since this observer's last notification was built.
+    due: bool,
+    /// Message ID of the last notification sent: a RST names it (§3.6).
+    last_mid: u16,
+    /// The exchange record of the CON notification in flight: index and generation.
+    in_flight: Option<(u16, u16)>,
+    /// When a CON notification (or the registration) last got through.
+    last_con: Instant,
+}
+
+impl<P> Observer<P> {
+    fn token(&self) -> &[u8] {
+        &self.token[..self.token_len as usize]
+    }
+}
+
+/// What [`Endpoint::notify`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Notified {
+    /// Notifications built (each leaves at the next polls).
+    pub sent: usize,
+    /// Observers left due for want of an exchange record or a buffer; an
+    /// [`Event::NotificationsDue`](super::Event::NotificationsDue) follows when room
+    /// frees.
+    pub due: usize,
+}
+
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+{
+    /// Answers request `handle` as [`respond`](Self::respond) does, and if it asked to
+    /// observe (a GET or FETCH with Observe: 0) and `code` is 2.xx, registers its peer
+    /// and token as an observer of `resource` (the application's number for it) and adds
+    /// the Observe option. Returns whether an observation was registered: `false` when
+    /// the request did not ask, the code was not 2.xx, or the table was full (then the
+    /// answer has no Observe option, which tells the client so, RFC 7641 §4.1).
+    ///
+    /// ```
+    /// use coap_proto::wire::{Code, Message, MessageBuilder, Type};
+    /// use coap_proto::{Config, Endpoint, Incoming, Instant, Output};
+    ///
+    /// let mut server = Endpoint::<u8>::new(Config::default())?;
+    /// let mut buf = [0u8; 32];
+    /// let mut b = MessageBuilder::new(&mut buf, Type::Con, Code::GET, 7)?;
+    /// b.token(&[0x42])?;
+    /// b.observe(0)?;
+    /// b.uri_path("/temp")?;
+    /// let request = b.finish();
+    /// let Some(Incoming::Request { handle, .. }) = server.handle_datagram(Instant::ZERO, 1, request)
+    /// else { panic!() };
+    /// let observing = server.respond_observe(Instant::ZERO, handle, 0, Code::CONTENT, |b| {
+    ///     b.payload(b"21.5").map(drop)
+    /// })?;
+    /// assert!(observing);
+    /// let Output::Transmit(t) = server.poll_output(Instant::ZERO) else { panic!() };
+    /// assert_eq!(Message::parse(t.data)?.observe()?, Some(1));
+    /// assert_eq!(server.observers(0), 1);
+    /// # Ok::<(), Box<dyn core::error::Error>>(())
+    /// ```
+    pub fn respond_observe(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        resource: u16,
+        code: Code,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<bool, Error> {
+        let slot = *self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(Error::UnknownHandle)?;
+        let place = (slot.quota & OBSERVE_REGISTER != 0 && code.is_success())
+            .then(|| self.observer_place(slot.peer, slot.token()))
+            .flatten();
+        let seq = place.map(|_| self.next_seq());
+        self.respond(now, handle, code, |b| {
+            if let Some(seq) = seq {
+                b.observe(seq)?;
+            }
+            build(b)
+        })?;
+        let Some(place) = place else {
+            return Ok(false);
+        };
+        let mut token = [0; MAX_TOKEN_LEN];
+        token[..slot.token().len()].copy_from_slice(slot.token());
+        self.observers[place] = Some(Observer {
+            peer: slot.peer,
+            token,
+            token_len: slot.token().len() as u8,
+            resource,
+            due: false,
+            last_mid: slot.mid,
+            in_flight: None,
+            last_con: now,
+        });
+        Ok(true)
+    }
+
+    /// Tells every observer of `resource` that it changed: each gets a notification with
+    /// `code` and what `build` adds (options and payload; the endpoint adds the token
+    /// and the Observe option), CON if `confirmable` or if its last CON notification is
+    /// 24 hours old, else NON. A notification with a code other than 2.xx is the last
+    /// (the observations end). `build` runs once per observer.
+    ///
+    /// A CON notification still in flight is replaced by this one (RFC 7641 §4.5.2).
+    /// Observers for which no exchange record or buffer is free stay due: see
+    /// [`Notified::due`] and [`notify_due`](Self::notify_due).
+    pub fn notify(
+        &mut self,
+        now: Instant,
+        resource: u16,
+        confirmable: bool,
+        code: Code,
+        build: impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<Notified, Error> {
+        for o in self.observers.iter_mut().flatten() {
+            if o.resource == resource {
+                o.due = true;
+            }
+        }
+        self.notify_due(now, resource, confirmable, code, build)
+    }
+
+    /// Sends the current state of `resource` to its observers still due after an
+    /// earlier [`notify`](Self::notify) found no room (see
+    /// [`Event::NotificationsDue`](super::Event::NotificationsDue)); the others are left
+    /// alone.
+    pub fn notify_due(
+        &mut self,
+        now: Instant,
+        resource: u16,
+        confirmable: bool,
+        code: Code,
+        build: impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<Notified, Error> {
+        let now = self.clamp(now);
+        if !code.is_response() {
+            return Err(Error::WrongCode(code));
+        }
+        let seq = self.next_seq();
+        let mut done = Notified::default();
+        for i in 0..OBSERVERS {
+            let Some(o) = self.observers[i] else { continue };
+            if o.resource != resource || !o.due {
+                continue;
+            }
+            match self.send_notification(now, i, confirmable, code, seq, &build) {
+                Ok(()) => done.sent += 1,
+                Err(Error::TableFull | Error::BuffersFull) => {
+                    done.due += 1;
+                    self.observe_waiting = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Observers of `resource`.
+    pub fn observers(&self, resource: u16) -> usize {
+        self.observers
+            .iter()
+            .flatten()
+            .filter(|o| o.resource == resource)
+            .count()
+    }
+
+    /// Ends every observation of `resource` (it is gone, or no longer observable); no
+    /// notification is sent. A CON notification in flight still completes.
+    pub fn end_observations(&mut self, resource: u16) {
+        for o in &mut self.observers {
+            if o.is_some_and(|o| o.resource == resource) {
+                *o = None;
+            }
+        }
+    }
+
+    /// Builds one notification to observer `i` into an exchange record: the one of its
+    /// CON notification in flight if there is one (§4.5.2), else a new one.
+    fn send_notification(
+        &mut self,
+        now: Instant,
+        i: usize,
+        confirmable: bool,
+        code: Code,
+        seq: u32,
+        build: &impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        let Some(o) = self.observers[i] else {
+            return Ok(());
+        };
+        let last = !code.is_success();
+        let replacing = o
+            .in_flight
+            .filter(|&(index, generation)| {
+                self.slot_mut(index, generation)
+                    .is_some_and(|s| s.state == State::RespondingCon)
+            })
+            .map(|(index, _)| index as usize);
+        let con = replacing.is_some()
+            || confirmable
+            || now.saturating_duration_since(o.last_con) >= CON_AT_LEAST_EVERY;
+        let ty = if con { Type::Con } else { Type::Non };
+        let reserve = self.config.immediate_reserve as usize;
+        let index = match replacing {
+            Some(index) => index,
+            // The records kept for answers given at once are not for notifications.
+            None if self.free.len() <= reserve => return Err(Error::TableFull),
+            None => self.free_index().ok_or(Error::TableFull)?,
+        };
+        let Some(buf) = self.pool.take(con, reserve) else {
+            if replacing.is_none() {
+                self.free.push(index);
+            }
+            return Err(Error::BuffersFull);
+        };
+        let mid = self.new_mid();
+        let built = MessageBuilder::new(self.pool.buf_mut(buf), ty, code, mid).and_then(|mut b| {
+            b.token(o.token())?;
+            if !last {
+                b.observe(seq)?;
+            }
+            build(&mut b)?;
+            Ok(b.len())
+        });
+        let len = match built {
+            Ok(len) => len,
+            Err(e) => {
+                self.pool.give_back(buf);
+                if replacing.is_none() {
+                    self.free.push(index);
+                }
+                return Err(e.into());
+            }
+        };
+        self.pool.set_len(buf, len);
+        let generation = match replacing {
+            Some(index) => {
+                // The newest state takes the place of the one in flight, with its
+                // retransmission counter and timeout (§4.5.2).
+                let Some(Some(s)) = self.slots.get_mut(index) else {
+                    return Err(Error::UnknownHandle);
+                };
+                let old = core::mem::replace(&mut s.buf, buf);
+                s.mid = mid;
+                s.set_sending(true);
+                self.pool.give_back(old);
+                self.sync(index);
+                self.gens[index]
+            }
+            None => {
+                let mut slot = Slot::new(
+                    o.peer,
+                    now,
+                    if con {
+                        State::RespondingCon
+                    } else {
+                        State::SendingNon
+                    },
+                    o.token(),
+                    if con { CON } else { 0 },
+                );
+                slot.buf = buf;
+                slot.mid = mid;
+                slot.dedup = i as u16;
+                slot.quota = NOTIFICATION;
+                slot.set_sending(true);
+                if con {
+                    let params = self.config.params;
+                    let random = self.rng.next_u64();
+                    let r = Retransmission::new(
+                        now,
+                        Retransmission::initial_timeout(&params, random),
+                        0,
+                    );
+                    slot.timeout_us = r.timeout().as_micros() as u32;
+                    slot.deadline = r.deadline();
+                    slot.retransmits_left = params.max_retransmit;
+                }
+                self.occupy(index, slot)
+            }
+        };
+        self.observers[i] = if last {
+            None
+        } else {
+            Some(Observer {
+                due: false,
+                last_mid: mid,
+                in_flight: con.then_some((index as u16, generation)),
+                ..o
+            })
+        };
+        Ok(())
+    }
+
+    /// The place for an observation by `peer` and `token`: its own if it has one, else
+    /// a free one.
+    fn observer_place(&self, peer: P, token: &[u8]) -> Option<usize> {
+        self.find_observer(peer, token)
+            .or_else(|| self.observers.iter().position(Option::is_none))
+    }
+
+    fn find_observer(&self, peer: P, token: &[u8]) -> Option<usize> {
+        self.observers
+            .iter()
+            .position(|o| o.is_some_and(|o| o.peer == peer && o.token() == token))
+    }
+
+    /// The next sequence number (24 bits, §4.4).
+    fn next_seq(&mut self) -> u32 {
+        self.observe_seq = (self.observe_seq + 1) & 0x00ff_ffff;
+        self.observe_seq
+    }
+
+    /// §3.6: a GET or FETCH with Observe: 1 ends the observation of its peer and token.
+    pub(super) fn deregister(&mut self, peer: P, token: &[u8]) {
+        if let Some(i) = self.find_observer(peer, token) {
+            self.observers[i] = None;
+        }
+    }
+
+    /// §3.6: a RST that matched no exchange may name a NON notification.
+    pub(super) fn on_unmatched_rst(&mut self, peer: P, mid: u16) -> bool {
+        let found = self
+            .observers
+            .iter()
+            .position(|o| o.is_some_and(|o| o.peer == peer && o.last_mid == mid));
+        if let Some(i) = found {
+            self.observers[i] = None;
+        }
+        found.is_some()
+    }
+
+    /// A notification's exchange ended with `outcome` (its record is released by the
+    /// caller): an ACK lets the observer's next notification go (§4.5.1) and restarts
+    /// its 24-hour clock; a RST or a give-up ends the observation (§3.6, §4.5).
+    pub(super) fn on_notification_outcome(
+        &mut self,
+        now: Instant,
+        index: usize,
+        observer: usize,
+        outcome: Outcome,
+    ) {
+        let generation = self.gens[index];
+        let Some(Some(o)) = self.observers.get_mut(observer) else {
+            return;
+        };
+        if o.in_flight != Some((index as u16, generation)) {
+            return; // an observation that ended, or a newer one in its place
+        }
+        match outcome {
+            Outcome::Acknowledged => {
+                o.in_flight = None;
+                o.last_con = now;
+            }
+            _ => self.observers[observer] = None,
+        }
+    }
+
+    /// Whether an observer is due and the pool and table have room again: worth an
+    /// [`Event::NotificationsDue`](super::Event::NotificationsDue).
+    pub(super) fn due_resource(&self) -> Option<u16> {
+        self.observers
+            .iter()
+            .flatten()
+            .find(|o| o.due)
+            .map(|o| o.resource)
+    }
+}

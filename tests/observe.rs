@@ -1,0 +1,296 @@
+//! Observe, server role (RFC 7641), scripted with exact bytes and instants: registration
+//! and its replacement, every way an observation ends, sequence numbers across the
+//! 24-bit wrap, the 24-hour CON rule, and a CON notification replaced in flight.
+
+mod common;
+
+use coap_proto::wire::{Code, Message, Type};
+use coap_proto::{Event, IncomingHandle, Instant};
+use common::*;
+
+const TEMP: u16 = 7;
+
+/// A GET /temp with Observe `obs` (or none) from the client, token `tok`.
+fn get(mid: u16, tok: u8, obs: Option<u32>) -> Vec<u8> {
+    msg(Type::Con, Code::GET, mid, &[tok], |b| {
+        if let Some(v) = obs {
+            b.observe(v).unwrap();
+        }
+        b.uri_path("/temp").unwrap();
+    })
+}
+
+fn request(ep: &mut Ep, now: Instant, datagram: &[u8]) -> IncomingHandle {
+    match ep.handle_datagram(now, CLIENT, datagram) {
+        Some(coap_proto::Incoming::Request { handle, .. }) => handle,
+        other => panic!("expected a request, got {other:?}"),
+    }
+}
+
+/// Registers token `tok` for TEMP; returns the piggybacked answer.
+fn register(ep: &mut Ep, now: Instant, mid: u16, tok: u8) -> Vec<u8> {
+    let h = request(ep, now, &get(mid, tok, Some(0)));
+    assert!(
+        ep.respond_observe(now, h, TEMP, Code::CONTENT, |b| b.payload(b"20").map(drop))
+            .unwrap()
+    );
+    let d = drain(ep, now);
+    assert_eq!(d.sent.len(), 1);
+    d.sent[0].1.clone()
+}
+
+/// Notifies TEMP with `body`; returns what was sent.
+fn notify(ep: &mut Ep, now: Instant, con: bool, body: &'static [u8]) -> Vec<Vec<u8>> {
+    let n = ep
+        .notify(now, TEMP, con, Code::CONTENT, |b| b.payload(body).map(drop))
+        .unwrap();
+    assert_eq!(n.due, 0);
+    drain(ep, now).sent.into_iter().map(|(_, m)| m).collect()
+}
+
+fn observe_of(bytes: &[u8]) -> Option<u32> {
+    Message::parse(bytes).unwrap().observe().unwrap()
+}
+
+#[test]
+fn registration_answers_with_observe_and_replaces_the_same_token() {
+    let mut ep = endpoint(1);
+    let ack = register(&mut ep, t(0), 0x0100, 0xaa);
+    // ACK 2.05, MID 0x0100, token aa, Observe 1 (option 6, one byte), payload "20".
+    assert_eq!(
+        ack,
+        [0x61, 0x45, 0x01, 0x00, 0xaa, 0x61, 0x01, 0xff, b'2', b'0']
+    );
+    assert_eq!(ep.observers(TEMP), 1);
+    // The same peer and token again: one observation still, a newer sequence number.
+    let ack = register(&mut ep, t(10), 0x0101, 0xaa);
+    assert_eq!(observe_of(&ack), Some(2));
+    assert_eq!(ep.observers(TEMP), 1);
+    // Another token is another observation.
+    register(&mut ep, t(20), 0x0102, 0xbb);
+    assert_eq!(ep.observers(TEMP), 2);
+}
+
+#[test]
+fn a_resource_that_is_not_observed_answers_without_observe() {
+    let mut ep = endpoint(1);
+    let h = request(&mut ep, t(0), &get(0x0200, 0xaa, Some(0)));
+    ep.respond(t(0), h, Code::CONTENT, |b| b.payload(b"20").map(drop))
+        .unwrap();
+    let d = drain(&mut ep, t(0));
+    assert_eq!(observe_of(&d.sent[0].1), None, "declined (§4.1)");
+    assert_eq!(ep.observers(TEMP), 0);
+    // An error answer registers nothing either.
+    let h = request(&mut ep, t(1), &get(0x0201, 0xaa, Some(0)));
+    assert!(
+        !ep.respond_observe(t(1), h, TEMP, Code::NOT_FOUND, |_| Ok(()))
+            .unwrap()
+    );
+    assert_eq!(observe_of(&drain(&mut ep, t(1)).sent[0].1), None);
+    assert_eq!(ep.observers(TEMP), 0);
+}
+
+#[test]
+fn notifications_carry_token_and_increasing_sequence_numbers() {
+    let mut ep = endpoint(1);
+    register(&mut ep, t(0), 0x0100, 0xaa);
+    let sent = notify(&mut ep, t(1000), false, b"21");
+    assert_eq!(sent.len(), 1);
+    let m = Message::parse(&sent[0]).unwrap();
+    assert_eq!(
+        (m.ty(), m.code(), m.token()),
+        (Type::Non, Code::CONTENT, &[0xaa][..])
+    );
+    assert_eq!((m.observe().unwrap(), m.payload()), (Some(2), &b"21"[..]));
+    let sent = notify(&mut ep, t(2000), false, b"22");
+    assert_eq!(observe_of(&sent[0]), Some(3));
+}
+
+#[test]
+fn sequence_numbers_wrap_at_2_to_the_24() {
+    let mut ep = endpoint(1);
+    register(&mut ep, t(0), 0x0100, 0xaa);
+    let mut last = 1;
+    // 2^24 notifications would take long; the counter is per endpoint, so spin it with
+    // notifications of a resource nobody observes.
+    for _ in 0..(1u32 << 24) - 3 {
+        ep.notify(t(1), 99, false, Code::CONTENT, |_| Ok(()))
+            .unwrap();
+    }
+    for expected in [(1 << 24) - 1, 0, 1] {
+        let sent = notify(&mut ep, t(2), false, b"x");
+        let seq = observe_of(&sent[0]).unwrap();
+        assert_eq!(seq, expected, "after {last}");
+        last = seq;
+    }
+}
+
+#[test]
+fn observe_1_rst_and_give_up_each_end_an_observation() {
+    let mut ep = endpoint(1);
+    // GET with Observe: 1 and the same token.
+    register(&mut ep, t(0), 0x0100, 0xaa);
+    let h = request(&mut ep, t(1), &get(0x0101, 0xaa, Some(1)));
+    assert_eq!(ep.observers(TEMP), 0, "deregistered when it arrives");
+    ep.respond(t(1), h, Code::CONTENT, |_| Ok(())).unwrap();
+    drain(&mut ep, t(1));
+
+    // RST to a NON notification, matched by its message ID.
+    register(&mut ep, t(2), 0x0102, 0xbb);
+    let sent = notify(&mut ep, t(3), false, b"x");
+    let mid = Message::parse(&sent[0]).unwrap().message_id();
+    let [m0, m1] = mid.to_be_bytes();
+    assert!(
+        ep.handle_datagram(t(4), CLIENT, &[0x70, 0, m0, m1])
+            .is_none()
+    );
+    assert_eq!(ep.observers(TEMP), 0);
+    assert_eq!(ep.stats().unmatched, 0, "the RST was the observer's");
+
+    // RST to a CON notification.
+    register(&mut ep, t(5), 0x0103, 0xcc);
+    let sent = notify(&mut ep, t(6), true, b"x");
+    let m = Message::parse(&sent[0]).unwrap();
+    assert_eq!(m.ty(), Type::Con);
+    let [m0, m1] = m.message_id().to_be_bytes();
+    ep.handle_datagram(t(7), CLIENT, &[0x70, 0, m0, m1]);
+    let d = drain(&mut ep, t(7));
+    assert!(
+        d.events.is_empty(),
+        "the observer table's business: {:?}",
+        d.events
+    );
+    assert_eq!(ep.observers(TEMP), 0);
+
+    // A CON notification never acknowledged: given up after MAX_RETRANSMIT (4).
+    register(&mut ep, t(10), 0x0104, 0xdd);
+    notify(&mut ep, t(11), true, b"x");
+    let mut now = t(11);
+    let mut copies = 1;
+    while let Some(at) = drain(&mut ep, now).timeout {
+        now = at;
+        ep.handle_timeout(now);
+        copies += drain(&mut ep, now).sent.len();
+        if ep.observers(TEMP) == 0 {
+            break;
+        }
+    }
+    assert_eq!(copies, 5, "sent once and retransmitted 4 times");
+    assert_eq!(ep.observers(TEMP), 0);
+    assert_eq!(ep.exchanges_in_flight(), 0, "every record freed");
+}
+
+#[test]
+fn an_error_notification_is_the_last() {
+    let mut ep = endpoint(1);
+    register(&mut ep, t(0), 0x0100, 0xaa);
+    let n = ep
+        .notify(t(1), TEMP, false, Code::NOT_FOUND, |_| Ok(()))
+        .unwrap();
+    assert_eq!(n.sent, 1);
+    let sent = drain(&mut ep, t(1)).sent;
+    let m = Message::parse(&sent[0].1).unwrap();
+    assert_eq!((m.code(), m.observe().unwrap()), (Code::NOT_FOUND, None));
+    assert_eq!(ep.observers(TEMP), 0);
+    // The application may end them itself too.
+    register(&mut ep, t(2), 0x0101, 0xbb);
+    ep.end_observations(TEMP);
+    assert_eq!(ep.observers(TEMP), 0);
+    assert!(notify(&mut ep, t(3), false, b"x").is_empty());
+}
+
+#[test]
+fn a_con_notification_goes_out_at_least_every_24_hours() {
+    let mut ep = endpoint(1);
+    register(&mut ep, t(0), 0x0100, 0xaa);
+    let hour = 3_600_000;
+    let ty = |sent: &[Vec<u8>]| Message::parse(&sent[0]).unwrap().ty();
+    assert_eq!(ty(&notify(&mut ep, t(23 * hour), false, b"x")), Type::Non);
+    let sent = notify(&mut ep, t(24 * hour), false, b"x");
+    assert_eq!(ty(&sent), Type::Con, "24 hours since the registration");
+    // Acknowledged: NON again for the next 24 hours.
+    let mid = Message::parse(&sent[0]).unwrap().message_id().to_be_bytes();
+    ep.handle_datagram(t(24 * hour + 10), CLIENT, &[0x60, 0, mid[0], mid[1]]);
+    drain(&mut ep, t(24 * hour + 10));
+    assert_eq!(ty(&notify(&mut ep, t(47 * hour), false, b"x")), Type::Non);
+    assert_eq!(
+        ty(&notify(&mut ep, t(48 * hour + 10), false, b"x")),
+        Type::Con
+    );
+}
+
+#[test]
+fn a_newer_notification_replaces_the_con_one_in_flight() {
+    let mut ep = Ep::new(coap_proto::Config {
+        seed: 3,
+        params: exact_params(),
+        ..coap_proto::Config::default()
+    })
+    .unwrap();
+    register(&mut ep, t(0), 0x0100, 0xaa);
+    let first = notify(&mut ep, t(1000), true, b"old");
+    let first = Message::parse(&first[0]).unwrap();
+    // ACK_TIMEOUT 2 s: retransmitted at 3 s, next due at 7 s.
+    ep.handle_timeout(t(3000));
+    let again = drain(&mut ep, t(3000));
+    assert_eq!(again.sent.len(), 1);
+    assert_eq!(again.timeout, Some(t(7000)));
+    // A new state at 4 s replaces it: sent at once with a new MID, the same record,
+    // and the back-off where it was (next at 7 s, then 15 s).
+    let sent = notify(&mut ep, t(4000), false, b"new");
+    assert_eq!(sent.len(), 1);
+    let m = Message::parse(&sent[0]).unwrap();
+    assert_eq!((m.ty(), m.payload()), (Type::Con, &b"new"[..]), "still CON");
+    assert_ne!(m.message_id(), first.message_id());
+    assert_eq!(
+        observe_of(&sent[0]),
+        Some(observe_of(first.as_bytes()).unwrap() + 1)
+    );
+    assert_eq!(
+        ep.exchanges_in_flight(),
+        1,
+        "one notification outstanding (§4.5.1)"
+    );
+    assert_eq!(drain(&mut ep, t(4000)).timeout, Some(t(7000)));
+    // An ACK for the old message matches nothing now; the new one's ends the exchange.
+    let old = first.message_id().to_be_bytes();
+    ep.handle_datagram(t(4100), CLIENT, &[0x60, 0, old[0], old[1]]);
+    assert_eq!(ep.exchanges_in_flight(), 1);
+    let new = m.message_id().to_be_bytes();
+    ep.handle_datagram(t(4200), CLIENT, &[0x60, 0, new[0], new[1]]);
+    drain(&mut ep, t(4200));
+    assert_eq!(ep.exchanges_in_flight(), 0);
+    assert_eq!(ep.observers(TEMP), 1, "still observing");
+}
+
+#[test]
+fn observers_left_due_are_told_when_room_frees() {
+    // 8 records, 2 kept for answers at once: 6 notifications at a time.
+    let mut ep = endpoint(1);
+    for tok in 0..8u8 {
+        register(&mut ep, t(0), 0x0100 + u16::from(tok), tok);
+    }
+    let n = ep
+        .notify(t(1), TEMP, true, Code::CONTENT, |b| {
+            b.payload(b"v2").map(drop)
+        })
+        .unwrap();
+    assert_eq!((n.sent, n.due), (6, 2));
+    let d = drain(&mut ep, t(1));
+    assert_eq!(d.sent.len(), 6);
+    assert!(d.events.is_empty());
+    // One ACK frees a record: the application hears of it and sends the rest.
+    let mid = Message::parse(&d.sent[0].1)
+        .unwrap()
+        .message_id()
+        .to_be_bytes();
+    ep.handle_datagram(t(2), CLIENT, &[0x60, 0, mid[0], mid[1]]);
+    let d = drain(&mut ep, t(2));
+    assert_eq!(d.events, [Event::NotificationsDue(TEMP)]);
+    let n = ep
+        .notify_due(t(2), TEMP, true, Code::CONTENT, |b| {
+            b.payload(b"v2").map(drop)
+        })
+        .unwrap();
+    assert_eq!((n.sent, n.due), (1, 1), "only the observers still due");
+}
