@@ -294,3 +294,278 @@ fn observers_left_due_are_told_when_room_frees() {
         .unwrap();
     assert_eq!((n.sent, n.due), (1, 1), "only the observers still due");
 }
+
+// ---- Client role (RFC 7641 §3), against the server role, in memory. ----
+
+use coap_proto::{Incoming, RequestHandle, RequestOptions};
+
+/// A client observing `/temp` on a server that registers it: returns both, the handle
+/// and the time.
+fn observing_pair() -> (Ep, Ep, RequestHandle) {
+    let mut client = endpoint(10);
+    let mut server = endpoint(20);
+    let options = RequestOptions {
+        observe: true,
+        ..RequestOptions::default()
+    };
+    let h = client
+        .request(t(0), SERVER, Code::GET, &options, |b| {
+            b.uri_path("/temp").map(drop)
+        })
+        .unwrap();
+    let req = drain(&mut client, t(0)).sent.remove(0).1;
+    assert_eq!(
+        observe_of(&req),
+        Some(0),
+        "the registration asks with Observe: 0"
+    );
+    let sh = match server.handle_datagram(t(0), CLIENT, &req) {
+        Some(Incoming::Request { handle, .. }) => handle,
+        other => panic!("{other:?}"),
+    };
+    server
+        .respond_observe(t(0), sh, TEMP, Code::CONTENT, |b| {
+            b.payload(b"20").map(drop)
+        })
+        .unwrap();
+    let ack = drain(&mut server, t(0)).sent.remove(0).1;
+    match client.handle_datagram(t(0), SERVER, &ack) {
+        Some(Incoming::Response {
+            handle, message, ..
+        }) => {
+            assert_eq!((handle, message.payload()), (h, &b"20"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        drain(&mut client, t(0)).events.is_empty(),
+        "still observing"
+    );
+    assert_eq!(client.exchanges_in_flight(), 1);
+    (client, server, h)
+}
+
+/// Delivers `datagram` to the client; returns the payload delivered (if any) and what
+/// the client sent back.
+fn to_client(
+    client: &mut Ep,
+    now: Instant,
+    h: RequestHandle,
+    datagram: &[u8],
+) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+    let got = match client.handle_datagram(now, SERVER, datagram) {
+        Some(Incoming::Response {
+            handle, message, ..
+        }) => {
+            assert_eq!(handle, h);
+            Some(message.payload().to_vec())
+        }
+        None => None,
+        other => panic!("{other:?}"),
+    };
+    let back = drain(client, now)
+        .sent
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    (got, back)
+}
+
+#[test]
+fn client_gets_notifications_under_its_handle_and_acknowledges_con_ones() {
+    let (mut client, mut server, h) = observing_pair();
+    server
+        .notify(t(1000), TEMP, false, Code::CONTENT, |b| {
+            b.payload(b"21").map(drop)
+        })
+        .unwrap();
+    let n = drain(&mut server, t(1000)).sent.remove(0).1;
+    assert_eq!(
+        to_client(&mut client, t(1000), h, &n),
+        (Some(b"21".to_vec()), vec![])
+    );
+    server
+        .notify(t(2000), TEMP, true, Code::CONTENT, |b| {
+            b.payload(b"22").map(drop)
+        })
+        .unwrap();
+    let n = drain(&mut server, t(2000)).sent.remove(0).1;
+    let (got, back) = to_client(&mut client, t(2000), h, &n);
+    assert_eq!(got, Some(b"22".to_vec()));
+    let mid = Message::parse(&n).unwrap().message_id().to_be_bytes();
+    assert_eq!(back, [vec![0x60, 0, mid[0], mid[1]]], "an empty ACK");
+    // The ACK ends the server's exchange; the observation goes on.
+    server.handle_datagram(t(2001), CLIENT, &back[0]);
+    drain(&mut server, t(2001));
+    assert_eq!(
+        (server.exchanges_in_flight(), server.observers(TEMP)),
+        (0, 1)
+    );
+}
+
+#[test]
+fn an_older_notification_is_not_delivered_unless_128_seconds_passed() {
+    let (mut client, mut server, h) = observing_pair();
+    let mut notification = |now: Instant, body: &'static [u8]| {
+        server
+            .notify(now, TEMP, false, Code::CONTENT, |b| {
+                b.payload(body).map(drop)
+            })
+            .unwrap();
+        drain(&mut server, now).sent.remove(0).1
+    };
+    let older = notification(t(1000), b"old");
+    let newer = notification(t(1001), b"new");
+    // Reordered: the newer arrives first; the older is dropped.
+    assert_eq!(
+        to_client(&mut client, t(1002), h, &newer).0,
+        Some(b"new".to_vec())
+    );
+    assert_eq!(to_client(&mut client, t(1003), h, &older).0, None);
+    // 128 s after the last delivery, any sequence number counts as newer (§3.4).
+    let oldest = notification(t(1004), b"x");
+    let mut stale = Message::parse(&oldest).unwrap().as_bytes().to_vec();
+    // Same notification, but a MID not seen yet and a sequence number behind.
+    stale[2] ^= 0x55;
+    let at = stale.iter().position(|&b| b == 0x61).unwrap(); // Observe, 1 byte
+    stale[at + 1] = 1;
+    assert_eq!(
+        to_client(&mut client, t(1002 + 128_001), h, &stale).0,
+        Some(b"x".to_vec())
+    );
+}
+
+#[test]
+fn freshness_follows_rfc_7641_section_3_4() {
+    let fresh = |v1, v2, secs: u64| observe_fresh(v1, v2, secs);
+    assert!(fresh(5, 6, 0));
+    assert!(!fresh(6, 5, 0));
+    assert!(!fresh(5, 5, 0), "a repeat is not newer");
+    assert!(fresh(0xff_ffff, 0, 0), "across the 24-bit wrap");
+    assert!(!fresh(0, 0xff_ffff, 0));
+    assert!(fresh(5, 5 + (1 << 23) - 1, 0));
+    assert!(!fresh(5, 5 + (1 << 23), 0), "2^23 ahead is behind");
+    assert!(fresh(6, 5, 129), "128 s later anything is newer");
+    assert!(!fresh(6, 5, 128));
+}
+
+/// Delivers notification V1 to an observing client, then V2 `secs` later; returns
+/// whether V2 was delivered. V1 comes 200 s after the registration, so it is always
+/// newer than the registration's number.
+fn observe_fresh(v1: u32, v2: u32, secs: u64) -> bool {
+    let (mut client, _server, h) = observing_pair();
+    let token = client_token();
+    let note = |mid: u16, v: u32| {
+        msg(Type::Non, Code::CONTENT, mid, &token, |b| {
+            b.observe(v).unwrap();
+        })
+    };
+    let t1 = 200_000;
+    assert!(
+        to_client(&mut client, t(t1), h, &note(0x1000, v1))
+            .0
+            .is_some()
+    );
+    to_client(&mut client, t(t1 + secs * 1000), h, &note(0x1001, v2))
+        .0
+        .is_some()
+}
+
+/// The token `observing_pair` registers with: the first one an endpoint seeded 10
+/// draws for a request.
+fn client_token() -> Vec<u8> {
+    let mut c = endpoint(10);
+    let options = RequestOptions {
+        observe: true,
+        ..RequestOptions::default()
+    };
+    c.request(t(0), SERVER, Code::GET, &options, |b| {
+        b.uri_path("/temp").map(drop)
+    })
+    .unwrap();
+    let req = drain(&mut c, t(0)).sent.remove(0).1;
+    Message::parse(&req).unwrap().token().to_vec()
+}
+
+#[test]
+fn forgetting_an_observation_rejects_its_next_notification_and_the_server_lets_go() {
+    let (mut client, mut server, h) = observing_pair();
+    client.cancel(t(500), h).unwrap();
+    assert_eq!(client.exchanges_in_flight(), 0);
+    server
+        .notify(t(1000), TEMP, false, Code::CONTENT, |b| {
+            b.payload(b"21").map(drop)
+        })
+        .unwrap();
+    let n = drain(&mut server, t(1000)).sent.remove(0).1;
+    let (got, back) = to_client(&mut client, t(1000), h, &n);
+    assert_eq!(got, None);
+    let mid = Message::parse(&n).unwrap().message_id().to_be_bytes();
+    assert_eq!(back, [vec![0x70, 0, mid[0], mid[1]]], "RST (§3.6)");
+    server.handle_datagram(t(1001), CLIENT, &back[0]);
+    assert_eq!(server.observers(TEMP), 0);
+}
+
+#[test]
+fn cancel_observe_sends_observe_1_with_the_same_token() {
+    let (mut client, mut server, h) = observing_pair();
+    client
+        .cancel_observe(t(500), h, |b| b.uri_path("/temp").map(drop))
+        .unwrap();
+    let req = drain(&mut client, t(500)).sent.remove(0).1;
+    let m = Message::parse(&req).unwrap();
+    assert_eq!((m.code(), m.observe().unwrap()), (Code::GET, Some(1)));
+    let sh = match server.handle_datagram(t(501), CLIENT, &req) {
+        Some(Incoming::Request { handle, .. }) => handle,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(server.observers(TEMP), 0, "deregistered");
+    server
+        .respond(t(501), sh, Code::CONTENT, |b| b.payload(b"20").map(drop))
+        .unwrap();
+    let ack = drain(&mut server, t(501)).sent.remove(0).1;
+    let (got, _) = to_client(&mut client, t(502), h, &ack);
+    assert_eq!(got, Some(b"20".to_vec()), "its response is the last one");
+    assert_eq!(client.exchanges_in_flight(), 0);
+}
+
+#[test]
+fn a_declined_or_final_answer_ends_the_observation_with_an_event() {
+    // Declined: the server answers without Observe.
+    let mut client = endpoint(10);
+    let mut server = endpoint(20);
+    let options = RequestOptions {
+        observe: true,
+        ..RequestOptions::default()
+    };
+    let h = client
+        .request(t(0), SERVER, Code::GET, &options, |b| {
+            b.uri_path("/temp").map(drop)
+        })
+        .unwrap();
+    let req = drain(&mut client, t(0)).sent.remove(0).1;
+    let Some(Incoming::Request { handle, .. }) = server.handle_datagram(t(0), CLIENT, &req) else {
+        panic!()
+    };
+    server
+        .respond(t(0), handle, Code::CONTENT, |b| b.payload(b"20").map(drop))
+        .unwrap();
+    let ack = drain(&mut server, t(0)).sent.remove(0).1;
+    assert!(client.handle_datagram(t(0), SERVER, &ack).is_some());
+    let d = drain(&mut client, t(0));
+    assert_eq!(d.events, [Event::ObservationEnded(h)]);
+    assert_eq!(client.exchanges_in_flight(), 0);
+
+    // Final: a 4.04 notification.
+    let (mut client, mut server, h) = observing_pair();
+    server
+        .notify(t(1000), TEMP, false, Code::NOT_FOUND, |_| Ok(()))
+        .unwrap();
+    let n = drain(&mut server, t(1000)).sent.remove(0).1;
+    assert!(client.handle_datagram(t(1000), SERVER, &n).is_some());
+    assert_eq!(
+        drain(&mut client, t(1000)).events,
+        [Event::ObservationEnded(h)]
+    );
+    assert_eq!(client.exchanges_in_flight(), 0);
+}

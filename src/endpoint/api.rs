@@ -172,6 +172,10 @@ pub enum Event {
     /// [`Endpoint::may_defer`](super::Endpoint::may_defer)) was not answered within its
     /// handling call; the endpoint answered it with 5.03 or 4.29 and forgot it.
     RequestRefused(IncomingHandle),
+    /// An observation this endpoint asked for ended: the server declined it (its answer
+    /// had no Observe option), or sent a final response (another code, or no Observe).
+    /// The response was delivered before this event.
+    ObservationEnded(RequestHandle),
     /// Observers of this resource (the application's number for it) are still due a
     /// notification that found no exchange record or buffer, and one is free now: call
     /// [`Endpoint::notify_due`] with the resource's current state.
@@ -204,6 +208,7 @@ impl fmt::Display for Event {
                     "{h} refused: answered late while over the deferral quota"
                 )
             }
+            Event::ObservationEnded(h) => write!(f, "{h}: observation ended"),
             Event::NotificationsDue(r) => {
                 write!(f, "observers of resource {r} are due a notification")
             }

@@ -4,6 +4,7 @@
 use core::time::Duration;
 
 use super::client_block::BlockFailure;
+use super::observe::OBSERVE_ASKED;
 use super::output::ControlKind;
 use super::slot::{CON, PING, Slot, State};
 use super::{
@@ -181,8 +182,12 @@ impl<
         self.rng.fill(&mut tag);
         // The endpoint's own options go in first: `build` may end with a payload, and
         // the builder puts options added later where they belong.
+        let observe = options.observe && matches!(method, Code::GET | Code::FETCH);
         let built = MessageBuilder::new(self.pool.buf_mut(buf), ty, method, 0).and_then(|mut b| {
             b.token(token)?;
+            if observe {
+                b.observe(0)?;
+            }
             if let Some(block) = first_block2 {
                 b.block2(block)?;
             }
@@ -213,6 +218,9 @@ impl<
             if options.non_confirmable { 0 } else { CON },
         );
         slot.buf = buf;
+        if observe {
+            slot.quota |= super::observe::OBSERVE_ASKED;
+        }
         self.pool.set_len(buf, len);
         let non_wait = options.timeout.unwrap_or(
             self.config
@@ -410,6 +418,18 @@ impl<
                 return None;
             }
         };
+        let observed = self.slots[index]
+            .as_ref()
+            .is_some_and(|s| s.state == State::Observing || s.quota & OBSERVE_ASKED != 0);
+        if observed {
+            return self
+                .on_notification(now, index, msg, block.is_none_or(|b| b.last))
+                .then_some(Incoming::Response {
+                    handle,
+                    message: *msg,
+                    block,
+                });
+        }
         if block.is_none_or(|b| b.last) {
             self.release(index);
             self.start_queued(now, peer);
@@ -462,9 +482,19 @@ impl<
                 }
                 Some(incoming)
             }
-            None => {
-                // §5.3.2: a response nobody waits for is rejected.
+            None if self.stale_notification => {
+                // An older state than one delivered (RFC 7641 §3.4): acknowledged, not
+                // delivered.
+                self.stale_notification = false;
                 if con {
+                    self.queue_control(from, ControlKind::EmptyAck(msg.message_id()));
+                }
+                None
+            }
+            None => {
+                // §5.3.2: a response nobody waits for is rejected — a NON notification
+                // too, so that its server forgets the observation (RFC 7641 §3.6).
+                if con || msg.observe().is_ok_and(|o| o.is_some()) {
                     self.queue_control(from, ControlKind::Rst(msg.message_id()));
                 }
                 None

@@ -168,6 +168,12 @@ pub struct RequestOptions<'t> {
     pub block2_late: bool,
     /// Use a new token for each follow-up block request (some servers want it).
     pub fresh_token_per_block: bool,
+    /// Observe the resource (RFC 7641; a GET or FETCH): the request carries Observe: 0,
+    /// and if the server registers it, every notification is delivered as a response
+    /// under this request's handle — newest state only (§3.4) — until the observation
+    /// ends ([`Event::ObservationEnded`](super::Event::ObservationEnded)) or the
+    /// application cancels it ([`Endpoint::cancel`], [`Endpoint::cancel_observe`]).
+    pub observe: bool,
     /// Fetch the body from this byte offset on: the first request already asks for
     /// the block that holds it (at `block2_szx`, default 1024 bytes); the bytes of that
     /// block before the offset are the caller's to skip.

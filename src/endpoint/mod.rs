@@ -209,6 +209,9 @@ pub struct Endpoint<
     /// `observe_room` says one did).
     observe_waiting: bool,
     observe_room: bool,
+    /// The response just taken was a notification older than one delivered: to be
+    /// acknowledged, not delivered (RFC 7641 §3.4).
+    stale_notification: bool,
 }
 
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
@@ -324,6 +327,7 @@ impl<
             observe_seq: 0,
             observe_waiting: false,
             observe_room: false,
+            stale_notification: false,
         })
     }
 

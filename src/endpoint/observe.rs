@@ -431,3 +431,146 @@ impl<
             .map(|o| o.resource)
     }
 }
+
+/// Marks a client slot whose request asked to observe (Observe: 0).
+pub(super) const OBSERVE_ASKED: u8 = 0x20;
+/// Marks a client slot whose server registered the observation (a first block with
+/// Observe, the rest of the body still to come).
+const OBSERVE_ACCEPTED: u8 = 0x40;
+
+/// RFC 7641 §3.4: whether notification `v2`, arriving at `t2`, is newer than `v1`,
+/// which arrived at `t1` (24-bit sequence numbers; after 128 s anything is newer).
+pub(super) fn is_fresh(v1: u32, t1: Instant, v2: u32, t2: Instant) -> bool {
+    const HALF: u32 = 1 << 23;
+    (v1 < v2 && v2 - v1 < HALF)
+        || (v1 > v2 && v1 - v2 > HALF)
+        || t2.saturating_duration_since(t1) > Duration::from_secs(128)
+}
+
+/// Observe, client role (RFC 7641 §3): the transitions of an observing request.
+impl<
+    P: Copy + Eq,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    const OBSERVERS: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+{
+    /// A response (or one block of it) for a request that asked to observe, or a
+    /// notification for one that observes; returns whether to deliver it. §3.2: a 2.xx
+    /// with Observe registers (the record keeps observing, without its buffer); §3.4:
+    /// an older notification than the newest delivered is not delivered; anything else
+    /// (no Observe: declined; another code) is final and ends the observation.
+    pub(super) fn on_notification(
+        &mut self,
+        now: Instant,
+        index: usize,
+        msg: &crate::wire::Message<'_>,
+        last_block: bool,
+    ) -> bool {
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return false;
+        };
+        let peer = slot.peer;
+        let seq = msg
+            .observe()
+            .ok()
+            .flatten()
+            .filter(|_| msg.code().is_success());
+        let accepted = slot.quota & OBSERVE_ACCEPTED != 0;
+        match seq {
+            Some(v) if slot.state == State::Observing => {
+                if !is_fresh(slot.timeout_us, slot.deadline, v, now) {
+                    self.stale_notification = true;
+                    return false;
+                }
+                slot.timeout_us = v;
+                slot.deadline = now;
+                return true;
+            }
+            Some(v) if !last_block => {
+                // A block-wise first answer: observing once the body is in.
+                slot.quota |= OBSERVE_ACCEPTED;
+                slot.timeout_us = v;
+                slot.deadline = now;
+                return true;
+            }
+            Some(v) => {
+                slot.timeout_us = v;
+                slot.deadline = now;
+            }
+            // The last block of a registered answer carries no Observe (RFC 7959 §2.6).
+            None if accepted && last_block && msg.code().is_success() => {}
+            None if !last_block => return true,
+            None => {
+                slot.state = State::Done(Outcome::ObserveEnded);
+                let buf = core::mem::replace(&mut slot.buf, super::pool::NO_BUFFER);
+                self.pool.give_back(buf);
+                self.sync(index);
+                self.start_queued(now, peer);
+                return true;
+            }
+        }
+        // Registered: the record observes from now on, holding no buffer.
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return false;
+        };
+        slot.state = State::Observing;
+        slot.quota &= !(OBSERVE_ASKED | OBSERVE_ACCEPTED);
+        let buf = core::mem::replace(&mut slot.buf, super::pool::NO_BUFFER);
+        self.pool.give_back(buf);
+        self.sync(index);
+        self.start_queued(now, peer);
+        true
+    }
+
+    /// Ends observation `handle` actively (RFC 7641 §3.6): a GET with Observe: 1 and the
+    /// observation's token goes to the server, with the options `build` adds (the same
+    /// Uri-Path and Uri-Query as the registration, RFC 7641 §3.6), under the same handle;
+    /// its response is the last one delivered. [`cancel`](Self::cancel) instead forgets
+    /// the observation at once and rejects its next notification with RST.
+    pub fn cancel_observe(
+        &mut self,
+        now: Instant,
+        handle: crate::RequestHandle,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        let now = self.clamp(now);
+        let slot = *self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(Error::UnknownHandle)?;
+        if slot.state != State::Observing {
+            return Err(Error::UnknownHandle);
+        }
+        let reserve = self.config.immediate_reserve as usize;
+        let buf = self.pool.take(true, reserve).ok_or(Error::BuffersFull)?;
+        let ty = if slot.con() { Type::Con } else { Type::Non };
+        let built =
+            MessageBuilder::new(self.pool.buf_mut(buf), ty, Code::GET, 0).and_then(|mut b| {
+                b.token(slot.token())?;
+                b.observe(1)?;
+                build(&mut b)?;
+                Ok(b.len())
+            });
+        let len = match built {
+            Ok(len) => len,
+            Err(e) => {
+                self.pool.give_back(buf);
+                return Err(e.into());
+            }
+        };
+        self.pool.set_len(buf, len);
+        let index = handle.index as usize;
+        if let Some(Some(s)) = self.slots.get_mut(index) {
+            s.buf = buf;
+            s.deadline = now;
+            s.state = State::Queued;
+        }
+        self.queued += 1;
+        self.sync(index);
+        self.try_start(now, index);
+        Ok(())
+    }
+}

@@ -183,6 +183,7 @@ impl<
                 Outcome::TimedOut => Event::TimedOut(request),
                 Outcome::Reset => Event::Reset(request),
                 Outcome::Pong => Event::Pong(request),
+                Outcome::ObserveEnded => Event::ObservationEnded(request),
                 Outcome::BlockFailed => match self.blocks(index).and_then(|b| b.failed) {
                     Some(BlockFailure::Upload(e)) => Event::UploadFailed(request, e),
                     Some(BlockFailure::Download(e)) => Event::BlockFailed(request, e),

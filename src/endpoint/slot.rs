@@ -18,6 +18,10 @@ pub(super) enum State {
     NeedsBlock,
     /// Client upload: waiting for the application's `send_block`.
     AwaitingBlock,
+    /// Client: observing (RFC 7641): notifications with the token are delivered; no
+    /// buffer, no timer. `timeout_us` holds the newest sequence number delivered and
+    /// `deadline` when it arrived (the §3.4 freshness rule).
+    Observing,
     /// Server: request delivered, within its handling call. At `deadline` (CON: after
     /// `empty_ack_delay`; NON: at once) it is deferred: a CON gets its empty ACK.
     Handling,
@@ -44,6 +48,9 @@ pub(super) enum Outcome {
     Pong,
     /// The failure is kept in the slot's `ClientBlocks`.
     BlockFailed,
+    /// An observation ended (declined, or a final response), after its response was
+    /// delivered.
+    ObserveEnded,
     // Server side.
     Acknowledged,
     ResponseTimedOut,
@@ -57,7 +64,11 @@ impl Outcome {
     fn is_client(self) -> bool {
         matches!(
             self,
-            Outcome::TimedOut | Outcome::Reset | Outcome::Pong | Outcome::BlockFailed
+            Outcome::TimedOut
+                | Outcome::Reset
+                | Outcome::Pong
+                | Outcome::BlockFailed
+                | Outcome::ObserveEnded
         )
     }
 }
@@ -166,6 +177,7 @@ impl<P> Slot<P> {
                 | State::AwaitingSeparate
                 | State::NeedsBlock
                 | State::AwaitingBlock
+                | State::Observing
         ) || matches!(self.state, State::Done(o) if o.is_client())
     }
 
@@ -199,7 +211,10 @@ impl<P> Slot<P> {
         !self.is_ping()
             && matches!(
                 self.state,
-                State::AwaitingAck | State::AwaitingNonResponse | State::AwaitingSeparate
+                State::AwaitingAck
+                    | State::AwaitingNonResponse
+                    | State::AwaitingSeparate
+                    | State::Observing
             )
     }
 
@@ -228,7 +243,7 @@ impl<P> Slot<P> {
             self.deadline + core::time::Duration::from_micros(rest)
         };
         match self.state {
-            State::Queued => None,
+            State::Queued | State::Observing => None,
             State::Handling => Some(self.deadline + deferred_wait),
             State::AwaitingAck | State::RespondingCon => Some(retransmitting()),
             State::Deferred | State::AwaitingNonResponse | State::AwaitingSeparate => {
