@@ -27,12 +27,18 @@ enum Op {
     Duplicate(u8),
     Drop(u8),
     Advance(u32),
-    Request { on: bool, method: u8, non: bool, token: Option<Vec<u8>>, path: String, timeout_ms: Option<u16> },
+    Request { on: bool, method: u8, non: bool, token: Option<Vec<u8>>, path: String, timeout_ms: Option<u16>, observe: bool },
     Ping(bool),
     Cancel(u8),
     Respond { which: u8, code: u8, mode: u8, payload: Vec<u8> },
     /// `n` new requests from other peers, to put the tables under pressure.
     Flood { to: bool, n: u8, post: bool, answer: bool },
+    /// Answer a request registering it as an observer of `resource` (if it asked).
+    RespondObserve { which: u8, resource: u8, code: u8 },
+    /// A resource changed: notify its observers (or only those still due).
+    Notify { on: bool, resource: u8, con: bool, code: u8, due_only: bool },
+    /// End an observation actively (GET with Observe: 1).
+    CancelObserve(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -59,6 +65,9 @@ struct World<const E: usize, const B: usize, const M: usize, const D: usize, con
     incoming: Vec<(usize, IncomingHandle)>,
     /// POSTs delivered, by (endpoint, peer, message ID).
     posts: HashMap<(usize, u8, u16), Post>,
+    /// The newest notification delivered per observing request: sequence number and
+    /// arrival (RFC 7641 §3.4 oracle).
+    newest: HashMap<(usize, RequestHandle), (u32, Instant)>,
 }
 
 impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> World<E, B, M, D, R> {
@@ -84,8 +93,9 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 }
                 Output::Event(e) => {
                     let _ = e.to_string();
-                    if let Event::TimedOut(h) | Event::Reset(h) | Event::Pong(h) = e {
+                    if let Event::TimedOut(h) | Event::Reset(h) | Event::Pong(h) | Event::ObservationEnded(h) = e {
                         self.requests.retain(|&(n, r)| !(n == i && r == h));
+                        self.newest.remove(&(i, h));
                     }
                 }
                 Output::Timeout(t) => {
@@ -119,11 +129,22 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             }
             Some(Incoming::Response { handle, message, .. }) => {
                 let _ = message.to_string();
-                self.requests.retain(|&(n, r)| !(n == to && r == handle));
+                // A notification is never older than one delivered before it (§3.4).
+                if let (Ok(Some(v2)), true) = (message.observe(), message.code().is_success()) {
+                    if let Some(&(v1, t1)) = self.newest.get(&(to, handle)) {
+                        let half = 1u32 << 23;
+                        let fresh = (v1 < v2 && v2 - v1 < half)
+                            || (v1 > v2 && v1 - v2 > half)
+                            || now.saturating_duration_since(t1) > Duration::from_secs(128);
+                        assert!(fresh, "notification {v2} delivered after {v1}");
+                    }
+                    self.newest.insert((to, handle), (v2, now));
+                }
             }
             None => {}
         }
         assert!(self.eps[to].exchanges_in_flight() <= E);
+        assert!((0..=255).map(|r| self.eps[to].observers(r)).sum::<usize>() <= 16);
         self.eps[to].dedup().check();
     }
 }
@@ -166,6 +187,7 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
         requests: Vec::new(),
         incoming: Vec::new(),
         posts: HashMap::new(),
+        newest: HashMap::new(),
     };
     for op in input.ops.iter().take(128) {
         match op {
@@ -190,12 +212,13 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
                 }
             }
             Op::Advance(ms) => w.now = w.now + Duration::from_millis(*ms as u64 % 400_000),
-            Op::Request { on, method, non, token, path, timeout_ms } => {
+            Op::Request { on, method, non, token, path, timeout_ms, observe } => {
                 let i = *on as usize;
                 let opts = RequestOptions {
                     non_confirmable: *non,
                     token: token.as_deref(),
                     timeout: timeout_ms.map(|t| Duration::from_millis(t as u64)),
+                    observe: *observe,
                     ..Default::default()
                 };
                 let code = Code::from_u8(*method).unwrap_or(Code::GET);
@@ -240,6 +263,38 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
                         }
                     }
                     w.drain(to);
+                }
+            }
+            Op::RespondObserve { which, resource, code } => {
+                if !w.incoming.is_empty() {
+                    let (i, h) = w.incoming.remove(*which as usize % w.incoming.len());
+                    let code = Code::from_u8(*code).unwrap_or(Code::CONTENT);
+                    let now = w.now;
+                    let _ = w.eps[i].respond_observe(now, h, u16::from(*resource % 4), code, |b| {
+                        b.payload(b"state")?;
+                        Ok(())
+                    });
+                }
+            }
+            Op::Notify { on, resource, con, code, due_only } => {
+                let i = *on as usize;
+                let code = Code::from_u8(*code).unwrap_or(Code::CONTENT);
+                let now = w.now;
+                let resource = u16::from(*resource % 4);
+                let seq = now.as_millis();
+                let build = |b: &mut MessageBuilder<'_>| b.payload(&seq.to_be_bytes()).map(drop);
+                let _ = if *due_only {
+                    w.eps[i].notify_due(now, resource, *con, code, build)
+                } else {
+                    w.eps[i].notify(now, resource, *con, code, build)
+                };
+                w.drain(i);
+            }
+            Op::CancelObserve(k) => {
+                if !w.requests.is_empty() {
+                    let (i, h) = w.requests[*k as usize % w.requests.len()];
+                    let now = w.now;
+                    let _ = w.eps[i].cancel_observe(now, h, |b| b.uri_path("x").map(drop));
                 }
             }
             Op::Respond { which, code, mode, payload } => {
