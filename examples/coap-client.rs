@@ -23,6 +23,8 @@
 //!   -G COUNT       send the request COUNT times, a second apart
 //!   -a ADDRESS     local address to send from
 //!   -p PORT        local port to send from
+//!   -s SECONDS     observe the resource (RFC 7641) for that long, printing each
+//!                  notification as it comes
 //!   -v N           verbosity: 6 and more print every message sent and received
 //!   -h             this help
 //! ```
@@ -30,8 +32,7 @@
 //! As libcoap's client does, a 2.xx body goes to stdout as received (with a newline
 //! after it), and any other code is printed on stderr with the diagnostic payload,
 //! e.g. `4.04 Not Found`. The exit status is 0 when a response arrived, whatever its
-//! code, and 1 when none did (libcoap's also exits 0 then). Observe (`-s`) is not
-//! supported yet.
+//! code, and 1 when none did (libcoap's also exits 0 then).
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::ExitCode;
@@ -46,7 +47,7 @@ mod logger;
 
 const USAGE: &str = "usage: coap-client [-m METHOD] [-e TEXT | -f FILE] [-o FILE] [-w] \
 [-b [NUM,]SIZE] [-B SECONDS] [-N] [-A TYPE] [-t TYPE] [-O NUM,TEXT]... [-T TOKEN] \
-[-P PROXY] [-H HOPS] [-U] [-G COUNT] [-a ADDRESS] [-p PORT] [-v N] [-h] URI";
+[-P PROXY] [-H HOPS] [-U] [-G COUNT] [-s SECONDS] [-a ADDRESS] [-p PORT] [-v N] [-h] URI";
 
 fn main() -> ExitCode {
     match run() {
@@ -76,6 +77,7 @@ struct Options {
     count: u32,
     local_address: Option<String>,
     local_port: u16,
+    observe: Option<u64>,
     uri: String,
 }
 
@@ -98,6 +100,7 @@ fn parse() -> Result<Options, Box<dyn std::error::Error>> {
         count: 1,
         local_address: None,
         local_port: 0,
+        observe: None,
         uri: String::new(),
     };
     let mut verbosity = 0u8;
@@ -161,7 +164,7 @@ fn parse() -> Result<Options, Box<dyn std::error::Error>> {
             "-a" => o.local_address = Some(value()?),
             "-p" => o.local_port = value()?.parse()?,
             "-v" => verbosity = value()?.parse()?,
-            "-s" => return Err("observing (-s) is not supported yet".into()),
+            "-s" => o.observe = Some(value()?.parse()?),
             "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -229,6 +232,30 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let socket = UdpSocket::bind(local)?;
     let mut client = Client::from_socket(socket, server, coap_proto::net::default_config())?;
     let mut written = false;
+    if let Some(secs) = o.observe {
+        // Observe (RFC 7641) for that long: each notification as it comes, as
+        // libcoap's `-s` prints them.
+        let mut failed = None;
+        client.observe(&req, Some(Duration::from_secs(secs)), |n| {
+            match print(&o, n) {
+                Ok(w) => {
+                    written |= w;
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        if written {
+            std::io::stdout().write_all(b"\n")?;
+        }
+        return Ok(());
+    }
     for i in 0..o.count {
         if i > 0 {
             std::thread::sleep(Duration::from_secs(1));

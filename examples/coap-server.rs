@@ -14,7 +14,7 @@
 //! | path | methods | behaviour |
 //! |---|---|---|
 //! | `/` | GET | a line of text about this server |
-//! | `/time` | GET | the current UTC time |
+//! | `/time` | GET, observable | the current UTC time; observers get it every second |
 //! | `/async?N` | GET | "Async Complete!" as a separate response after N seconds (default 2, at most 60); one timer thread answers them all |
 //! | `/example_data` | GET, PUT, POST, DELETE | 1500 bytes; PUT replaces them |
 //! | any other | PUT, POST | creates the resource (2.01; POST adds Location-Path) |
@@ -39,7 +39,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = shared::Store::new(&options);
 
     server.resource(shared::root(), |_| shared::about().into());
-    server.resource(shared::time(), |_| shared::now().into());
+    // Observable, like libcoap's: every observer gets the time once a second.
+    let time = server.observable(shared::time(), |_| shared::now().into());
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(shared::tick());
+            time.notify(shared::now());
+        }
+    });
     let timer = timer_thread();
     server.resource(shared::async_resource(), move |req| {
         let due = Instant::now() + shared::async_delay(req);

@@ -20,7 +20,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = shared::Store::new(&options);
 
     server.resource(shared::root(), |_| shared::about().into());
-    server.resource(shared::time(), |_| shared::now().into());
+    // Observable, like libcoap's: every observer gets the time once a second.
+    let time = server.observable(shared::time(), |_| shared::now().into());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(shared::tick()).await;
+            time.notify(shared::now());
+        }
+    });
     server.resource(shared::async_resource(), |req| {
         let delay = shared::async_delay(req);
         Reply::later(async move {

@@ -21,7 +21,7 @@ usage: coap-server [-A ADDRESS] [-p PORT] [-d MAX] [-v N] [-h]
               every message sent and received, with retransmissions and refusals
   -h          this help
 
-Resources: / (about), /time (UTC, Max-Age 1), /async?N (answered after N seconds,
+Resources: / (about), /time (UTC, Max-Age 1, observable: notifies every second), /async?N (answered after N seconds,
 default 2, as a separate response), /example_data (GET/PUT/POST/DELETE, 1500 bytes);
 PUT or POST to any other path creates it. /.well-known/core lists them.";
 
@@ -131,6 +131,14 @@ pub fn async_delay(req: &Request) -> Duration {
         .unwrap_or(2u64)
         .min(60);
     Duration::from_secs(secs)
+}
+
+/// How often `/time` notifies its observers: at the next full second.
+pub fn tick() -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_nanos(1_000_000_000 - u64::from(nanos))
 }
 
 pub fn async_done() -> Response {

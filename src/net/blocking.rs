@@ -322,6 +322,72 @@ impl<
         self.run(handle, &mut |_, _, _| true)
     }
 
+    /// Observes `req`'s resource (RFC 7641): sends it with Observe: 0 and hands every
+    /// notification — the first answer included, the newest state only — to
+    /// `on_notification`, until it returns `false`, `duration` passes (then the
+    /// observation is forgotten: its next notification gets RST), or the observation
+    /// ends (the server declined it, sent a final response, or stopped answering).
+    ///
+    /// ```no_run
+    /// use coap_proto::net::Request;
+    /// use std::time::Duration;
+    /// let mut client = coap_proto::net::blocking::Client::connect("127.0.0.1:5683")?;
+    /// client.observe(&Request::get("/time"), Some(Duration::from_secs(10)), |n| {
+    ///     println!("{}", n.payload_str().unwrap_or("?"));
+    ///     true
+    /// })?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn observe(
+        &mut self,
+        req: &Request,
+        duration: Option<Duration>,
+        mut on_notification: impl FnMut(&Response) -> bool,
+    ) -> Result<(), Error> {
+        let mut req = req.clone();
+        req.observe = true;
+        let clock = self.core.clock();
+        let mut now = clock.now();
+        let end = duration.map(|d| now + d);
+        let handle = self.core.start(now, self.peer, &req, false, &mut None)?;
+        loop {
+            let deadline = flush(&self.socket, &mut self.core, now)?;
+            let notifications: Vec<Response> =
+                self.core.requests.take_notifications(handle).collect();
+            for n in &notifications {
+                if !on_notification(n) {
+                    self.core.cancel(now, handle);
+                    let _ = self.core.requests.take(handle);
+                    return Ok(());
+                }
+            }
+            if let Some(outcome) = self.core.requests.take(handle) {
+                return outcome.map(drop);
+            }
+            if end.is_some_and(|e| now >= e) {
+                self.core.cancel(now, handle);
+                let _ = self.core.requests.take(handle);
+                return Ok(());
+            }
+            let until = match (deadline, end) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let got = self
+                .receiver
+                .recv(&self.socket, wait(now, until), &mut self.buf)?;
+            now = clock.now();
+            match got {
+                Some((n, from)) => {
+                    self.core
+                        .handle_datagram(now, from, &self.buf[..n], |_, _, _| None::<Handled<()>>);
+                }
+                None if deadline.is_some_and(|d| d <= now) => self.core.handle_timeout(now),
+                None => {}
+            }
+        }
+    }
+
     /// Sends a CoAP ping (empty CON); `Ok` once the server answers with RST.
     pub fn ping(&mut self) -> Result<(), Error> {
         let handle = self.core.ping(self.core.clock().now(), self.peer)?;
@@ -415,6 +481,32 @@ enum Command {
     Start(SocketAddr, Box<Request>, mpsc::Sender<Outcome>),
     /// The endpoint's counters.
     Stats(mpsc::Sender<crate::Stats>),
+    /// An observable resource (its index) changed: notify its observers.
+    Notify(u16, bool, Response),
+}
+
+/// Tells the observers of one observable resource (RFC 7641) that it changed, from any
+/// thread: see [`Server::observable`].
+#[derive(Clone)]
+pub struct Notifier {
+    wake: Waker,
+    resource: u16,
+}
+
+impl Notifier {
+    /// Every observer gets `response` as a notification (NON; CON at least once a day
+    /// per observer). A response with a code other than 2.xx is the last one.
+    pub fn notify(&self, response: Response) {
+        self.wake
+            .send(Command::Notify(self.resource, false, response));
+    }
+
+    /// [`notify`](Self::notify) with CON notifications, each retransmitted until
+    /// acknowledged; an observer that never acknowledges is forgotten.
+    pub fn notify_confirmable(&self, response: Response) {
+        self.wake
+            .send(Command::Notify(self.resource, true, response));
+    }
 }
 
 /// Answers one request from any thread (see [`Reply::later`]). Dropped unused, the
@@ -666,6 +758,40 @@ impl<
         self
     }
 
+    /// Adds an observable resource (RFC 7641; listed with `obs` in
+    /// `/.well-known/core`): a GET with Observe: 0 that its handler answers with 2.xx
+    /// registers the client, and the returned [`Notifier`] sends every observer the new
+    /// state when it changes.
+    ///
+    /// ```no_run
+    /// use coap_proto::net::blocking::Server;
+    /// use coap_proto::net::Response;
+    /// use coap_proto::resource::{Methods, Resource};
+    ///
+    /// let mut server = Server::bind("127.0.0.1:5683")?;
+    /// let temperature = server.observable(Resource::new("/temp", Methods::GET), |_| {
+    ///     Response::content("21.5").into()
+    /// });
+    /// std::thread::spawn(move || loop {
+    ///     std::thread::sleep(std::time::Duration::from_secs(5));
+    ///     temperature.notify(Response::content("21.6"));
+    /// });
+    /// server.run()?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn observable(
+        &mut self,
+        resource: Resource<'static>,
+        handler: impl FnMut(&Request) -> Reply + Send + 'static,
+    ) -> Notifier {
+        let index = self.core.table.len() as u16;
+        self.resource(resource.obs(), handler);
+        Notifier {
+            wake: self.waker.clone(),
+            resource: index,
+        }
+    }
+
     /// A handle that stops [`run`](Self::run) from another thread.
     pub fn stopper(&self) -> Stopper {
         Stopper(self.stop.clone(), self.waker.clone())
@@ -739,6 +865,9 @@ impl<
                 self.settle(now);
             }
             Command::Stats(reply) => drop(reply.send(self.core.ep.stats())),
+            Command::Notify(index, confirmable, response) => {
+                self.core.notify(now, index, confirmable, response, false);
+            }
         }
     }
 

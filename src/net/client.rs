@@ -42,6 +42,8 @@ struct Pending {
     give_up_at: Option<crate::Instant>,
     /// The largest body collected.
     max_body: usize,
+    /// An observation: every complete response is a notification, not the end.
+    observe: bool,
 }
 
 impl Pending {
@@ -57,6 +59,7 @@ impl Pending {
             response: None,
             give_up_at,
             max_body,
+            observe: false,
         }
     }
 }
@@ -67,6 +70,8 @@ impl Pending {
 pub(crate) struct Requests {
     pending: HashMap<RequestHandle, Pending>,
     finished: Vec<(RequestHandle, Outcome)>,
+    /// Notifications of observations, complete, in the order they came.
+    notifications: Vec<(RequestHandle, Response)>,
 }
 
 /// Largest body sent in one message; larger ones go block-wise (1024-byte blocks fit
@@ -74,6 +79,30 @@ pub(crate) struct Requests {
 const MAX_SINGLE: usize = 1024;
 
 impl Requests {
+    /// Takes the notifications that came for observation `handle`.
+    pub(crate) fn take_notifications(
+        &mut self,
+        handle: RequestHandle,
+    ) -> impl Iterator<Item = Response> + '_ {
+        let mut i = 0;
+        let list = &mut self.notifications;
+        std::iter::from_fn(move || {
+            while i < list.len() {
+                if list[i].0 == handle {
+                    return Some(list.remove(i).1);
+                }
+                i += 1;
+            }
+            None
+        })
+    }
+
+    /// Takes every notification that came.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn drain_notifications(&mut self) -> std::vec::Drain<'_, (RequestHandle, Response)> {
+        self.notifications.drain(..)
+    }
+
     /// Takes the outcome of `handle` if it finished.
     pub(crate) fn take(&mut self, handle: RequestHandle) -> Option<Outcome> {
         let i = self.finished.iter().position(|(h, _)| *h == handle)?;
@@ -111,6 +140,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             separate_timeout: req.separate_timeout,
             block2_szx: req.block2_szx,
             block2_offset: req.block2_offset,
+            observe: req.observe,
             ..RequestOptions::default()
         };
         let blockwise =
@@ -134,6 +164,9 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         self.requests
             .pending
             .insert(handle, Pending::new(upload, stream, give_up_at, max_body));
+        if let Some(p) = self.requests.pending.get_mut(&handle) {
+            p.observe = req.observe;
+        }
         Ok(handle)
     }
 
@@ -194,7 +227,11 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 .extend_from_slice(message.payload());
         }
         let stream = p.stream;
-        if last {
+        if last && p.observe {
+            // A notification (or the registration's answer): the observation goes on
+            // until the endpoint says it ended.
+            self.requests.notifications.push((handle, response));
+        } else if last {
             self.requests.pending.remove(&handle);
             self.requests.finished.push((handle, Ok(response)));
         } else {
@@ -250,6 +287,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             Event::BlockFailed(h, e) => (h, Err(Error::Block(e))),
             Event::UploadFailed(h, e) => (h, Err(Error::Upload(e))),
             Event::Pong(h) => (h, Ok(Response::new(Code::EMPTY))),
+            Event::ObservationEnded(h) => (h, Ok(Response::new(Code::EMPTY))),
             Event::BlockNeeded {
                 handle,
                 offset,

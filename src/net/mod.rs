@@ -70,6 +70,9 @@ pub struct Request {
     pub non_confirmable: bool,
     /// Client only: the token to use (at most 8 bytes) instead of a random one.
     pub token: Option<Vec<u8>>,
+    /// Client only: observe the resource (RFC 7641; GET or FETCH). Used by the clients'
+    /// `observe` calls.
+    pub observe: bool,
     /// Client only: send the payload in Block1 blocks of `2^(szx+4)` bytes. Without it,
     /// a payload over 1024 bytes goes in 1024-byte blocks.
     pub block1_szx: Option<u8>,
@@ -128,6 +131,7 @@ impl Request {
             options: Vec::new(),
             non_confirmable: false,
             token: None,
+            observe: false,
             block1_szx: None,
             block2_szx: None,
             block2_offset: 0,

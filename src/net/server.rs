@@ -27,6 +27,8 @@ struct Waiting {
     request: Vec<u8>,
     /// The Block1 to echo in the response.
     echo: Option<Block>,
+    /// The resource it is for, if observable (its answer may register an observer).
+    observable: Option<u16>,
 }
 
 /// Block-wise responses of unsafe requests kept at once for their follow-ups.
@@ -82,6 +84,8 @@ pub(crate) struct Node<
     retried: bool,
     /// The request handed to handlers, refilled in place for each one.
     request: Request,
+    /// The latest state notified per observable resource, for observers still due.
+    latest: HashMap<u16, (bool, Response)>,
     pub(crate) out: Vec<u8>,
 }
 
@@ -101,6 +105,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             retry: VecDeque::new(),
             retried: false,
             request: Request::new(Code::GET, "/"),
+            latest: HashMap::new(),
             out: Vec::new(),
         })
     }
@@ -194,9 +199,10 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         };
         match handler(resource, &self.request, &message) {
             Some(Handled::Now(response)) => {
-                match self.send_response(now, handle, &message, echo, &response) {
+                let observable = self.observable(resource);
+                match self.send_response(now, handle, &message, echo, observable, &response) {
                     Err(crate::Error::BuffersFull) => {
-                        self.wait(handle, &message, echo);
+                        self.wait(handle, &message, echo, observable);
                         self.retry.push_back((handle, response));
                     }
                     Err(_) => drop(self.ep.abandon(now, handle)),
@@ -205,7 +211,8 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 None
             }
             Some(Handled::Later(later)) => {
-                self.wait(handle, &message, echo);
+                let observable = self.observable(resource);
+                self.wait(handle, &message, echo, observable);
                 Some((handle, later))
             }
             None => {
@@ -216,14 +223,52 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     }
 
     /// Keeps what answering `id` later needs.
-    fn wait(&mut self, id: IncomingHandle, request: &Message<'_>, echo: Option<Block>) {
+    fn wait(
+        &mut self,
+        id: IncomingHandle,
+        request: &Message<'_>,
+        echo: Option<Block>,
+        observable: Option<u16>,
+    ) {
         self.waiting.insert(
             id,
             Waiting {
                 request: request.as_bytes().to_vec(),
                 echo,
+                observable,
             },
         );
+    }
+
+    /// The number of table resource `resource` if it is observable.
+    fn observable(&self, resource: Option<usize>) -> Option<u16> {
+        let i = resource?;
+        self.table.get(i).filter(|r| r.obs).map(|_| i as u16)
+    }
+
+    /// Resource `index` of the table changed: every observer gets `response` (NON, CON
+    /// once a day or when `confirmable`). Kept as the resource's latest state, so that
+    /// observers left due for want of room get it when room frees.
+    pub(crate) fn notify(
+        &mut self,
+        now: crate::Instant,
+        index: u16,
+        confirmable: bool,
+        response: Response,
+        due_only: bool,
+    ) {
+        let build = |b: &mut crate::wire::MessageBuilder<'_>| {
+            response.write_options(b)?;
+            b.payload(&response.payload).map(drop)
+        };
+        let _ = if due_only {
+            self.ep
+                .notify_due(now, index, confirmable, response.code, build)
+        } else {
+            self.ep
+                .notify(now, index, confirmable, response.code, build)
+        };
+        self.latest.insert(index, (confirmable, response));
     }
 
     /// Sends `response` to `request`: piggybacked if still possible, block-wise when the
@@ -234,16 +279,25 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         id: IncomingHandle,
         request: &Message<'_>,
         echo: Option<Block>,
+        observable: Option<u16>,
         response: &Response,
     ) -> Result<(), crate::Error> {
         // A response that fits one message, to a request that asked for no block: sent
         // as it is, without the block-wise machinery (which would come to the same).
+        // For an observable resource it may register the client (RFC 7641).
         let single = 16 << self.ep.config().max_block_szx.min(6);
         if echo.is_none() && response.payload.len() <= single && !is_blockwise(request) {
-            let sent = self.ep.respond(now, id, response.code, |b| {
+            let build = |b: &mut crate::wire::MessageBuilder<'_>| {
                 response.write_options(b)?;
                 b.payload(&response.payload).map(drop)
-            });
+            };
+            let sent = match observable {
+                Some(r) => self
+                    .ep
+                    .respond_observe(now, id, r, response.code, build)
+                    .map(drop),
+                None => self.ep.respond(now, id, response.code, build),
+            };
             // Options too large for a whole body: block-wise below makes room.
             if !matches!(sent, Err(crate::Error::Build(_))) {
                 return sent;
@@ -273,7 +327,8 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         let Ok(request) = Message::parse(&waiting.request) else {
             return;
         };
-        match self.send_response(now, id, &request, waiting.echo, &response) {
+        let observable = waiting.observable;
+        match self.send_response(now, id, &request, waiting.echo, observable, &response) {
             Err(crate::Error::BuffersFull) => {
                 // Every buffer holds a message that must be kept: try again later.
                 self.waiting.insert(id, waiting);
@@ -364,6 +419,11 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 Event::RequestExpired(id) | Event::RequestRefused(id) => {
                     self.waiting.remove(&id);
                     self.retry.retain(|(r, _)| *r != id);
+                }
+                Event::NotificationsDue(index) => {
+                    if let Some((con, response)) = self.latest.get(&index).cloned() {
+                        self.notify(now, index, con, response, true);
+                    }
                 }
                 event => drop(self.on_event(now, event)),
             }

@@ -48,6 +48,8 @@ struct Start {
     req: Box<Request>,
     source: Option<BlockSource>,
     blocks: Option<Blocks>,
+    /// For an observation: where its notifications go.
+    notifications: Option<mpsc::UnboundedSender<Response>>,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -55,6 +57,32 @@ enum Command {
     Start(Start),
     Cancel(u64),
     Stats(oneshot::Sender<Stats>),
+    /// An observable resource (its index) changed.
+    Notify(u16, bool, Response),
+}
+
+/// Tells the observers of one observable resource (RFC 7641) that it changed, from any
+/// task or thread: see [`Server::observable`].
+#[derive(Clone)]
+pub struct Notifier {
+    tx: mpsc::UnboundedSender<Command>,
+    resource: u16,
+}
+
+impl Notifier {
+    /// Every observer gets `response` as a notification (NON; CON at least once a day
+    /// per observer). A response with a code other than 2.xx is the last one.
+    pub fn notify(&self, response: Response) {
+        let _ = self
+            .tx
+            .send(Command::Notify(self.resource, false, response));
+    }
+
+    /// [`notify`](Self::notify) with CON notifications, each retransmitted until
+    /// acknowledged; an observer that never acknowledges is forgotten.
+    pub fn notify_confirmable(&self, response: Response) {
+        let _ = self.tx.send(Command::Notify(self.resource, true, response));
+    }
 }
 
 /// An async CoAP client: cheap to clone, any number of requests at once over one
@@ -235,6 +263,45 @@ impl Client {
         }
     }
 
+    /// Observes `req`'s resource (RFC 7641): sends it with Observe: 0; the returned
+    /// [`Observation`] yields every notification — the first answer included, newest
+    /// states only — until the observation ends. Dropping it forgets the observation
+    /// (the server's next notification gets RST).
+    ///
+    /// ```no_run
+    /// use coap_proto::net::Request;
+    /// # async fn f(client: coap_proto::net::tokio::Client) -> Result<(), coap_proto::net::Error> {
+    /// let mut time = client.observe(Request::get("/time")).await?;
+    /// while let Some(n) = time.next().await {
+    ///     println!("{}", n.payload_str().unwrap_or("?"));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn observe(&self, mut req: Request) -> Result<Observation, Error> {
+        req.observe = true;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, done) = oneshot::channel();
+        let (tx, notifications) = mpsc::unbounded_channel();
+        let start = Start {
+            id,
+            peer: self.peer,
+            req: Box::new(req),
+            source: None,
+            blocks: None,
+            notifications: Some(tx),
+            reply,
+        };
+        self.tx
+            .send(Command::Start(start))
+            .map_err(|_| Error::Closed)?;
+        Ok(Observation {
+            notifications,
+            done,
+            cancel: (self.tx.clone(), id),
+        })
+    }
+
     /// Uploads `method` to `path` in Block1 blocks of `2^(szx+4)` bytes produced by
     /// `next(offset, block) -> (length, more)`.
     pub async fn upload_with(
@@ -263,6 +330,7 @@ impl Client {
             req: Box::new(req),
             source,
             blocks,
+            notifications: None,
             reply,
         };
         self.tx
@@ -281,6 +349,38 @@ impl Client {
         let outcome = rx.await.unwrap_or(Err(Error::Closed));
         guard.2 = true;
         outcome
+    }
+}
+
+/// An observation started by [`Client::observe`]: its notifications, newest state
+/// only. Dropped, the observation is forgotten.
+pub struct Observation {
+    notifications: mpsc::UnboundedReceiver<Response>,
+    done: oneshot::Receiver<Outcome>,
+    cancel: (mpsc::UnboundedSender<Command>, u64),
+}
+
+impl Observation {
+    /// The next notification; `None` once the observation ended (the server declined
+    /// it or sent a final response, which came before; or it stopped answering: see
+    /// [`end`](Self::end)).
+    pub async fn next(&mut self) -> Option<Response> {
+        self.notifications.recv().await
+    }
+
+    /// How the observation ended, once [`next`](Self::next) returned `None`: `Ok` for
+    /// a declined or final answer, the error otherwise.
+    pub async fn end(mut self) -> Result<(), Error> {
+        match (&mut self.done).await {
+            Ok(outcome) => outcome.map(drop),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+}
+
+impl Drop for Observation {
+    fn drop(&mut self) {
+        let _ = self.cancel.0.send(Command::Cancel(self.cancel.1));
     }
 }
 
@@ -452,6 +552,40 @@ impl<
         self.resource(resource, move |req| Reply::later(handler(req.clone())))
     }
 
+    /// Adds an observable resource (RFC 7641; listed with `obs` in
+    /// `/.well-known/core`): a GET with Observe: 0 that its handler answers with 2.xx
+    /// registers the client; the returned [`Notifier`] sends every observer the new state.
+    ///
+    /// ```no_run
+    /// use coap_proto::net::Response;
+    /// use coap_proto::net::tokio::Server;
+    /// use coap_proto::resource::{Methods, Resource};
+    ///
+    /// # async fn f() -> Result<(), coap_proto::net::Error> {
+    /// let mut server = Server::bind("127.0.0.1:5683").await?;
+    /// let temp = server.observable(Resource::new("/temp", Methods::GET), |_| {
+    ///     Response::content("21.5").into()
+    /// });
+    /// tokio::spawn(async move {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    ///     temp.notify(Response::content("21.6"));
+    /// });
+    /// server.run().await
+    /// # }
+    /// ```
+    pub fn observable(
+        &mut self,
+        resource: Resource<'static>,
+        handler: impl FnMut(&Request) -> Reply + Send + 'static,
+    ) -> Notifier {
+        let index = self.driver.node.table.len() as u16;
+        self.resource(resource.obs(), handler);
+        Notifier {
+            tx: self.tx.clone(),
+            resource: index,
+        }
+    }
+
     /// A handler for paths not in the table (instead of 4.04).
     pub fn fallback(
         &mut self,
@@ -485,6 +619,7 @@ struct InFlight {
     id: u64,
     reply: oneshot::Sender<Outcome>,
     blocks: Option<Blocks>,
+    notifications: Option<mpsc::UnboundedSender<Response>>,
 }
 
 /// The loop both roles run in: one socket, one endpoint, the handlers, the client's
@@ -645,6 +780,9 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 }
             }
             Command::Stats(reply) => drop(reply.send(self.node.ep.stats())),
+            Command::Notify(index, confirmable, response) => {
+                self.node.notify(now, index, confirmable, response, false);
+            }
         }
     }
 
@@ -665,6 +803,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                         id: start.id,
                         reply: start.reply,
                         blocks: start.blocks,
+                        notifications: start.notifications,
                     };
                     self.in_flight.insert(handle, in_flight);
                 }
@@ -682,6 +821,23 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     /// Hands finished requests their outcome and lets waiting ones take their place
     /// (records and buffers free up as requests finish and as served exchanges end).
     fn settle(&mut self, now: crate::Instant) {
+        let mut unwanted = Vec::new();
+        for (handle, response) in self.node.requests.drain_notifications() {
+            let sink = self
+                .in_flight
+                .get(&handle)
+                .and_then(|r| r.notifications.as_ref());
+            if sink.is_none_or(|s| s.send(response).is_err()) {
+                unwanted.push(handle);
+            }
+        }
+        for handle in unwanted {
+            // Its `Observation` is gone: forget it (the next notification gets RST).
+            if let Some(r) = self.in_flight.remove(&handle) {
+                self.ids.remove(&r.id);
+            }
+            self.node.cancel(now, handle);
+        }
         for (handle, outcome) in self.node.requests.drain_finished() {
             if let Some(r) = self.in_flight.remove(&handle) {
                 self.ids.remove(&r.id);
