@@ -330,3 +330,66 @@ fn blocking_capacities_are_const_parameters() {
     std::thread::spawn(move || tiny.run());
     assert_eq!(three_waiting_requests(addr), [0x00, 0xa3, 0xa3]);
 }
+
+#[test]
+fn observable_resources_notify_blocking_and_tokio_observers() {
+    let mut server = blocking::Server::bind("127.0.0.1:0").unwrap();
+    let state = Arc::new(Mutex::new(0u32));
+    let s = state.clone();
+    let counter = server.observable(Resource::new("/n", Methods::GET), move |_| {
+        Response::content(s.lock().unwrap().to_string()).into()
+    });
+    let addr = server.local_addr();
+    let handle = server.handle();
+    std::thread::spawn(move || server.run());
+    // The resource changes 10 times, 50 ms apart.
+    let s = state.clone();
+    std::thread::spawn(move || {
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut n = s.lock().unwrap();
+            *n += 1;
+            counter.notify(Response::content(n.to_string()));
+        }
+        // A final state that ends the observations (RFC 7641 §4.2).
+        counter.notify(Response::new(coap_proto::wire::Code::NOT_FOUND));
+    });
+
+    // A tokio observer, on its own runtime thread.
+    let tokio_seen = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let c = adapter::Client::connect(addr).await.unwrap();
+            let mut o = c.observe(Request::get("/n")).await.unwrap();
+            let mut seen = Vec::new();
+            while let Some(n) = o.next().await {
+                seen.push(n);
+            }
+            o.end().await.unwrap();
+            seen
+        })
+    });
+
+    // A blocking observer.
+    let mut c = blocking::Client::connect(addr).unwrap();
+    let mut seen = Vec::new();
+    c.observe(&Request::get("/n"), Some(Duration::from_secs(5)), |n| {
+        seen.push(n.clone());
+        true
+    })
+    .unwrap();
+    for seen in [seen, tokio_seen.join().unwrap()] {
+        let last = seen.last().unwrap();
+        assert_eq!(last.code, coap_proto::wire::Code::NOT_FOUND, "{seen:?}");
+        let values: Vec<u32> = seen[..seen.len() - 1]
+            .iter()
+            .map(|n| n.payload_str().unwrap().parse().unwrap())
+            .collect();
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+        assert_eq!(
+            values.last(),
+            Some(&10),
+            "the latest state arrived: {values:?}"
+        );
+    }
+    assert_eq!(handle.stats().unwrap().retransmissions, 0);
+}

@@ -306,7 +306,11 @@ fn aiocoap_client_against_our_server() {
         "{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(report.matches("PASS").count(), 11);
+    assert_eq!(
+        report.matches("PASS").count(),
+        12,
+        "11 scenarios and observe"
+    );
 }
 
 /// libcoap's `coap-server-notls` on a free port, ready.
@@ -463,4 +467,97 @@ fn our_coap_client_takes_libcoaps_flags_against_libcoaps_server() {
     let (ok, out, _) = run_client(&ours, &[a("-h")]);
     assert!(ok && String::from_utf8_lossy(&out).contains("usage: coap-client"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Payloads of a `coap-client -s` run: libcoap's clients print notifications back to
+/// back, so the time strings are split where they repeat their shape.
+fn notifications_of(out: &[u8], sep: &str) -> Vec<String> {
+    String::from_utf8_lossy(out)
+        .trim()
+        .split(sep)
+        .filter(|s| !s.is_empty())
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn observe_interop_with_libcoap_both_ways() {
+    if !available(
+        "libcoap (coap-client-notls, coap-server-notls)",
+        "which",
+        &["coap-client-notls", "coap-server-notls"],
+    ) {
+        return;
+    }
+    // Our coap-client -s against libcoap's /time: a notification a second.
+    let (_server, port) = libcoap_server();
+    let out = Command::new(example("coap-client"))
+        .args(["-s", "3", &format!("coap://127.0.0.1:{port}/time")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // libcoap's /time reads like "Dec 01 08:48:47": split where the month repeats.
+    let month: String = String::from_utf8_lossy(&out.stdout)
+        .chars()
+        .take(4)
+        .collect();
+    let times = notifications_of(&out.stdout, &month);
+    assert!(
+        (3..=5).contains(&times.len()),
+        "our client observing libcoap's /time for 3 s: {times:?}"
+    );
+    let distinct: std::collections::HashSet<_> = times.iter().collect();
+    assert_eq!(distinct.len(), times.len(), "each a newer state: {times:?}");
+
+    // libcoap's coap-client -s against our coap-server and tokio_server.
+    for name in ["coap-server", "tokio_server"] {
+        let (_ours, port, _log) = our_server(name);
+        let out = Command::new("coap-client-notls")
+            .args(["-s", "3", &format!("coap://127.0.0.1:{port}/time")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let times = notifications_of(&out.stdout, " UTC");
+        assert!(
+            (3..=5).contains(&times.len()),
+            "libcoap observing {name}'s /time for 3 s: {times:?}"
+        );
+        let distinct: std::collections::HashSet<_> = times.iter().collect();
+        assert_eq!(distinct.len(), times.len(), "{times:?}");
+    }
+}
+
+#[test]
+fn our_client_observes_an_aiocoap_resource() {
+    if !available("aiocoap (pip)", "python3", &["-c", "import aiocoap"]) {
+        return;
+    }
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aiocoap_peer.py");
+    let mut child = Command::new("python3")
+        .args([script, "server", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let _server = Peer(child);
+    let mut c = Client::connect(("127.0.0.1", port)).unwrap();
+    let mut counts = Vec::new();
+    c.observe(
+        &Request::get("/counter"),
+        Some(Duration::from_secs(5)),
+        |n| {
+            counts.push(n.payload_str().unwrap().parse::<u32>().unwrap());
+            counts.len() < 5
+        },
+    )
+    .unwrap();
+    assert_eq!(counts.len(), 5, "{counts:?}");
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "newer and newer: {counts:?}"
+    );
 }

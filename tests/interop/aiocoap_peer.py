@@ -1,6 +1,7 @@
 """aiocoap as the peer of coap-proto's interop tests (tests/interop.rs).
 
-    python3 aiocoap_peer.py server PORT   # serves /hello, /store, /async?N on 127.0.0.1
+    python3 aiocoap_peer.py server PORT   # serves /hello, /store, /async?N and the
+                                          # observable /counter on 127.0.0.1
     python3 aiocoap_peer.py client BASE   # runs every scenario against BASE, e.g.
                                           # coap://127.0.0.1:5683 (a coap-server)
 
@@ -54,11 +55,29 @@ class Async(resource.Resource):
         return aiocoap.Message(code=Code.CONTENT, payload=b"Async Complete!")
 
 
+class Counter(resource.ObservableResource):
+    """Observable: counts up every 200 ms and notifies its observers (RFC 7641)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+        asyncio.get_running_loop().call_later(0.2, self.tick)
+
+    def tick(self):
+        self.count += 1
+        self.updated_state()
+        asyncio.get_running_loop().call_later(0.2, self.tick)
+
+    async def render_get(self, request):
+        return aiocoap.Message(code=Code.CONTENT, payload=str(self.count).encode())
+
+
 async def serve(port):
     site = resource.Site()
     site.add_resource(["hello"], Hello())
     site.add_resource(["store"], Store())
     site.add_resource(["async"], Async())
+    site.add_resource(["counter"], Counter())
     await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
     print("ready", flush=True)
     await asyncio.get_running_loop().create_future()
@@ -94,6 +113,26 @@ async def run_client(base):
     await check("Block1 upload 5000", Code.PUT, "/aio-big", Code.CREATED, BIG)
     await check("Block2 download 5000", Code.GET, "/aio-big", Code.CONTENT, expect_payload=BIG)
     await check("separate response", Code.GET, "/async?1", Code.CONTENT, expect_payload=b"Async Complete!")
+
+    # Observe /time (RFC 7641): the first answer and two notifications, all different.
+    try:
+        msg = aiocoap.Message(code=Code.GET, uri=base + "/time", observe=0)
+        pr = ctx.request(msg)
+        first = await asyncio.wait_for(pr.response, 10)
+        seen = [first.payload]
+        async def two():
+            async for n in pr.observation:
+                seen.append(n.payload)
+                if len(seen) == 3:
+                    return
+        await asyncio.wait_for(two(), 10)
+        pr.observation.cancel()
+        if first.opt.observe is None or len(set(seen)) != 3:
+            raise AssertionError(f"observe {first.opt.observe}, payloads {seen}")
+        print("PASS observe /time", flush=True)
+    except Exception as e:  # noqa: BLE001
+        print(f"FAIL observe /time: {e!r}", flush=True)
+        failures += 1
     await ctx.shutdown()
     return failures
 
