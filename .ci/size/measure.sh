@@ -24,3 +24,4 @@ echo "builder with typed setters:                     $(measure --features only-
 echo "codec (parse + walk + getters + typed builder): $(measure) bytes of .text"
 echo "with Display (links core::fmt):                 $(measure --features fmt) bytes of .text"
 echo "endpoint (SmallEndpoint<u8>, both roles, block-wise): $(measure --features endpoint) bytes of .text"
+echo "endpoint with Observe used in both roles:             $(measure --features observe) bytes of .text"

@@ -203,16 +203,20 @@ impl<
         }
         let seq = self.next_seq();
         let mut done = Notified::default();
+        let due =
+            |o: &Option<Observer<P>>| o.as_ref().is_some_and(|o| o.resource == resource && o.due);
         for i in 0..OBSERVERS {
-            let Some(o) = self.observers[i] else { continue };
-            if o.resource != resource || !o.due {
+            if !due(&self.observers[i]) {
                 continue;
             }
             match self.send_notification(now, i, confirmable, code, seq, &build) {
                 Ok(()) => done.sent += 1,
                 Err(Error::TableFull | Error::BuffersFull) => {
-                    done.due += 1;
+                    // No room for this one means none for the rest: count them, and
+                    // say when room frees.
+                    done.due = self.observers[i..].iter().filter(|o| due(o)).count();
                     self.observe_waiting = true;
+                    break;
                 }
                 Err(e) => return Err(e),
             }

@@ -111,8 +111,22 @@ mod endpoint {
             let _ = ep.cancel(now, h);
         }
         let _ = ep.ping(now, 2);
+        #[cfg(feature = "observe")]
+        let observing = {
+            let opts = RequestOptions { observe: true, ..RequestOptions::default() };
+            let h = ep.request(now, 1, Code::GET, &opts, |b| b.uri_path("/o").map(drop));
+            let _ = ep.notify(now, 0, now_ms % 2 == 0, Code::CONTENT, |b| b.payload(b"v").map(drop));
+            h
+        };
         for (i, d) in datagrams.iter().enumerate() {
             match ep.handle_datagram(now, i as u8, d) {
+                #[cfg(feature = "observe")]
+                Some(Incoming::Request { handle, .. }) if i % 2 == 1 => {
+                    let _ = ep.respond_observe(now, handle, 0, Code::CONTENT, |b| b.payload(b"v").map(drop));
+                    if let Ok(h) = observing {
+                        let _ = ep.cancel_observe(now, h, |b| b.uri_path("/o").map(drop));
+                    }
+                }
                 Some(Incoming::Request { handle, message }) => {
                     if let Ok(Some(body)) = ep.assemble_block1(now, handle, &message, &mut assembler) {
                         acc += body.body.len();
