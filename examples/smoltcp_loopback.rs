@@ -64,6 +64,18 @@ fn main() {
             b.uri_path("/big").map(drop)
         })
         .unwrap();
+    // And observe /count (RFC 7641), which the server changes every 100 ms.
+    let observe = RequestOptions {
+        observe: true,
+        ..RequestOptions::default()
+    };
+    let observation = client
+        .request(t, server_addr, Code::GET, &observe, |b| {
+            b.uri_path("/count").map(drop)
+        })
+        .unwrap();
+    let mut count = 0u8;
+    let mut notifications = Vec::new();
 
     let (mut answers, mut body) = (0, Vec::new());
     let mut buf = [0u8; 1280];
@@ -83,6 +95,11 @@ fn main() {
                             b.payload(b"Hello over smoltcp").map(drop)
                         })
                         .unwrap();
+                    } else if message.uri_path().matches("/count") {
+                        ep.respond_observe(t, handle, 0, Code::CONTENT, |b| {
+                            b.payload(&[count]).map(drop)
+                        })
+                        .unwrap();
                     } else if message.uri_path().matches("/big") {
                         ep.respond_block2(t, handle, &message, Code::CONTENT, &big, |_| Ok(()))
                             .unwrap();
@@ -100,7 +117,17 @@ fn main() {
             now,
             &mut buf,
             |_, incoming| {
-                if let Incoming::Response { message, block, .. } = incoming {
+                if let Incoming::Response {
+                    handle,
+                    message,
+                    block,
+                } = incoming
+                {
+                    if handle == observation {
+                        println!("client: notification {:?}", message.payload());
+                        notifications.push(message.payload()[0]);
+                        return;
+                    }
                     match block {
                         Some(b) => {
                             println!(
@@ -126,15 +153,29 @@ fn main() {
             },
             |_, event| println!("client: {event}"),
         );
-        if answers == 2 {
+        if answers == 2 && notifications.len() >= 4 {
             break;
         }
         now += Duration::from_millis(1);
+        if now.total_millis() % 100 == 0 {
+            count += 1;
+            let t = coap_proto::smoltcp::instant(now);
+            server
+                .notify(t, 0, false, Code::CONTENT, |b| {
+                    b.payload(&[count]).map(drop)
+                })
+                .unwrap();
+        }
     }
     assert_eq!(answers, 2, "both responses arrived");
+    assert!(
+        notifications.len() >= 4 && notifications.windows(2).all(|w| w[0] < w[1]),
+        "the observation's states, newer and newer: {notifications:?}"
+    );
     assert_eq!(body, big, "the block-wise body arrived whole");
     println!(
-        "done at {now}: /hello and {} bytes of /big over smoltcp's loopback",
-        body.len()
+        "done at {now}: /hello, {} bytes of /big and {} notifications of /count over smoltcp's loopback",
+        body.len(),
+        notifications.len()
     );
 }

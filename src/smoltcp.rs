@@ -43,13 +43,20 @@ pub struct Driven {
 /// which may answer through the endpoint it is given), then timers, then every pending
 /// output (events to `on_event`). `buf` holds one received datagram (the endpoint's `M`
 /// bytes is enough).
-pub fn drive<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(
-    endpoint: &mut Endpoint<IpEndpoint, E, B, M, D, R>,
+pub fn drive<
+    const E: usize,
+    const B: usize,
+    const M: usize,
+    const D: usize,
+    const R: usize,
+    const O: usize,
+>(
+    endpoint: &mut Endpoint<IpEndpoint, E, B, M, D, R, O>,
     socket: &mut udp::Socket<'_>,
     now: smoltcp::time::Instant,
     buf: &mut [u8],
-    mut on_incoming: impl FnMut(&mut Endpoint<IpEndpoint, E, B, M, D, R>, Incoming<'_>),
-    mut on_event: impl FnMut(&mut Endpoint<IpEndpoint, E, B, M, D, R>, Event),
+    mut on_incoming: impl FnMut(&mut Endpoint<IpEndpoint, E, B, M, D, R, O>, Incoming<'_>),
+    mut on_event: impl FnMut(&mut Endpoint<IpEndpoint, E, B, M, D, R, O>, Event),
 ) -> Driven {
     let now = instant(now);
     while let Ok((n, meta)) = socket.recv_slice(buf) {
