@@ -393,3 +393,37 @@ fn observable_resources_notify_blocking_and_tokio_observers() {
     }
     assert_eq!(handle.stats().unwrap().retransmissions, 0);
 }
+
+#[test]
+fn block_wise_notifications_arrive_whole_and_never_mixed() {
+    // A 3000-byte representation: every byte is the state's number.
+    let mut server = blocking::Server::bind("127.0.0.1:0").unwrap();
+    let state = Arc::new(Mutex::new(1u8));
+    let s = state.clone();
+    let big = server.observable(Resource::new("/big", Methods::GET), move |_| {
+        Response::content(vec![*s.lock().unwrap(); 3000]).into()
+    });
+    let addr = server.local_addr();
+    std::thread::spawn(move || server.run());
+    let s = state.clone();
+    std::thread::spawn(move || {
+        for k in 2..=12u8 {
+            // Some changes come faster than a notification's blocks can be fetched.
+            std::thread::sleep(Duration::from_millis(if k % 3 == 0 { 1 } else { 60 }));
+            *s.lock().unwrap() = k;
+            big.notify(Response::content(vec![k; 3000]));
+        }
+    });
+    let mut c = blocking::Client::connect(addr).unwrap();
+    let mut seen = Vec::new();
+    c.observe(&Request::get("/big"), Some(Duration::from_secs(3)), |n| {
+        assert_eq!(n.payload.len(), 3000, "whole");
+        let k = n.payload[0];
+        assert!(n.payload.iter().all(|&b| b == k), "one state, not a mix");
+        seen.push(k);
+        k < 12
+    })
+    .unwrap();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(seen.last(), Some(&12), "the latest state arrived: {seen:?}");
+}

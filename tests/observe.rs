@@ -569,3 +569,45 @@ fn a_declined_or_final_answer_ends_the_observation_with_an_event() {
     );
     assert_eq!(client.exchanges_in_flight(), 0);
 }
+
+#[test]
+fn a_large_representation_is_notified_as_its_first_block() {
+    let mut ep = endpoint(1);
+    register(&mut ep, t(0), 0x0100, 0xaa);
+    let body: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    let n = ep
+        .notify_body(t(1), TEMP, false, Code::CONTENT, &body, |_| Ok(()))
+        .unwrap();
+    assert_eq!(n.sent, 1);
+    let sent = drain(&mut ep, t(1)).sent.remove(0).1;
+    let m = Message::parse(&sent).unwrap();
+    let block = m.block2().unwrap().unwrap();
+    // Ep's 512-byte buffers: 256-byte blocks.
+    assert_eq!((block.num(), block.more(), block.size()), (0, true, 256));
+    assert_eq!(
+        (m.size2().unwrap(), m.payload()),
+        (Some(3000), &body[..256])
+    );
+    assert!(m.observe().unwrap().is_some());
+    let etag = m.etag().unwrap().unwrap().to_vec();
+    // The observer's follow-up (plain GET, Block2 1) is served from the same body, with
+    // the same ETag: the client can tell the blocks belong together.
+    let follow = msg(Type::Con, Code::GET, 0x0200, &[0xab], |b| {
+        b.uri_path("/temp").unwrap();
+        b.block2(coap_proto::wire::Block::new(1, false, 4).unwrap())
+            .unwrap();
+    });
+    let h = request(&mut ep, t(2), &follow);
+    let m2 = Message::parse(&follow).unwrap();
+    ep.respond_block2(t(2), h, &m2, Code::CONTENT, &body, |_| Ok(()))
+        .unwrap();
+    let ack = drain(&mut ep, t(2)).sent.remove(0).1;
+    let a = Message::parse(&ack).unwrap();
+    assert_eq!(a.etag().unwrap(), Some(&etag[..]));
+    assert_eq!(a.payload(), &body[256..512]);
+    assert_eq!(
+        a.observe().unwrap(),
+        None,
+        "follow-ups are not notifications"
+    );
+}

@@ -177,12 +177,17 @@ impl<
         code: Code,
         build: impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<Notified, Error> {
+        self.mark_due(resource);
+        self.notify_due(now, resource, confirmable, code, build)
+    }
+
+    /// Every observer of `resource` is due the state that follows.
+    fn mark_due(&mut self, resource: u16) {
         for o in self.observers.iter_mut().flatten() {
             if o.resource == resource {
                 o.due = true;
             }
         }
-        self.notify_due(now, resource, confirmable, code, build)
     }
 
     /// Sends the current state of `resource` to its observers still due after an
@@ -222,6 +227,72 @@ impl<
             }
         }
         Ok(done)
+    }
+
+    /// [`notify`](Self::notify) with a representation `body` that may take more than
+    /// one block (RFC 7959 §2.6): a body larger than a block goes out as its first block,
+    /// with Block2, Size2 and an ETag (the body's hash unless `build` gives one); each
+    /// observer fetches the rest with GET and Block2, which the application serves with
+    /// [`respond_block2`](Self::respond_block2) from the same current body. A body that
+    /// fits one block is notified whole. `build` adds the other options.
+    pub fn notify_body(
+        &mut self,
+        now: Instant,
+        resource: u16,
+        confirmable: bool,
+        code: Code,
+        body: &[u8],
+        build: impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<Notified, Error> {
+        self.mark_due(resource);
+        self.notify_body_due(now, resource, confirmable, code, body, build)
+    }
+
+    /// [`notify_body`](Self::notify_body) for the observers still due (see
+    /// [`notify_due`](Self::notify_due)).
+    pub fn notify_body_due(
+        &mut self,
+        now: Instant,
+        resource: u16,
+        confirmable: bool,
+        code: Code,
+        body: &[u8],
+        build: impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<Notified, Error> {
+        let szx = self.first_block_szx();
+        let etag = super::server_block::etag_of(body);
+        self.notify_due(now, resource, confirmable, code, |b| {
+            build(b)?;
+            first_block(b, body, szx, &etag)
+        })
+    }
+
+    /// [`respond_observe`](Self::respond_observe) with a representation that may take
+    /// more than one block: a body larger than a block is answered with its first block
+    /// (Block2, Size2, ETag), as [`notify_body`](Self::notify_body) sends it; the client
+    /// fetches the rest with GET and Block2 (RFC 7959 §2.6).
+    pub fn respond_observe_body(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        resource: u16,
+        code: Code,
+        body: &[u8],
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<bool, Error> {
+        let szx = self.first_block_szx();
+        let etag = super::server_block::etag_of(body);
+        self.respond_observe(now, handle, resource, code, |b| {
+            build(b)?;
+            first_block(b, body, szx, &etag)
+        })
+    }
+
+    /// The block size of a representation's first block: the configured one, or the
+    /// largest that leaves room for options in a message buffer.
+    fn first_block_szx(&self) -> u8 {
+        let fits = crate::wire::Block::szx_at_most(MSG_BYTES.saturating_sub(128)).unwrap_or(0);
+        self.config.max_block_szx.min(fits)
     }
 
     /// Observers of `resource`.
@@ -436,6 +507,27 @@ impl<
     }
 }
 
+/// Writes `body` whole if it fits a block of `2^(szx+4)` bytes, else its first block with
+/// Block2, Size2 and (unless there is one) `etag`.
+fn first_block(
+    b: &mut MessageBuilder<'_>,
+    body: &[u8],
+    szx: u8,
+    etag: &[u8],
+) -> Result<(), BuildError> {
+    let size = 16usize << szx;
+    if body.len() <= size {
+        return b.payload(body).map(drop);
+    }
+    if !super::server_block::has_etag(b) {
+        b.etag(etag)?;
+    }
+    let first = crate::wire::Block::new(0, true, szx).ok_or(BuildError::OptionTooLong)?;
+    b.block2(first)?;
+    b.size2(u32::try_from(body.len()).unwrap_or(u32::MAX))?;
+    b.payload(&body[..size]).map(drop)
+}
+
 /// Marks a client slot whose request asked to observe (Observe: 0).
 pub(super) const OBSERVE_ASKED: u8 = 0x20;
 /// Marks a client slot whose server registered the observation (a first block with
@@ -495,10 +587,13 @@ impl<
                 return true;
             }
             Some(v) if !last_block => {
-                // A block-wise first answer: observing once the body is in.
+                // A block-wise first answer: observing once the body is in. Its number
+                // waits in fields a client record does not use while the follow-ups
+                // (which reuse `timeout_us` and `deadline`) run: `dedup` and
+                // `no_response` hold 24 bits.
                 slot.quota |= OBSERVE_ACCEPTED;
-                slot.timeout_us = v;
-                slot.deadline = now;
+                slot.dedup = v as u16;
+                slot.no_response = (v >> 16) as u8;
                 return true;
             }
             Some(v) => {
@@ -506,7 +601,10 @@ impl<
                 slot.deadline = now;
             }
             // The last block of a registered answer carries no Observe (RFC 7959 §2.6).
-            None if accepted && last_block && msg.code().is_success() => {}
+            None if accepted && last_block && msg.code().is_success() => {
+                slot.timeout_us = u32::from(slot.dedup) | u32::from(slot.no_response) << 16;
+                slot.deadline = now;
+            }
             None if !last_block => return true,
             None => {
                 slot.state = State::Done(Outcome::ObserveEnded);

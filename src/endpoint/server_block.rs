@@ -321,12 +321,12 @@ impl<
 }
 
 /// Whether the options `b` holds so far include an ETag.
-fn has_etag(b: &MessageBuilder<'_>) -> bool {
+pub(super) fn has_etag(b: &MessageBuilder<'_>) -> bool {
     Message::parse(b.as_bytes()).is_ok_and(|m| m.has_option(OptionNumber::ETAG))
 }
 
 /// A 4-byte ETag for `body`: FNV-1a over its bytes and length.
-fn etag_of(body: &[u8]) -> [u8; 4] {
+pub(super) fn etag_of(body: &[u8]) -> [u8; 4] {
     let h = body.iter().fold(0x811c_9dc5u32, |h, &b| {
         (h ^ b as u32).wrapping_mul(0x0100_0193)
     });

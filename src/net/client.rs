@@ -44,6 +44,16 @@ struct Pending {
     max_body: usize,
     /// An observation: every complete response is a notification, not the end.
     observe: bool,
+    /// For an observation: its request and peer, to fetch the rest of a block-wise
+    /// notification (RFC 7959 §2.6).
+    origin: Option<(SocketAddr, Box<Request>)>,
+}
+
+/// The rest of a block-wise notification being fetched: its observation and the first
+/// block (head, payload and ETag).
+struct Stitch {
+    observation: RequestHandle,
+    first: Response,
 }
 
 impl Pending {
@@ -60,6 +70,7 @@ impl Pending {
             give_up_at,
             max_body,
             observe: false,
+            origin: None,
         }
     }
 }
@@ -72,6 +83,8 @@ pub(crate) struct Requests {
     finished: Vec<(RequestHandle, Outcome)>,
     /// Notifications of observations, complete, in the order they came.
     notifications: Vec<(RequestHandle, Response)>,
+    /// Follow-up requests for the rest of block-wise notifications, by their handle.
+    stitches: HashMap<RequestHandle, Stitch>,
 }
 
 /// Largest body sent in one message; larger ones go block-wise (1024-byte blocks fit
@@ -166,6 +179,9 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             .insert(handle, Pending::new(upload, stream, give_up_at, max_body));
         if let Some(p) = self.requests.pending.get_mut(&handle) {
             p.observe = req.observe;
+            if req.observe {
+                p.origin = Some((peer, Box::new(req.clone())));
+            }
         }
         Ok(handle)
     }
@@ -199,8 +215,26 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         message: &Message<'b>,
         block: Option<crate::block::Received>,
     ) -> Option<Streamed<'b>> {
+        if self.requests.stitches.contains_key(&handle) {
+            return self.on_stitch(now, handle, message, block);
+        }
         let p = self.requests.pending.get_mut(&handle)?;
         let mut response = Response::from_message(message);
+        let first_of_many = p.observe
+            && block.is_none()
+            && message
+                .block2()
+                .ok()
+                .flatten()
+                .is_some_and(|b| b.num() == 0 && b.more());
+        if first_of_many {
+            // A notification larger than a block: fetch the rest, then deliver it whole
+            // (unless a newer one supersedes it meanwhile).
+            response.payload = message.payload().to_vec().into();
+            let origin = p.origin.clone();
+            self.fetch_rest(now, handle, origin, response, message);
+            return None;
+        }
         if let Some(previous) = p.response.take() {
             response.payload = previous.payload;
         }
@@ -243,6 +277,81 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             data: message.payload(),
             last,
         })
+    }
+
+    /// Starts fetching the blocks after the first of a notification of `observation`;
+    /// a fetch of an older one is given up (only the newest state matters).
+    fn fetch_rest(
+        &mut self,
+        now: crate::Instant,
+        observation: RequestHandle,
+        origin: Option<(SocketAddr, Box<Request>)>,
+        first: Response,
+        message: &Message<'_>,
+    ) {
+        let older: Vec<RequestHandle> = self
+            .requests
+            .stitches
+            .iter()
+            .filter(|(_, s)| s.observation == observation)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in older {
+            self.requests.stitches.remove(&h);
+            self.requests.pending.remove(&h);
+            let _ = self.ep.cancel(now, h);
+        }
+        let (Some((peer, req)), Some(block)) = (origin, message.block2().ok().flatten()) else {
+            return;
+        };
+        let mut rest = Request::new(crate::wire::Code::GET, &req.path);
+        rest.query = req.query.clone();
+        rest.host = req.host.clone();
+        rest.accept = req.accept;
+        rest.options = req.options.clone();
+        let rest = rest.block2(block.szx()).block2_offset(block.size());
+        if let Ok(h) = self.start(now, peer, &rest, false, &mut None) {
+            self.requests
+                .stitches
+                .insert(h, Stitch { observation, first });
+        }
+    }
+
+    /// A response to a fetch of the rest of a notification: once whole, and if its ETag
+    /// is the first block's, the notification is delivered.
+    fn on_stitch<'b>(
+        &mut self,
+        now: crate::Instant,
+        handle: RequestHandle,
+        message: &Message<'b>,
+        block: Option<crate::block::Received>,
+    ) -> Option<Streamed<'b>> {
+        let p = self.requests.pending.get_mut(&handle)?;
+        let mut response = p
+            .response
+            .take()
+            .unwrap_or_else(|| Response::from_message(message));
+        response
+            .payload
+            .to_mut()
+            .extend_from_slice(message.payload());
+        if !block.is_none_or(|b| b.last) {
+            p.response = Some(response);
+            return None;
+        }
+        self.requests.pending.remove(&handle);
+        let _ = now;
+        let stitch = self.requests.stitches.remove(&handle)?;
+        let same = message.code().is_success()
+            && Response::from_message(message).etag == stitch.first.etag;
+        if same {
+            let mut whole = stitch.first;
+            whole.payload.to_mut().extend_from_slice(&response.payload);
+            self.requests
+                .notifications
+                .push((stitch.observation, whole));
+        }
+        None
     }
 
     /// Ends a streamed request early (the adapter's consumer has enough): it finishes
@@ -315,6 +424,11 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             }
             other => return Some(other),
         };
+        if self.requests.stitches.remove(&handle).is_some() {
+            // The rest of a notification could not be fetched: a newer one will come.
+            self.requests.pending.remove(&handle);
+            return None;
+        }
         if self.requests.pending.remove(&handle).is_some() {
             self.requests.finished.push((handle, outcome));
         }

@@ -257,16 +257,16 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         response: Response,
         due_only: bool,
     ) {
-        let build = |b: &mut crate::wire::MessageBuilder<'_>| {
-            response.write_options(b)?;
-            b.payload(&response.payload).map(drop)
-        };
+        // A body larger than a block goes as its first block (RFC 7959 §2.6); the
+        // observers fetch the rest from the resource's handler.
+        let (code, body) = (response.code, &response.payload[..]);
+        let build = |b: &mut crate::wire::MessageBuilder<'_>| response.write_options(b);
         let _ = if due_only {
             self.ep
-                .notify_due(now, index, confirmable, response.code, build)
+                .notify_body_due(now, index, confirmable, code, body, build)
         } else {
             self.ep
-                .notify(now, index, confirmable, response.code, build)
+                .notify_body(now, index, confirmable, code, body, build)
         };
         self.latest.insert(index, (confirmable, response));
     }
@@ -298,6 +298,21 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                     .map(drop),
                 None => self.ep.respond(now, id, response.code, build),
             };
+            // Options too large for a whole body: block-wise below makes room.
+            if !matches!(sent, Err(crate::Error::Build(_))) {
+                return sent;
+            }
+        }
+        // An observable resource registers with its first block too; the client fetches
+        // the rest with plain GETs, served below (RFC 7959 §2.6).
+        let first = matches!(request.block2(), Ok(b) if b.is_none_or(|b| b.num() == 0));
+        if let (Some(r), None, true) = (observable, echo, first) {
+            let sent = self
+                .ep
+                .respond_observe_body(now, id, r, response.code, &response.payload, |b| {
+                    response.write_options(b)
+                })
+                .map(drop);
             // Options too large for a whole body: block-wise below makes room.
             if !matches!(sent, Err(crate::Error::Build(_))) {
                 return sent;
