@@ -217,17 +217,23 @@ impl<
         let uploaded = self
             .stored_request(index)
             .is_some_and(|m| m.has_option(OptionNumber::BLOCK1));
+        // A follow-up is a plain GET for a block, never another registration: Observe
+        // goes too (RFC 7959 §2.6).
         let (drop, payload): (&[OptionNumber], _) = if uploaded {
             (
                 &[
                     OptionNumber::BLOCK1,
                     OptionNumber::BLOCK2,
                     OptionNumber::SIZE1,
+                    OptionNumber::OBSERVE,
                 ],
                 BlockPayload::None,
             )
         } else {
-            (&[OptionNumber::BLOCK2], BlockPayload::Keep)
+            (
+                &[OptionNumber::BLOCK2, OptionNumber::OBSERVE],
+                BlockPayload::Keep,
+            )
         };
         self.requeue_block_request(
             now,
