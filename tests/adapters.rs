@@ -427,3 +427,39 @@ fn block_wise_notifications_arrive_whole_and_never_mixed() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     assert_eq!(seen.last(), Some(&12), "the latest state arrived: {seen:?}");
 }
+
+#[test]
+fn an_observer_registers_again_when_max_age_runs_out() {
+    // A resource that never notifies and says its state is good for 1 s.
+    let mut server = blocking::Server::bind("127.0.0.1:0").unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let _quiet = server.observable(Resource::new("/quiet", Methods::GET), move |_| {
+        r.fetch_add(1, Ordering::SeqCst);
+        Response::content("same").max_age(1).into()
+    });
+    let addr = server.local_addr();
+    std::thread::spawn(move || server.run());
+    let mut c = blocking::Client::connect(addr).unwrap();
+    let mut got = 0;
+    let req = Request::get("/quiet").reregister();
+    c.observe(&req, Some(Duration::from_millis(3500)), |_| {
+        got += 1;
+        true
+    })
+    .unwrap();
+    // The registration, then one again after each Max-Age: at 1, 2 and 3 s.
+    assert_eq!((got, runs.load(Ordering::SeqCst)), (4, 4));
+    // Without asking, one answer only.
+    let mut got = 0;
+    c.observe(
+        &Request::get("/quiet"),
+        Some(Duration::from_millis(1500)),
+        |_| {
+            got += 1;
+            true
+        },
+    )
+    .unwrap();
+    assert_eq!(got, 1);
+}

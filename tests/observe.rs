@@ -611,3 +611,45 @@ fn a_large_representation_is_notified_as_its_first_block() {
         "follow-ups are not notifications"
     );
 }
+
+#[test]
+fn a_client_may_register_again_with_the_same_token() {
+    let (mut client, mut server, h) = observing_pair();
+    // The server lost the observation (restarted, say); the client asks again.
+    server.end_observations(TEMP);
+    client
+        .reregister(t(70_000), h, |b| b.uri_path("/temp").map(drop))
+        .unwrap();
+    let req = drain(&mut client, t(70_000)).sent.remove(0).1;
+    let m = Message::parse(&req).unwrap();
+    assert_eq!(
+        (m.observe().unwrap(), m.token()),
+        (Some(0), &client_token()[..])
+    );
+    let sh = match server.handle_datagram(t(70_001), CLIENT, &req) {
+        Some(Incoming::Request { handle, .. }) => handle,
+        other => panic!("{other:?}"),
+    };
+    server
+        .respond_observe(t(70_001), sh, TEMP, Code::CONTENT, |b| {
+            b.payload(b"30").map(drop)
+        })
+        .unwrap();
+    assert_eq!(server.observers(TEMP), 1, "registered again");
+    let ack = drain(&mut server, t(70_001)).sent.remove(0).1;
+    assert_eq!(
+        to_client(&mut client, t(70_002), h, &ack).0,
+        Some(b"30".to_vec())
+    );
+    // And the observation goes on under the same handle.
+    server
+        .notify(t(71_000), TEMP, false, Code::CONTENT, |b| {
+            b.payload(b"31").map(drop)
+        })
+        .unwrap();
+    let n = drain(&mut server, t(71_000)).sent.remove(0).1;
+    assert_eq!(
+        to_client(&mut client, t(71_000), h, &n).0,
+        Some(b"31".to_vec())
+    );
+}

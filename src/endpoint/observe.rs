@@ -639,6 +639,32 @@ impl<
         handle: crate::RequestHandle,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
+        self.resend_observe(now, handle, 1, build)
+    }
+
+    /// Registers observation `handle` again (RFC 7641 §3.3.1: when Max-Age of the last
+    /// notification ran out without a newer one, the client may ask again): a GET with
+    /// Observe: 0 and the same token, with the options `build` adds (those of the
+    /// registration). The answer is delivered as a notification; if the server no longer
+    /// registers it, the observation ends
+    /// ([`Event::ObservationEnded`](super::Event::ObservationEnded)).
+    pub fn reregister(
+        &mut self,
+        now: Instant,
+        handle: crate::RequestHandle,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        self.resend_observe(now, handle, 0, build)
+    }
+
+    /// Sends a GET with Observe `value` and the observation's token under its handle.
+    fn resend_observe(
+        &mut self,
+        now: Instant,
+        handle: crate::RequestHandle,
+        value: u32,
+        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
         let now = self.clamp(now);
         let slot = *self
             .slot_mut(handle.index, handle.generation)
@@ -652,7 +678,7 @@ impl<
         let built =
             MessageBuilder::new(self.pool.buf_mut(buf), ty, Code::GET, 0).and_then(|mut b| {
                 b.token(slot.token())?;
-                b.observe(1)?;
+                b.observe(value)?;
                 build(&mut b)?;
                 Ok(b.len())
             });
@@ -669,6 +695,12 @@ impl<
             s.buf = buf;
             s.deadline = now;
             s.state = State::Queued;
+            if value == 0 {
+                // The answer registers anew (or ends the observation). Its sequence
+                // number starts a new series: any is fresh (§3.4 does not compare
+                // across registrations).
+                s.quota |= OBSERVE_ASKED;
+            }
         }
         self.queued += 1;
         self.sync(index);

@@ -73,6 +73,9 @@ pub struct Request {
     /// Client only: observe the resource (RFC 7641; GET or FETCH). Used by the clients'
     /// `observe` calls.
     pub observe: bool,
+    /// Client only, for an observation: register again when Max-Age of the last
+    /// notification ran out without a newer one (RFC 7641 §3.3.1).
+    pub reregister: bool,
     /// Client only: send the payload in Block1 blocks of `2^(szx+4)` bytes. Without it,
     /// a payload over 1024 bytes goes in 1024-byte blocks.
     pub block1_szx: Option<u8>,
@@ -132,6 +135,7 @@ impl Request {
             non_confirmable: false,
             token: None,
             observe: false,
+            reregister: false,
             block1_szx: None,
             block2_szx: None,
             block2_offset: 0,
@@ -201,6 +205,13 @@ impl Request {
     /// Sent as NON.
     pub fn non_confirmable(mut self) -> Self {
         self.non_confirmable = true;
+        self
+    }
+
+    /// For an observation: register again when the last notification's Max-Age ran
+    /// out without a newer one (RFC 7641 §3.3.1).
+    pub fn reregister(mut self) -> Self {
+        self.reregister = true;
         self
     }
 
