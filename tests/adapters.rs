@@ -462,4 +462,21 @@ fn an_observer_registers_again_when_max_age_runs_out() {
     )
     .unwrap();
     assert_eq!(got, 1);
+    // The tokio client does the same.
+    let got = runtime().block_on(async move {
+        let c = adapter::Client::connect(addr).await.unwrap();
+        let mut o = c
+            .observe(Request::get("/quiet").reregister())
+            .await
+            .unwrap();
+        let mut got = 0;
+        let _ = tokio::time::timeout(Duration::from_millis(2500), async {
+            while o.next().await.is_some() {
+                got += 1;
+            }
+        })
+        .await;
+        got
+    });
+    assert_eq!(got, 3, "at 0, 1 and 2 s");
 }

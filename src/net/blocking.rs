@@ -350,24 +350,11 @@ impl<
         let mut now = clock.now();
         let end = duration.map(|d| now + d);
         let handle = self.core.start(now, self.peer, &req, false, &mut None)?;
-        // When to register again (§3.3.1), if asked: Max-Age after the last notification.
-        let mut refresh_at = None;
         loop {
-            if refresh_at.is_some_and(|r| now >= r) {
-                refresh_at = None;
-                let _ = self
-                    .core
-                    .ep
-                    .reregister(now, handle, |b| req.write(b, false));
-            }
             let deadline = flush(&self.socket, &mut self.core, now)?;
             let notifications: Vec<Response> =
                 self.core.requests.take_notifications(handle).collect();
             for n in &notifications {
-                if req.reregister {
-                    let max_age = Duration::from_secs(u64::from(n.max_age.unwrap_or(60)));
-                    refresh_at = Some(now + max_age);
-                }
                 if !on_notification(n) {
                     self.core.cancel(now, handle);
                     let _ = self.core.requests.take(handle);
@@ -382,7 +369,7 @@ impl<
                 let _ = self.core.requests.take(handle);
                 return Ok(());
             }
-            let until = [deadline, end, refresh_at].into_iter().flatten().min();
+            let until = [deadline, end].into_iter().flatten().min();
             let got = self
                 .receiver
                 .recv(&self.socket, wait(now, until), &mut self.buf)?;

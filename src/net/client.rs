@@ -45,8 +45,10 @@ struct Pending {
     /// An observation: every complete response is a notification, not the end.
     observe: bool,
     /// For an observation: its request and peer, to fetch the rest of a block-wise
-    /// notification (RFC 7959 §2.6).
+    /// notification (RFC 7959 §2.6) and to register again.
     origin: Option<(SocketAddr, Box<Request>)>,
+    /// For an observation that asked to: when to register again (RFC 7641 §3.3.1).
+    refresh_at: Option<crate::Instant>,
 }
 
 /// The rest of a block-wise notification being fetched: its observation and the first
@@ -71,6 +73,7 @@ impl Pending {
             max_body,
             observe: false,
             origin: None,
+            refresh_at: None,
         }
     }
 }
@@ -263,7 +266,12 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         let stream = p.stream;
         if last && p.observe {
             // A notification (or the registration's answer): the observation goes on
-            // until the endpoint says it ended.
+            // until the endpoint says it ended; if asked, it is registered again when
+            // this state's Max-Age runs out without a newer one.
+            if p.origin.as_ref().is_some_and(|(_, r)| r.reregister) {
+                let max_age = u64::from(response.max_age.unwrap_or(60));
+                p.refresh_at = Some(now + core::time::Duration::from_secs(max_age));
+            }
             self.requests.notifications.push((handle, response));
         } else if last {
             self.requests.pending.remove(&handle);
@@ -362,6 +370,29 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             let head = p.response.ok_or(Error::Closed);
             self.requests.finished.push((handle, head));
         }
+    }
+
+    /// Registers again the observations whose Max-Age ran out (those that asked);
+    /// returns when the next one does.
+    pub(crate) fn refresh_due(&mut self, now: crate::Instant) -> Option<crate::Instant> {
+        let due: Vec<(RequestHandle, Box<Request>)> = self
+            .requests
+            .pending
+            .iter_mut()
+            .filter(|(_, p)| p.refresh_at.is_some_and(|at| at <= now))
+            .filter_map(|(h, p)| {
+                p.refresh_at = None;
+                p.origin.as_ref().map(|(_, r)| (*h, r.clone()))
+            })
+            .collect();
+        for (handle, req) in due {
+            let _ = self.ep.reregister(now, handle, |b| req.write(b, false));
+        }
+        self.requests
+            .pending
+            .values()
+            .filter_map(|p| p.refresh_at)
+            .min()
     }
 
     /// Ends the requests whose overall timeout passed; returns the earliest one left.

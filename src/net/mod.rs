@@ -74,7 +74,8 @@ pub struct Request {
     /// `observe` calls.
     pub observe: bool,
     /// Client only, for an observation: register again when Max-Age of the last
-    /// notification ran out without a newer one (RFC 7641 §3.3.1).
+    /// notification ran out without a newer one (RFC 7641 §3.3.1). Both the blocking
+    /// and the tokio client do it.
     pub reregister: bool,
     /// Client only: send the payload in Block1 blocks of `2^(szx+4)` bytes. Without it,
     /// a payload over 1024 bytes goes in 1024-byte blocks.

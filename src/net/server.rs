@@ -399,7 +399,10 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         now: crate::Instant,
         mut send: impl FnMut(SocketAddr, &[u8]) -> std::io::Result<Sent>,
     ) -> Result<Step, Error> {
-        let next_give_up = self.give_up_due(now);
+        let next_give_up = [self.give_up_due(now), self.refresh_due(now)]
+            .into_iter()
+            .flatten()
+            .min();
         // Once per drain, not per datagram sent: a buffer frees between drains.
         if !self.retried {
             self.retried = true;
