@@ -158,19 +158,7 @@ fn our_client_against_aiocoap_server() {
     if !available("aiocoap (pip)", "python3", &["-c", "import aiocoap"]) {
         return;
     }
-    let port = free_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aiocoap_peer.py");
-    let mut child = Command::new("python3")
-        .args([script, "server", &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    let _server = Peer(child);
-    assert_eq!(ready.trim(), "ready");
+    let (_server, port) = aiocoap_server();
     // aiocoap's /store starts with the 5000-byte body.
     let mut c = Client::connect(("127.0.0.1", port)).unwrap();
     assert_eq!(c.get("/store").unwrap().payload, big(), "Block2 download");
@@ -311,6 +299,23 @@ fn aiocoap_client_against_our_server() {
         12,
         "11 scenarios and observe"
     );
+}
+
+/// `tests/interop/aiocoap_peer.py server` on a free port, ready.
+fn aiocoap_server() -> (Peer, u16) {
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aiocoap_peer.py");
+    let mut child = Command::new("python3")
+        .args([script, "server", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    (Peer(child), port)
 }
 
 /// libcoap's `coap-server-notls` on a free port, ready.
@@ -532,18 +537,7 @@ fn our_client_observes_an_aiocoap_resource() {
     if !available("aiocoap (pip)", "python3", &["-c", "import aiocoap"]) {
         return;
     }
-    let port = free_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aiocoap_peer.py");
-    let mut child = Command::new("python3")
-        .args([script, "server", &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    let _server = Peer(child);
+    let (_server, port) = aiocoap_server();
     let mut c = Client::connect(("127.0.0.1", port)).unwrap();
     let mut counts = Vec::new();
     c.observe(

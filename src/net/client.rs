@@ -219,7 +219,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         block: Option<crate::block::Received>,
     ) -> Option<Streamed<'b>> {
         if self.requests.stitches.contains_key(&handle) {
-            return self.on_stitch(now, handle, message, block);
+            return self.on_stitch(handle, message, block);
         }
         let p = self.requests.pending.get_mut(&handle)?;
         let mut response = Response::from_message(message);
@@ -329,7 +329,6 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     /// is the first block's, the notification is delivered.
     fn on_stitch<'b>(
         &mut self,
-        now: crate::Instant,
         handle: RequestHandle,
         message: &Message<'b>,
         block: Option<crate::block::Received>,
@@ -348,7 +347,6 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             return None;
         }
         self.requests.pending.remove(&handle);
-        let _ = now;
         let stitch = self.requests.stitches.remove(&handle)?;
         let same = message.code().is_success()
             && Response::from_message(message).etag == stitch.first.etag;
