@@ -369,7 +369,7 @@ impl<
                 let _ = self.core.requests.take(handle);
                 return Ok(());
             }
-            let until = [deadline, end].into_iter().flatten().min();
+            let until = super::server::earliest(deadline, end);
             let got = self
                 .receiver
                 .recv(&self.socket, wait(now, until), &mut self.buf)?;

@@ -373,6 +373,9 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     /// Registers again the observations whose Max-Age ran out (those that asked);
     /// returns when the next one does.
     pub(crate) fn refresh_due(&mut self, now: crate::Instant) -> Option<crate::Instant> {
+        if self.requests.pending.is_empty() {
+            return None;
+        }
         let due: Vec<(RequestHandle, Box<Request>)> = self
             .requests
             .pending

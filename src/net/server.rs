@@ -49,6 +49,17 @@ fn is_blockwise(message: &Message<'_>) -> bool {
         .any(|o| matches!(o.number, OptionNumber::BLOCK1 | OptionNumber::BLOCK2))
 }
 
+/// The earlier of two optional instants.
+pub(crate) fn earliest(
+    a: Option<crate::Instant>,
+    b: Option<crate::Instant>,
+) -> Option<crate::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// What a datagram brought.
 pub(crate) enum Received<'b, L> {
     /// Nothing for the adapter: handled, answered, or not for us.
@@ -399,10 +410,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         now: crate::Instant,
         mut send: impl FnMut(SocketAddr, &[u8]) -> std::io::Result<Sent>,
     ) -> Result<Step, Error> {
-        let next_give_up = [self.give_up_due(now), self.refresh_due(now)]
-            .into_iter()
-            .flatten()
-            .min();
+        let next_give_up = earliest(self.give_up_due(now), self.refresh_due(now));
         // Once per drain, not per datagram sent: a buffer frees between drains.
         if !self.retried {
             self.retried = true;
@@ -425,11 +433,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 }
                 crate::Output::Timeout(deadline) => {
                     self.retried = false;
-                    let earliest = match (deadline, next_give_up) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    return Ok(Step::Wait(earliest));
+                    return Ok(Step::Wait(earliest(deadline, next_give_up)));
                 }
                 crate::Output::Event(event) => event,
             };
