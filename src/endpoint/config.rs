@@ -95,6 +95,10 @@ pub struct Config {
     /// Critical options the application understands beyond those of RFC 7252 and
     /// RFC 7959; a request with any other critical option gets 4.02 Bad Option.
     pub known_critical_options: &'static [u16],
+    /// Whether the application is a forward proxy (RFC 7252 §5.7.2): its requests with
+    /// Proxy-Uri or Proxy-Scheme are delivered. Otherwise (the default) the endpoint
+    /// answers them 5.05 Proxying Not Supported.
+    pub forward_proxy: bool,
     /// The largest block size this endpoint serves with
     /// [`Endpoint::respond_block2`], as SZX (default 6: 1024 bytes); smaller if the
     /// message buffer is.
@@ -118,6 +122,7 @@ impl Default for Config {
             peer_share_percent: 50,
             block_idle_timeout: None,
             known_critical_options: &[],
+            forward_proxy: false,
             max_block_szx: Block::MAX_SZX,
         }
     }

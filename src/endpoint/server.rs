@@ -153,6 +153,12 @@ impl<
         }
         let error = if !is_assigned_method(msg.code()) {
             Some(Code::METHOD_NOT_ALLOWED)
+        } else if !self.config.forward_proxy
+            && (msg.has_option(OptionNumber::PROXY_URI)
+                || msg.has_option(OptionNumber::PROXY_SCHEME))
+        {
+            // §5.7.2, §5.10.2: an endpoint that is not a forward proxy.
+            Some(Code::PROXYING_NOT_SUPPORTED)
         } else if self.has_bad_critical_option(&msg) {
             if !con {
                 // §5.4.1: a NON with an unrecognized critical option is rejected.
@@ -281,13 +287,19 @@ impl<
     }
 
     /// §5.4.1, §5.4.3: a critical option the endpoint does not recognize, or a
-    /// recognized one whose value has the wrong length.
+    /// recognized one whose value has the wrong length; §5.4.5: a critical option that
+    /// is not repeatable and repeats is treated as unrecognized (extra occurrences of an
+    /// elective one are ignored).
     pub(super) fn has_bad_critical_option(&self, msg: &Message<'_>) -> bool {
+        let mut previous = None;
         msg.options().any(|o| {
+            let repeated = previous.replace(o.number) == Some(o.number);
             o.number.is_critical()
                 && (!self.knows(o.number)
                     || o.number.info().is_some_and(|i| {
-                        o.value.len() < i.min_len as usize || o.value.len() > i.max_len as usize
+                        o.value.len() < i.min_len as usize
+                            || o.value.len() > i.max_len as usize
+                            || (repeated && !i.repeatable)
                     }))
         })
     }

@@ -1,0 +1,113 @@
+//! RFC 7252 server rules beyond the basics (issue 12): repeated non-repeatable critical
+//! options (§5.4.5) and proxy options at a server that is not a proxy (§5.7.2).
+
+mod common;
+
+use coap_proto::wire::{Code, Message, MessageBuilder, OptionNumber, Type};
+use coap_proto::{Config, Incoming};
+use common::*;
+
+/// The server's answer to `request`, or what it did with it.
+fn answer(ep: &mut Ep, request: &[u8]) -> Result<Vec<u8>, &'static str> {
+    match ep.handle_datagram(t(0), CLIENT, request) {
+        Some(Incoming::Request { handle, .. }) => {
+            ep.respond(t(0), handle, Code::CONTENT, |b| b.payload(b"ok").map(drop))
+                .unwrap();
+            Ok(drain(ep, t(0)).sent.remove(0).1)
+        }
+        Some(Incoming::Response { .. }) => Err("a response?"),
+        None => drain(ep, t(0))
+            .sent
+            .pop()
+            .map(|(_, m)| m)
+            .ok_or("nothing sent"),
+    }
+}
+
+fn code_of(bytes: &[u8]) -> (Type, Code) {
+    let m = Message::parse(bytes).unwrap();
+    (m.ty(), m.code())
+}
+
+fn get_with(ty: Type, f: impl FnOnce(&mut MessageBuilder<'_>)) -> Vec<u8> {
+    msg(ty, Code::GET, 0x0700, &[1], |b| {
+        b.uri_path("/x").unwrap();
+        f(b);
+    })
+}
+
+#[test]
+fn a_repeated_critical_option_that_may_not_repeat_is_bad() {
+    let twice = |n: OptionNumber, v: &[u8]| {
+        get_with(Type::Con, |b| {
+            b.option(n, v).unwrap();
+            b.option(n, v).unwrap();
+        })
+    };
+    for (name, n, v) in [
+        ("Uri-Host", OptionNumber::URI_HOST, &b"h"[..]),
+        ("Uri-Port", OptionNumber::URI_PORT, &[0x16, 0x33][..]),
+        ("Accept", OptionNumber::ACCEPT, &[0][..]),
+        ("If-None-Match", OptionNumber::IF_NONE_MATCH, &[][..]),
+        ("Block2", OptionNumber::BLOCK2, &[0x06][..]),
+    ] {
+        let mut ep = endpoint(1);
+        let got = answer(&mut ep, &twice(n, v)).unwrap();
+        assert_eq!(code_of(&got), (Type::Ack, Code::BAD_OPTION), "two {name}");
+    }
+    // Once each is fine, and so are repeatable ones (Uri-Path, ETag) and extra copies
+    // of an elective one (Content-Format: the first counts).
+    let mut ep = endpoint(1);
+    let fine = get_with(Type::Con, |b| {
+        b.option(OptionNumber::URI_HOST, b"h").unwrap();
+        b.option(OptionNumber::ACCEPT, &[0]).unwrap();
+        b.option(OptionNumber::ETAG, &[1]).unwrap();
+        b.option(OptionNumber::ETAG, &[2]).unwrap();
+        b.option(OptionNumber::CONTENT_FORMAT, &[0]).unwrap();
+        b.option(OptionNumber::CONTENT_FORMAT, &[50]).unwrap();
+    });
+    assert_eq!(
+        code_of(&answer(&mut ep, &fine).unwrap()),
+        (Type::Ack, Code::CONTENT)
+    );
+    // A NON request with such a repetition is rejected with RST (§5.4.1).
+    let mut ep = endpoint(1);
+    let non = get_with(Type::Non, |b| {
+        b.option(OptionNumber::URI_HOST, b"a").unwrap();
+        b.option(OptionNumber::URI_HOST, b"b").unwrap();
+    });
+    let got = answer(&mut ep, &non).unwrap();
+    assert_eq!(code_of(&got).0, Type::Rst);
+}
+
+#[test]
+fn proxy_requests_get_5_05_unless_the_server_is_a_proxy() {
+    let proxy_uri = get_with(Type::Con, |b| {
+        b.option(OptionNumber::PROXY_URI, b"coap://example.com/x")
+            .unwrap();
+    });
+    let proxy_scheme = get_with(Type::Con, |b| {
+        b.option(OptionNumber::PROXY_SCHEME, b"coap").unwrap();
+    });
+    for request in [&proxy_uri, &proxy_scheme] {
+        let mut ep = endpoint(1);
+        let got = answer(&mut ep, request).unwrap();
+        assert_eq!(
+            code_of(&got),
+            (Type::Ack, Code::PROXYING_NOT_SUPPORTED),
+            "§5.7.2"
+        );
+    }
+    // A forward proxy gets them.
+    let mut ep = Ep::new(Config {
+        forward_proxy: true,
+        ..config(1)
+    })
+    .unwrap();
+    match ep.handle_datagram(t(0), CLIENT, &proxy_uri) {
+        Some(Incoming::Request { message, .. }) => {
+            assert_eq!(message.proxy_uri().unwrap(), Some("coap://example.com/x"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
