@@ -25,7 +25,7 @@ use libfuzzer_sys::fuzz_target;
 const PATHS: [&str; 6] = ["echo", "big", "store", "later", "nope", ""];
 const RESOURCES: [Resource<'static>; 4] = [
     Resource::new("/echo", Methods::POST),
-    Resource::new("/big", Methods::GET),
+    Resource::new("/big", Methods::GET).obs(),
     Resource::new("/store", Methods::GET.and(Methods::PUT)),
     Resource::new("/later", Methods::GET.and(Methods::POST)),
 ];
@@ -44,12 +44,15 @@ enum Op {
         block2: Option<(u16, u8)>,
         tag: Option<u8>,
         payload: u16,
+        observe: Option<bool>,
     },
     Duplicate(u8),
     Answer { which: u8, abandon: bool },
     Advance(u32),
     /// Many new requests at once, to put the tables under pressure.
     Flood { n: u8, post: bool, from: u8 },
+    /// The observable `/big` changed (a body of `len` bytes, block-wise when large).
+    Notify { confirmable: bool, len: u16, error: bool },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -92,6 +95,21 @@ fn build(non: bool, method: u8, mid: u16, token: u8, path: u8, block1: Option<(u
     Some(b.finish().to_vec())
 }
 
+/// `request` with an Observe option (0 registers, 1 deregisters) added, if asked.
+fn with_observe(request: Vec<u8>, observe: Option<bool>) -> Option<Vec<u8>> {
+    let Some(deregister) = observe else {
+        return Some(request);
+    };
+    let m = Message::parse(&request).ok()?;
+    let mut buf = vec![0u8; request.len() + 8];
+    let mut b = MessageBuilder::from_message(&mut buf, &m).ok()?;
+    b.observe(u32::from(deregister)).ok()?;
+    if !m.payload().is_empty() {
+        b.payload(m.payload()).ok()?;
+    }
+    Some(b.finish().to_vec())
+}
+
 /// A live POST: when its handler ran, how long duplicates are recognized, its first ACK.
 struct Post {
     ran_at: Instant,
@@ -109,9 +127,19 @@ fuzz_target!(|input: Input| {
     for op in input.ops.iter().take(200) {
         let datagram = match op {
             Op::Raw { from, bytes } => Some((peer(*from), bytes.clone())),
-            Op::Request { from, non, method, mid, token, path, block1, block2, tag, payload } => {
+            Op::Request { from, non, method, mid, token, path, block1, block2, tag, payload, observe } => {
                 build(*non, *method, *mid, *token, *path, *block1, *block2, *tag, *payload)
+                    .and_then(|b| with_observe(b, *observe))
                     .map(|b| (peer(*from), b))
+            }
+            Op::Notify { confirmable, len, error } => {
+                let response = if *error {
+                    Response::new(Code::NOT_FOUND)
+                } else {
+                    Response::content(vec![9u8; *len as usize % 4000])
+                };
+                server.notify(1, *confirmable, response);
+                None
             }
             Op::Duplicate(k) => (!sent.is_empty()).then(|| sent[*k as usize % sent.len()].clone()),
             Op::Answer { which, abandon } => {

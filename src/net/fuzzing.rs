@@ -92,6 +92,12 @@ impl ServerHarness {
         self.core.answer(now, id, response);
     }
 
+    /// Observable resource `index` changed: its observers get `response`.
+    pub fn notify(&mut self, index: u16, confirmable: bool, response: Response) {
+        let now = self.core.clock().now();
+        self.core.notify(now, index, confirmable, response, false);
+    }
+
     /// Fires due timers.
     pub fn handle_timeout(&mut self) {
         let now = self.core.clock().now();
