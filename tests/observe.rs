@@ -653,3 +653,38 @@ fn a_client_may_register_again_with_the_same_token() {
         Some(b"31".to_vec())
     );
 }
+
+#[test]
+fn a_notification_crossing_the_deregistration_is_not_its_answer() {
+    let (mut client, mut server, h) = observing_pair();
+    client
+        .cancel_observe(t(500), h, |b| b.uri_path("/temp").map(drop))
+        .unwrap();
+    let dereg = drain(&mut client, t(500)).sent.remove(0).1;
+    // The server notifies before the deregistration arrives.
+    server
+        .notify(t(501), TEMP, false, Code::CONTENT, |b| {
+            b.payload(b"21").map(drop)
+        })
+        .unwrap();
+    let n = drain(&mut server, t(501)).sent.remove(0).1;
+    let (got, _) = to_client(&mut client, t(502), h, &n);
+    assert_eq!(got, None, "a notification, not the answer to Observe: 1");
+    assert_eq!(client.exchanges_in_flight(), 1);
+    // Then the deregistration's answer ends it.
+    let Some(Incoming::Request { handle, .. }) = server.handle_datagram(t(503), CLIENT, &dereg)
+    else {
+        panic!()
+    };
+    server
+        .respond(t(503), handle, Code::CONTENT, |b| {
+            b.payload(b"21").map(drop)
+        })
+        .unwrap();
+    let ack = drain(&mut server, t(503)).sent.remove(0).1;
+    assert_eq!(
+        to_client(&mut client, t(504), h, &ack).0,
+        Some(b"21".to_vec())
+    );
+    assert_eq!(client.exchanges_in_flight(), 0);
+}

@@ -4,7 +4,7 @@
 use core::time::Duration;
 
 use super::client_block::BlockFailure;
-use super::observe::OBSERVE_ASKED;
+use super::observe::{OBSERVE_ASKED, OBSERVE_LEAVING};
 use super::output::ControlKind;
 use super::slot::{CON, PING, Slot, State};
 use super::{
@@ -418,6 +418,14 @@ impl<
                 return None;
             }
         };
+        let leaving = self.slots[index]
+            .as_ref()
+            .is_some_and(|s| s.quota & OBSERVE_LEAVING != 0);
+        if leaving && matches!(msg.observe(), Ok(Some(_))) {
+            // A notification that crossed the deregistration: not its answer.
+            self.stale_notification = true;
+            return None;
+        }
         let observed = self.slots[index]
             .as_ref()
             .is_some_and(|s| s.state == State::Observing || s.quota & OBSERVE_ASKED != 0);

@@ -396,7 +396,10 @@ impl<
         match msg.ty() {
             Type::Ack => {
                 self.on_ack(now, from, &msg);
-                self.take_response(from, &msg, true)
+                let taken = self.take_response(from, &msg, true);
+                // An ACK is never acknowledged, stale or not.
+                self.stale_notification = false;
+                taken
             }
             Type::Rst => {
                 self.on_rst(now, from, &msg);

@@ -533,6 +533,9 @@ pub(super) const OBSERVE_ASKED: u8 = 0x20;
 /// Marks a client slot whose server registered the observation (a first block with
 /// Observe, the rest of the body still to come).
 const OBSERVE_ACCEPTED: u8 = 0x40;
+/// Marks a client slot that asked to end its observation (Observe: 1): a notification
+/// still on its way is not the answer.
+pub(super) const OBSERVE_LEAVING: u8 = 0x80;
 
 /// RFC 7641 §3.4: whether notification `v2`, arriving at `t2`, is newer than `v1`,
 /// which arrived at `t1` (24-bit sequence numbers; after 128 s anything is newer).
@@ -700,6 +703,8 @@ impl<
                 // number starts a new series: any is fresh (§3.4 does not compare
                 // across registrations).
                 s.quota |= OBSERVE_ASKED;
+            } else {
+                s.quota |= OBSERVE_LEAVING;
             }
         }
         self.queued += 1;
