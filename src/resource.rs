@@ -106,6 +106,13 @@ pub struct Resource<'a> {
     pub title: Option<&'a str>,
     /// Left out of `/.well-known/core`.
     pub hidden: bool,
+    /// The Content-Formats its representations come in, beyond `ct`: a request whose
+    /// Accept names none of them (nor `ct`) gets 4.06 Not Acceptable (RFC 7252 §5.10.4).
+    /// Empty, with no `ct`: anything is acceptable.
+    pub produces: &'a [u16],
+    /// The Content-Formats it takes in a request payload: another gets 4.15
+    /// Unsupported Content-Format (§5.10.3). Empty: any.
+    pub accepts: &'a [u16],
 }
 
 impl<'a> Resource<'a> {
@@ -120,7 +127,29 @@ impl<'a> Resource<'a> {
             obs: false,
             title: None,
             hidden: false,
+            produces: &[],
+            accepts: &[],
         }
+    }
+
+    /// With the Content-Formats its representations come in (see
+    /// [`produces`](Self::produces)).
+    pub const fn produces(mut self, formats: &'a [u16]) -> Self {
+        self.produces = formats;
+        self
+    }
+
+    /// With the Content-Formats it takes in a payload (see [`accepts`](Self::accepts)).
+    pub const fn accepts(mut self, formats: &'a [u16]) -> Self {
+        self.accepts = formats;
+        self
+    }
+
+    /// Whether a request asking for `accept` can be answered (§5.10.4).
+    fn can_produce(&self, accept: u16) -> bool {
+        (self.produces.is_empty() && self.ct.is_none())
+            || self.ct == Some(accept)
+            || self.produces.contains(&accept)
     }
 
     /// With resource type `rt`.
@@ -187,6 +216,7 @@ impl<'a> Resource<'a> {
 /// # Ok::<(), coap_proto::wire::ParseError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Route {
     /// The resource at this index of the table.
     Resource(usize),
@@ -196,6 +226,12 @@ pub enum Route {
     NotFound,
     /// The resource does not take the method: answer 4.05 Method Not Allowed.
     MethodNotAllowed,
+    /// The resource has no representation in the Content-Format the request's Accept
+    /// asks for: answer 4.06 Not Acceptable (RFC 7252 §5.10.4).
+    NotAcceptable,
+    /// The resource does not take the request payload's Content-Format: answer 4.15
+    /// Unsupported Content-Format (§5.10.3).
+    UnsupportedContentFormat,
 }
 
 impl Route {
@@ -204,16 +240,32 @@ impl Route {
         match self {
             Route::NotFound => Some(Code::NOT_FOUND),
             Route::MethodNotAllowed => Some(Code::METHOD_NOT_ALLOWED),
+            Route::NotAcceptable => Some(Code::NOT_ACCEPTABLE),
+            Route::UnsupportedContentFormat => Some(Code::UNSUPPORTED_CONTENT_FORMAT),
             _ => None,
         }
     }
 }
 
-/// Routes `request` by its Uri-Path and method through `table`.
+/// Routes `request` by its Uri-Path and method through `table`, then checks it
+/// against the resource's Content-Formats (Accept, and the payload's Content-Format).
 pub fn route(table: &[Resource<'_>], request: &Message<'_>) -> Route {
     let path = || request.uri_path();
     match table.iter().position(|r| path().matches(r.path)) {
-        Some(i) if table[i].methods.allows(request.code()) => Route::Resource(i),
+        Some(i) if table[i].methods.allows(request.code()) => {
+            let r = &table[i];
+            if let Ok(Some(accept)) = request.accept() {
+                if !r.can_produce(accept.0) {
+                    return Route::NotAcceptable;
+                }
+            }
+            if let Ok(Some(format)) = request.content_format() {
+                if !r.accepts.is_empty() && !r.accepts.contains(&format.0) {
+                    return Route::UnsupportedContentFormat;
+                }
+            }
+            Route::Resource(i)
+        }
         Some(_) => Route::MethodNotAllowed,
         None if path().matches(WELL_KNOWN_CORE) => {
             if request.code() == Code::GET {

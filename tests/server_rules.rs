@@ -111,3 +111,97 @@ fn proxy_requests_get_5_05_unless_the_server_is_a_proxy() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn content_negotiation_answers_before_the_handler_runs() {
+    use coap_proto::resource::{Methods, Resource, Route, route};
+    let table = [
+        Resource::new("/", Methods::GET).ct(0),
+        Resource::new("/conf", Methods::GET.and(Methods::PUT))
+            .produces(&[50, 60])
+            .accepts(&[50]),
+        Resource::new("/any", Methods::GET.and(Methods::PUT)),
+    ];
+    let req = |code, path: &'static str, accept: Option<u16>, format: Option<u16>| {
+        msg(Type::Con, code, 1, &[], |b| {
+            b.uri_path(path).unwrap();
+            if let Some(a) = accept {
+                b.accept(coap_proto::wire::ContentFormat(a)).unwrap();
+            }
+            if let Some(f) = format {
+                b.content_format(coap_proto::wire::ContentFormat(f))
+                    .unwrap();
+                b.payload(b"{}").unwrap();
+            }
+        })
+    };
+    let at = |bytes: Vec<u8>| route(&table, &Message::parse(&bytes).unwrap());
+    // §5.10.4: GET with an Accept the resource cannot produce.
+    assert_eq!(
+        at(req(Code::GET, "/", Some(65000), None)),
+        Route::NotAcceptable
+    );
+    assert_eq!(at(req(Code::GET, "/", Some(0), None)), Route::Resource(0));
+    assert_eq!(
+        at(req(Code::GET, "/conf", Some(60), None)),
+        Route::Resource(1)
+    );
+    assert_eq!(
+        at(req(Code::GET, "/conf", Some(0), None)),
+        Route::NotAcceptable
+    );
+    // §5.10.3: a payload in a format the resource does not take.
+    assert_eq!(
+        at(req(Code::PUT, "/conf", None, Some(0))),
+        Route::UnsupportedContentFormat
+    );
+    assert_eq!(
+        at(req(Code::PUT, "/conf", None, Some(50))),
+        Route::Resource(1)
+    );
+    // Nothing declared: anything goes.
+    assert_eq!(
+        at(req(Code::PUT, "/any", Some(65000), Some(42))),
+        Route::Resource(2)
+    );
+    assert_eq!(
+        Route::NotAcceptable.error_code(),
+        Some(Code::NOT_ACCEPTABLE)
+    );
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn the_std_server_answers_4_06_and_4_15_without_running_the_handler() {
+    use coap_proto::net::Response;
+    use coap_proto::net::blocking::{Client, Server};
+    use coap_proto::resource::{Methods, Resource};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut server = Server::bind("127.0.0.1:0").unwrap();
+    let r = runs.clone();
+    server.resource(
+        Resource::new("/", Methods::GET.and(Methods::PUT))
+            .ct(0)
+            .accepts(&[0]),
+        move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+            Response::content("text").into()
+        },
+    );
+    let addr = server.local_addr();
+    std::thread::spawn(move || server.run());
+    let mut c = Client::connect(addr).unwrap();
+    let get = coap_proto::net::Request::get("/").accept(coap_proto::wire::ContentFormat(65000));
+    assert_eq!(c.request(&get).unwrap().code, Code::NOT_ACCEPTABLE);
+    let put = coap_proto::net::Request::put("/")
+        .content_format(coap_proto::wire::ContentFormat::JSON)
+        .payload("{}");
+    assert_eq!(
+        c.request(&put).unwrap().code,
+        Code::UNSUPPORTED_CONTENT_FORMAT
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    assert_eq!(c.get("/").unwrap().code, Code::CONTENT);
+}
