@@ -247,6 +247,49 @@ impl Route {
     }
 }
 
+/// The conditions of a request (RFC 7252 §5.10.8) against the target's state: `current`
+/// is the resource's ETag if it exists (an empty slice if it has none), `None` if it
+/// does not. Returns 4.12 Precondition Failed when a condition fails — If-Match names
+/// no current ETag (an empty If-Match asks only that the resource exist), or
+/// If-None-Match finds it existing — and `None` when the request may go on.
+///
+/// ```
+/// use coap_proto::resource::preconditions;
+/// use coap_proto::wire::{Code, Message};
+///
+/// // PUT /x with If-None-Match: create only.
+/// let put = Message::parse(&[0x40, 0x03, 0, 1, 0x50, 0x61, b'x'])?;
+/// assert_eq!(preconditions(&put, Some(b"v1")), Some(Code::PRECONDITION_FAILED));
+/// assert_eq!(preconditions(&put, None), None);
+/// # Ok::<(), coap_proto::wire::ParseError>(())
+/// ```
+pub fn preconditions(request: &Message<'_>, current: Option<&[u8]>) -> Option<Code> {
+    check_preconditions(request.if_none_match(), request.if_match(), current)
+}
+
+/// [`preconditions`] over the options themselves: whether If-None-Match is present, and
+/// the If-Match values.
+pub(crate) fn check_preconditions<'v>(
+    if_none_match: bool,
+    if_match: impl Iterator<Item = &'v [u8]>,
+    current: Option<&[u8]>,
+) -> Option<Code> {
+    let failed = Some(Code::PRECONDITION_FAILED);
+    if if_none_match && current.is_some() {
+        return failed;
+    }
+    let mut wanted = if_match.peekable();
+    if wanted.peek().is_some() {
+        let Some(etag) = current else {
+            return failed;
+        };
+        if !wanted.any(|v| v.is_empty() || v == etag) {
+            return failed;
+        }
+    }
+    None
+}
+
 /// Routes `request` by its Uri-Path and method through `table`, then checks it
 /// against the resource's Content-Formats (Accept, and the payload's Content-Format).
 pub fn route(table: &[Resource<'_>], request: &Message<'_>) -> Route {

@@ -94,3 +94,37 @@ async fn async_requests_share_one_timer_thread() {
         "{before} threads before, {during} with 12 waiting"
     );
 }
+
+#[test]
+fn conditional_puts_get_4_12_when_their_condition_fails() {
+    use coap_proto::wire::OptionNumber;
+    for name in ["coap-server", "tokio_server"] {
+        let server = start_example_server(name, &[]);
+        let mut c = Client::connect(server.addr).unwrap();
+        // If-None-Match: create only — /example_data exists.
+        let create_only = Request::put("/example_data")
+            .option(OptionNumber::IF_NONE_MATCH, [])
+            .payload("new");
+        assert_eq!(
+            c.request(&create_only).unwrap().code,
+            Code::PRECONDITION_FAILED
+        );
+        // If-Match with an ETag it does not have.
+        let stale = Request::put("/example_data")
+            .option(OptionNumber::IF_MATCH, *b"nope")
+            .payload("new");
+        assert_eq!(c.request(&stale).unwrap().code, Code::PRECONDITION_FAILED);
+        // With the ETag a GET gave: changed.
+        let etag = c.get("/example_data").unwrap().etag.expect("an ETag");
+        let current = Request::put("/example_data")
+            .option(OptionNumber::IF_MATCH, etag)
+            .payload("new");
+        assert_eq!(c.request(&current).unwrap().code, Code::CHANGED, "{name}");
+        assert_eq!(c.get("/example_data").unwrap().payload, b"new");
+        // If-None-Match creates where nothing is.
+        let fresh = Request::put("/fresh")
+            .option(OptionNumber::IF_NONE_MATCH, [])
+            .payload("x");
+        assert_eq!(c.request(&fresh).unwrap().code, Code::CREATED);
+    }
+}

@@ -168,12 +168,22 @@ impl Store {
     pub fn handle(&self, req: &Request) -> Response {
         let mut map = self.map.lock().unwrap();
         let exists = map.contains_key(&req.path);
+        // If-Match / If-None-Match against the stored body's ETag (RFC 7252 §5.10.8).
+        let etag = map.get(&req.path).map(|body| etag_of(body));
+        if let Some(code) = req.preconditions(etag.as_ref().map(|e| &e[..])) {
+            return Response::new(code);
+        }
         let creating = !exists && matches!(req.method, Code::PUT | Code::POST);
         let response = match (req.method, exists) {
             _ if creating && map.len() >= BUILT_IN + self.max_dynamic => {
                 Response::new(Code::NOT_ACCEPTABLE).payload("too many dynamic resources")
             }
-            (Code::GET, true) => Response::content(map[&req.path].clone()),
+            (Code::GET, true) => {
+                let body = map[&req.path].clone();
+                let mut r = Response::content(body);
+                r.etag = Some(etag_of(&r.payload).to_vec());
+                r
+            }
             (Code::PUT, _) | (Code::POST, _) => {
                 map.insert(req.path.clone(), req.payload.clone());
                 match (exists, req.method) {
@@ -194,6 +204,14 @@ impl Store {
         }
         response
     }
+}
+
+/// A stored body's ETag: a hash of its bytes.
+fn etag_of(body: &[u8]) -> [u8; 4] {
+    let h = body.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (h ^ body.len() as u32).to_be_bytes()
 }
 
 /// "YYYY-MM-DD hh:mm:ss UTC" without a date library (civil-from-days).

@@ -290,6 +290,29 @@ impl Request {
         std::str::from_utf8(&self.payload).ok()
     }
 
+    /// For a handler: the request's conditions (If-Match, If-None-Match; RFC 7252
+    /// §5.10.8) against the target's state — its ETag if it exists (empty if it has
+    /// none), `None` if not. `Some(4.12 Precondition Failed)` is the answer when one
+    /// fails, before anything changes.
+    ///
+    /// ```
+    /// use coap_proto::net::Request;
+    /// use coap_proto::wire::{Code, OptionNumber};
+    /// let create_only = Request::put("/x").option(OptionNumber::IF_NONE_MATCH, []);
+    /// assert_eq!(create_only.preconditions(Some(b"v1")), Some(Code::PRECONDITION_FAILED));
+    /// let if_v1 = Request::put("/x").option(OptionNumber::IF_MATCH, *b"v1");
+    /// assert_eq!(if_v1.preconditions(Some(b"v1")), None);
+    /// assert_eq!(if_v1.preconditions(Some(b"v2")), Some(Code::PRECONDITION_FAILED));
+    /// ```
+    pub fn preconditions(&self, current: Option<&[u8]>) -> Option<Code> {
+        let of = |n: OptionNumber| self.options.iter().filter(move |(o, _)| *o == n);
+        crate::resource::check_preconditions(
+            of(OptionNumber::IF_NONE_MATCH).next().is_some(),
+            of(OptionNumber::IF_MATCH).map(|(_, v)| v.as_slice()),
+            current,
+        )
+    }
+
     /// The value of a query argument `name=value` (or `""` for a bare `name`).
     pub fn query_value(&self, name: &str) -> Option<&str> {
         self.query.iter().find_map(|q| match q.split_once('=') {
