@@ -205,3 +205,31 @@ fn the_std_server_answers_4_06_and_4_15_without_running_the_handler() {
     assert_eq!(runs.load(Ordering::SeqCst), 0);
     assert_eq!(c.get("/").unwrap().code, Code::CONTENT);
 }
+
+#[test]
+fn the_endpoints_own_errors_carry_a_diagnostic_payload() {
+    let bad = get_with(Type::Con, |b| {
+        b.option(OptionNumber::URI_HOST, b"a").unwrap();
+        b.option(OptionNumber::URI_HOST, b"b").unwrap();
+    });
+    let proxy = get_with(Type::Con, |b| {
+        b.option(OptionNumber::PROXY_URI, b"coap://h/").unwrap();
+    });
+    for (request, text) in [(&bad, "Bad Option"), (&proxy, "Proxying Not Supported")] {
+        let mut ep = endpoint(1);
+        let got = answer(&mut ep, request).unwrap();
+        assert_eq!(
+            Message::parse(&got).unwrap().payload(),
+            text.as_bytes(),
+            "§5.5.2"
+        );
+        // Off for footprint or policy: the same code, no payload.
+        let mut ep = Ep::new(Config {
+            diagnostic_payloads: false,
+            ..config(1)
+        })
+        .unwrap();
+        let got = answer(&mut ep, request).unwrap();
+        assert!(Message::parse(&got).unwrap().payload().is_empty());
+    }
+}

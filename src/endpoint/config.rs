@@ -99,6 +99,9 @@ pub struct Config {
     /// Proxy-Uri or Proxy-Scheme are delivered. Otherwise (the default) the endpoint
     /// answers them 5.05 Proxying Not Supported.
     pub forward_proxy: bool,
+    /// Whether the endpoint's own error responses (4.02, 5.03, 4.29, 5.05 …) carry a
+    /// diagnostic payload: the code's name in ASCII (RFC 7252 §5.5.2). Default on.
+    pub diagnostic_payloads: bool,
     /// The largest block size this endpoint serves with
     /// [`Endpoint::respond_block2`], as SZX (default 6: 1024 bytes); smaller if the
     /// message buffer is.
@@ -123,6 +126,7 @@ impl Default for Config {
             block_idle_timeout: None,
             known_critical_options: &[],
             forward_proxy: false,
+            diagnostic_payloads: true,
             max_block_szx: Block::MAX_SZX,
         }
     }

@@ -31,7 +31,7 @@ pub(super) enum ControlKind {
 }
 
 pub(super) const CONTROL_QUEUE: usize = 8;
-pub(super) const CONTROL_BYTES: usize = 24;
+pub(super) const CONTROL_BYTES: usize = 48;
 
 impl<
     P: Copy + Eq,

@@ -378,9 +378,16 @@ impl<
                 let mut tmp = [0; 4];
                 b.option(OptionNumber::MAX_AGE, encode_uint(max_age, &mut tmp))?;
             }
+            // §5.5.2: a short diagnostic payload, the code's name in ASCII.
+            if self.config.diagnostic_payloads {
+                if let Some(name) = code.name() {
+                    b.payload(name.as_bytes())?;
+                }
+            }
             Ok(b.len())
         });
-        // A token of at most 8 bytes and a Max-Age always fit CONTROL_BYTES.
+        // A token of at most 8 bytes, a Max-Age and the longest code name (26 bytes)
+        // always fit CONTROL_BYTES.
         let Ok(len) = built else {
             return;
         };
