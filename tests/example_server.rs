@@ -128,3 +128,38 @@ fn conditional_puts_get_4_12_when_their_condition_fails() {
         assert_eq!(c.request(&fresh).unwrap().code, Code::CREATED);
     }
 }
+
+#[test]
+fn the_example_servers_answer_the_rfc_7252_rows_of_issue_12() {
+    use coap_proto::wire::{ContentFormat, OptionNumber};
+    for name in ["coap-server", "tokio_server"] {
+        let server = start_example_server(name, &[]);
+        let mut c = Client::connect(server.addr).unwrap();
+        let ask = |c: &mut Client, r: Request| c.request(&r).unwrap();
+        // Two Uri-Host: 4.02 with its diagnostic payload.
+        let r = ask(
+            &mut c,
+            Request::get("/")
+                .option(OptionNumber::URI_HOST, *b"a")
+                .option(OptionNumber::URI_HOST, *b"b"),
+        );
+        assert_eq!(
+            (r.code, r.payload_str()),
+            (Code::BAD_OPTION, Some("Bad Option")),
+            "{name}"
+        );
+        // Proxy-Uri to a server that is not a proxy.
+        let r = ask(
+            &mut c,
+            Request::get("/").option(OptionNumber::PROXY_URI, "coap://h/"),
+        );
+        assert_eq!(r.code, Code::PROXYING_NOT_SUPPORTED, "{name}");
+        // Accept: 65000 for a text/plain resource.
+        let r = ask(&mut c, Request::get("/").accept(ContentFormat(65000)));
+        assert_eq!(r.code, Code::NOT_ACCEPTABLE, "{name}");
+        assert_eq!(
+            ask(&mut c, Request::get("/").accept(ContentFormat::TEXT_PLAIN)).code,
+            Code::CONTENT
+        );
+    }
+}
