@@ -299,11 +299,8 @@ fn observers_left_due_are_told_when_room_frees() {
 
 use coap_proto::{Incoming, RequestHandle, RequestOptions};
 
-/// A client observing `/temp` on a server that registers it: returns both, the handle
-/// and the time.
-fn observing_pair() -> (Ep, Ep, RequestHandle) {
-    let mut client = endpoint(10);
-    let mut server = endpoint(20);
+/// Sends a GET /temp with Observe: 0 from `client`; returns its handle and datagram.
+fn ask_to_observe(client: &mut Ep) -> (RequestHandle, Vec<u8>) {
     let options = RequestOptions {
         observe: true,
         ..RequestOptions::default()
@@ -313,7 +310,15 @@ fn observing_pair() -> (Ep, Ep, RequestHandle) {
             b.uri_path("/temp").map(drop)
         })
         .unwrap();
-    let req = drain(&mut client, t(0)).sent.remove(0).1;
+    (h, drain(client, t(0)).sent.remove(0).1)
+}
+
+/// A client observing `/temp` on a server that registers it: both endpoints and the
+/// observation's handle.
+fn observing_pair() -> (Ep, Ep, RequestHandle) {
+    let mut client = endpoint(10);
+    let mut server = endpoint(20);
+    let (h, req) = ask_to_observe(&mut client);
     assert_eq!(
         observe_of(&req),
         Some(0),
@@ -474,16 +479,7 @@ fn observe_fresh(v1: u32, v2: u32, secs: u64) -> bool {
 /// The token `observing_pair` registers with: the first one an endpoint seeded 10
 /// draws for a request.
 fn client_token() -> Vec<u8> {
-    let mut c = endpoint(10);
-    let options = RequestOptions {
-        observe: true,
-        ..RequestOptions::default()
-    };
-    c.request(t(0), SERVER, Code::GET, &options, |b| {
-        b.uri_path("/temp").map(drop)
-    })
-    .unwrap();
-    let req = drain(&mut c, t(0)).sent.remove(0).1;
+    let (_, req) = ask_to_observe(&mut endpoint(10));
     Message::parse(&req).unwrap().token().to_vec()
 }
 
@@ -534,16 +530,7 @@ fn a_declined_or_final_answer_ends_the_observation_with_an_event() {
     // Declined: the server answers without Observe.
     let mut client = endpoint(10);
     let mut server = endpoint(20);
-    let options = RequestOptions {
-        observe: true,
-        ..RequestOptions::default()
-    };
-    let h = client
-        .request(t(0), SERVER, Code::GET, &options, |b| {
-            b.uri_path("/temp").map(drop)
-        })
-        .unwrap();
-    let req = drain(&mut client, t(0)).sent.remove(0).1;
+    let (h, req) = ask_to_observe(&mut client);
     let Some(Incoming::Request { handle, .. }) = server.handle_datagram(t(0), CLIENT, &req) else {
         panic!()
     };

@@ -183,8 +183,7 @@ impl<
         // The endpoint's own options go in first: `build` may end with a payload, and
         // the builder puts options added later where they belong.
         let observe = options.observe && matches!(method, Code::GET | Code::FETCH);
-        let built = MessageBuilder::new(self.pool.buf_mut(buf), ty, method, 0).and_then(|mut b| {
-            b.token(token)?;
+        let built = self.pool.build(buf, (ty, method, 0), token, |b| {
             if observe {
                 b.observe(0)?;
             }
@@ -194,17 +193,12 @@ impl<
             if upload.is_some() {
                 b.request_tag(&tag)?;
             }
-            build(&mut b)?;
-            Ok(b.len())
+            build(b)
         });
-        let len = match built {
-            Ok(len) => len,
-            Err(e) => {
-                self.free.push(index);
-                self.pool.give_back(buf);
-                return Err(e.into());
-            }
-        };
+        if let Err(e) = built {
+            self.free.push(index);
+            return Err(e.into());
+        }
         let state = if upload.is_some() {
             State::NeedsBlock
         } else {
@@ -221,7 +215,6 @@ impl<
         if observe {
             slot.quota |= super::observe::OBSERVE_ASKED;
         }
-        self.pool.set_len(buf, len);
         let non_wait = options.timeout.unwrap_or(
             self.config
                 .non_response_timeout

@@ -354,25 +354,18 @@ impl<
             return Err(Error::BuffersFull);
         };
         let mid = self.new_mid();
-        let built = MessageBuilder::new(self.pool.buf_mut(buf), ty, code, mid).and_then(|mut b| {
-            b.token(o.token())?;
+        let built = self.pool.build(buf, (ty, code, mid), o.token(), |b| {
             if !last {
                 b.observe(seq)?;
             }
-            build(&mut b)?;
-            Ok(b.len())
+            build(b)
         });
-        let len = match built {
-            Ok(len) => len,
-            Err(e) => {
-                self.pool.give_back(buf);
-                if replacing.is_none() {
-                    self.free.push(index);
-                }
-                return Err(e.into());
+        if let Err(e) = built {
+            if replacing.is_none() {
+                self.free.push(index);
             }
-        };
-        self.pool.set_len(buf, len);
+            return Err(e.into());
+        }
         let generation = match replacing {
             Some(index) => {
                 // The newest state takes the place of the one in flight, with its
@@ -678,21 +671,11 @@ impl<
         let reserve = self.config.immediate_reserve as usize;
         let buf = self.pool.take(true, reserve).ok_or(Error::BuffersFull)?;
         let ty = if slot.con() { Type::Con } else { Type::Non };
-        let built =
-            MessageBuilder::new(self.pool.buf_mut(buf), ty, Code::GET, 0).and_then(|mut b| {
-                b.token(slot.token())?;
+        self.pool
+            .build(buf, (ty, Code::GET, 0), slot.token(), |b| {
                 b.observe(value)?;
-                build(&mut b)?;
-                Ok(b.len())
-            });
-        let len = match built {
-            Ok(len) => len,
-            Err(e) => {
-                self.pool.give_back(buf);
-                return Err(e.into());
-            }
-        };
-        self.pool.set_len(buf, len);
+                build(b)
+            })?;
         let index = handle.index as usize;
         if let Some(Some(s)) = self.slots.get_mut(index) {
             s.buf = buf;

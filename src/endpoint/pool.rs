@@ -97,6 +97,33 @@ impl<const BUFFERS: usize, const MSG_BYTES: usize> BufferPool<BUFFERS, MSG_BYTES
             .unwrap_or(&[])
     }
 
+    /// Builds a message in buffer `b`: header, `token`, then what `build` adds. On
+    /// failure the buffer goes back to the pool and the error is the caller's.
+    pub(super) fn build(
+        &mut self,
+        b: u16,
+        (ty, code, mid): (crate::wire::Type, crate::wire::Code, u16),
+        token: &[u8],
+        build: impl FnOnce(&mut crate::wire::MessageBuilder<'_>) -> Result<(), crate::wire::BuildError>,
+    ) -> Result<(), crate::wire::BuildError> {
+        let built =
+            crate::wire::MessageBuilder::new(self.buf_mut(b), ty, code, mid).and_then(|mut m| {
+                m.token(token)?;
+                build(&mut m)?;
+                Ok(m.len())
+            });
+        match built {
+            Ok(len) => {
+                self.set_len(b, len);
+                Ok(())
+            }
+            Err(e) => {
+                self.give_back(b);
+                Err(e)
+            }
+        }
+    }
+
     pub(super) fn set_len(&mut self, b: u16, len: usize) {
         if let Some(l) = self.lens.get_mut(b as usize) {
             *l = len.min(MSG_BYTES) as u16;

@@ -79,19 +79,7 @@ impl<
             .take(ty == Type::Con, reserve)
             .ok_or(Error::BuffersFull)?;
         let mid = if piggyback { slot.mid } else { self.new_mid() };
-        let built = MessageBuilder::new(self.pool.buf_mut(buf), ty, code, mid).and_then(|mut b| {
-            b.token(slot.token())?;
-            build(&mut b)?;
-            Ok(b.len())
-        });
-        let len = match built {
-            Ok(len) => len,
-            Err(e) => {
-                self.pool.give_back(buf);
-                return Err(e.into());
-            }
-        };
-        self.pool.set_len(buf, len);
+        self.pool.build(buf, (ty, code, mid), slot.token(), build)?;
         if !piggyback && slot.state == State::Handling && slot.con() {
             // A separate response to a CON not yet acknowledged: ACK it first (§5.2.2).
             self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
