@@ -226,8 +226,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let server = target.resolve()?;
     let local = match &o.local_address {
         Some(a) => SocketAddr::new(a.parse()?, o.local_port),
-        None if server.ip().is_loopback() => SocketAddr::new(loopback(server), o.local_port),
-        None => SocketAddr::new(unspecified(server), o.local_port),
+        None => SocketAddr::new(coap_proto::net::local_for(server).ip(), o.local_port),
     };
     let socket = UdpSocket::bind(local)?;
     let mut client = Client::from_socket(socket, server, coap_proto::net::default_config())?;
@@ -383,18 +382,4 @@ fn percent_decode(text: &str) -> Vec<u8> {
         }
     }
     out
-}
-
-fn loopback(peer: SocketAddr) -> std::net::IpAddr {
-    match peer {
-        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-    }
-}
-
-fn unspecified(peer: SocketAddr) -> std::net::IpAddr {
-    match peer {
-        SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
-    }
 }

@@ -69,6 +69,17 @@ impl StartParams {
     }
 }
 
+/// What became of a response matched against the requests in flight.
+pub(super) enum Taken<'b> {
+    /// Delivered to the application.
+    Response(Incoming<'b>),
+    /// A notification older than one delivered, or one that crossed the observation's
+    /// deregistration (RFC 7641 §3.4, §3.6): acknowledged, not delivered.
+    Stale,
+    /// For nobody (or absorbed by the block-wise machinery).
+    Unmatched,
+}
+
 impl<
     P: Copy + Eq,
     const EXCHANGES: usize,
@@ -337,9 +348,7 @@ impl<
         slot.set_sending(true);
         slot.retransmits_left = start.max_retransmit;
         if slot.con() {
-            let r = Retransmission::new(now, start.initial_timeout(random), 0);
-            slot.timeout_us = r.timeout().as_micros() as u32;
-            slot.deadline = r.deadline();
+            slot.start_retransmission(now, start.initial_timeout(random), start.max_retransmit);
             slot.state = State::AwaitingAck;
         } else {
             slot.deadline = now + Duration::from_millis(start.non_wait_ms as u64);
@@ -377,19 +386,25 @@ impl<
         from: P,
         msg: &Message<'b>,
         piggybacked: bool,
-    ) -> Option<Incoming<'b>> {
+    ) -> Taken<'b> {
         if !msg.code().is_response() {
-            return None;
+            return Taken::Unmatched;
         }
-        let index = self
+        let Some(index) = self
             .by_token
             .candidates(token_hash(msg.token()))
             .find(|&i| {
                 matches!(&self.slots[i], Some(s) if s.peer == from && s.token() == msg.token()
                 && s.awaits_response()
                 && (!piggybacked || (s.state == State::AwaitingAck && s.mid == msg.message_id())))
-            })?;
-        let (peer, generation) = (self.slots[index].as_ref()?.peer, self.gens[index]);
+            })
+        else {
+            return Taken::Unmatched;
+        };
+        let Some(peer) = self.slots[index].as_ref().map(|s| s.peer) else {
+            return Taken::Unmatched;
+        };
+        let generation = self.gens[index];
         let handle = RequestHandle {
             index: index as u16,
             generation,
@@ -398,17 +413,17 @@ impl<
         match self.follow_block1(now, index, msg) {
             Ok(true) => {}
             // 2.31 Continue or another block acknowledged: absorbed, the upload goes on.
-            Ok(false) => return None,
+            Ok(false) => return Taken::Unmatched,
             Err(e) => {
                 self.fail_transfer(index, BlockFailure::Upload(e));
-                return None;
+                return Taken::Unmatched;
             }
         }
         let block = match self.follow_block2(now, index, msg) {
             Ok(block) => block,
             Err(e) => {
                 self.fail_transfer(index, BlockFailure::Download(e));
-                return None;
+                return Taken::Unmatched;
             }
         };
         let leaving = self.slots[index]
@@ -416,26 +431,19 @@ impl<
             .is_some_and(|s| s.quota & OBSERVE_LEAVING != 0);
         if leaving && matches!(msg.observe(), Ok(Some(_))) {
             // A notification that crossed the deregistration: not its answer.
-            self.stale_notification = true;
-            return None;
+            return Taken::Stale;
         }
         let observed = self.slots[index]
             .as_ref()
             .is_some_and(|s| s.state == State::Observing || s.quota & OBSERVE_ASKED != 0);
-        if observed {
-            return self
-                .on_notification(now, index, msg, block.is_none_or(|b| b.last))
-                .then_some(Incoming::Response {
-                    handle,
-                    message: *msg,
-                    block,
-                });
+        if observed && !self.on_notification(now, index, msg, block.is_none_or(|b| b.last)) {
+            return Taken::Stale;
         }
-        if block.is_none_or(|b| b.last) {
+        if !observed && block.is_none_or(|b| b.last) {
             self.release(index);
             self.start_queued(now, peer);
         }
-        Some(Incoming::Response {
+        Taken::Response(Incoming::Response {
             handle,
             message: *msg,
             block,
@@ -462,7 +470,7 @@ impl<
             return None;
         }
         match self.take_response(from, &msg, false) {
-            Some(incoming) => {
+            Taken::Response(incoming) => {
                 if con {
                     let life = self.exchange_lifetime;
                     // Without an entry (every one protected) the ACK still goes out; a
@@ -483,16 +491,15 @@ impl<
                 }
                 Some(incoming)
             }
-            None if self.stale_notification => {
+            Taken::Stale => {
                 // An older state than one delivered (RFC 7641 §3.4): acknowledged, not
                 // delivered.
-                self.stale_notification = false;
                 if con {
                     self.queue_control(from, ControlKind::EmptyAck(msg.message_id()));
                 }
                 None
             }
-            None => {
+            Taken::Unmatched => {
                 // §5.3.2: a response nobody waits for is rejected — a NON notification
                 // too, so that its server forgets the observation (RFC 7641 §3.6).
                 if con || msg.observe().is_ok_and(|o| o.is_some()) {

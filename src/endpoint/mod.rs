@@ -209,9 +209,6 @@ pub struct Endpoint<
     /// `observe_room` says one did).
     observe_waiting: bool,
     observe_room: bool,
-    /// The response just taken was a notification older than one delivered: to be
-    /// acknowledged, not delivered (RFC 7641 §3.4).
-    stale_notification: bool,
 }
 
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
@@ -327,7 +324,6 @@ impl<
             observe_seq: 0,
             observe_waiting: false,
             observe_room: false,
-            stale_notification: false,
         })
     }
 
@@ -396,10 +392,11 @@ impl<
         match msg.ty() {
             Type::Ack => {
                 self.on_ack(now, from, &msg);
-                let taken = self.take_response(from, &msg, true);
                 // An ACK is never acknowledged, stale or not.
-                self.stale_notification = false;
-                taken
+                match self.take_response(from, &msg, true) {
+                    client::Taken::Response(incoming) => Some(incoming),
+                    client::Taken::Stale | client::Taken::Unmatched => None,
+                }
             }
             Type::Rst => {
                 self.on_rst(now, from, &msg);

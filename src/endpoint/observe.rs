@@ -399,15 +399,8 @@ impl<
                 slot.set_sending(true);
                 if con {
                     let params = self.config.params;
-                    let random = self.rng.next_u64();
-                    let r = Retransmission::new(
-                        now,
-                        Retransmission::initial_timeout(&params, random),
-                        0,
-                    );
-                    slot.timeout_us = r.timeout().as_micros() as u32;
-                    slot.deadline = r.deadline();
-                    slot.retransmits_left = params.max_retransmit;
+                    let initial = Retransmission::initial_timeout(&params, self.rng.next_u64());
+                    slot.start_retransmission(now, initial, params.max_retransmit);
                 }
                 self.occupy(index, slot)
             }
@@ -575,7 +568,6 @@ impl<
         match seq {
             Some(v) if slot.state == State::Observing => {
                 if !is_fresh(slot.timeout_us, slot.deadline, v, now) {
-                    self.stale_notification = true;
                     return false;
                 }
                 slot.timeout_us = v;

@@ -95,11 +95,8 @@ impl<
         s.state = match ty {
             Type::Ack => State::Piggybacked,
             Type::Con => {
-                let r =
-                    Retransmission::new(now, Retransmission::initial_timeout(&params, random), 0);
-                s.timeout_us = r.timeout().as_micros() as u32;
-                s.deadline = r.deadline();
-                s.retransmits_left = params.max_retransmit;
+                let initial = Retransmission::initial_timeout(&params, random);
+                s.start_retransmission(now, initial, params.max_retransmit);
                 State::RespondingCon
             }
             _ => State::SendingNon,

@@ -142,6 +142,20 @@ impl<P> Slot<P> {
         }
     }
 
+    /// Starts the back-off of a CON this slot sends now (RFC 7252 §4.2): the first
+    /// timeout `initial`, then doubling, `max_retransmit` times at most.
+    pub(super) fn start_retransmission(
+        &mut self,
+        now: Instant,
+        initial: core::time::Duration,
+        max_retransmit: u8,
+    ) {
+        let r = crate::Retransmission::new(now, initial, 0);
+        self.timeout_us = r.timeout().as_micros() as u32;
+        self.deadline = r.deadline();
+        self.retransmits_left = max_retransmit;
+    }
+
     pub(super) fn token(&self) -> &[u8] {
         self.token.get(..(self.bits & 0x0f) as usize).unwrap_or(&[])
     }

@@ -427,12 +427,8 @@ impl Request {
 
 /// A Content-Format or Accept value (a uint of at most 2 bytes, RFC 7252 §12.3).
 fn format_of(value: &[u8]) -> Option<ContentFormat> {
-    match *value {
-        [] => Some(ContentFormat(0)),
-        [b] => Some(ContentFormat(u16::from(b))),
-        [a, b] => Some(ContentFormat(u16::from_be_bytes([a, b]))),
-        _ => None,
-    }
+    let v = crate::wire::decode_uint(value).filter(|_| value.len() <= 2)?;
+    Some(ContentFormat(v as u16))
 }
 
 /// Appends `bytes` as text (invalid UTF-8 replaced), without a copy when it is valid.
@@ -1022,8 +1018,14 @@ pub(crate) fn loopback(addr: std::net::SocketAddr) -> std::net::IpAddr {
 }
 
 /// The address a client socket for `peer` binds to: loopback for a loopback peer (so
-/// that nothing listens beyond the machine), the unspecified address otherwise.
-pub(crate) fn local_for(peer: std::net::SocketAddr) -> std::net::SocketAddr {
+/// that nothing listens beyond the machine), the unspecified address otherwise; port 0.
+/// What `connect` binds, for a socket made for a `from_socket` constructor.
+///
+/// ```
+/// let peer = "127.0.0.1:5683".parse().unwrap();
+/// assert_eq!(coap_proto::net::local_for(peer).to_string(), "127.0.0.1:0");
+/// ```
+pub fn local_for(peer: std::net::SocketAddr) -> std::net::SocketAddr {
     let ip: std::net::IpAddr = match peer {
         _ if peer.ip().is_loopback() => loopback(peer),
         std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
