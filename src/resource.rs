@@ -113,6 +113,13 @@ pub struct Resource<'a> {
     /// The Content-Formats it takes in a request payload: another gets 4.15
     /// Unsupported Content-Format (§5.10.3). Empty: any.
     pub accepts: &'a [u16],
+    /// Unsafe requests (any method but GET and FETCH) must be fresh (RFC 9175 §2.3):
+    /// they must carry an Echo value the server made at most this long ago, or they
+    /// are answered 4.01 Unauthorized with a new one before anything runs. For
+    /// actuators, where a delayed request must not act. The `net` servers check it; a
+    /// loop of its own does with [`Endpoint::echo_age`](crate::Endpoint::echo_age) and
+    /// [`Endpoint::challenge`](crate::Endpoint::challenge).
+    pub fresh: Option<core::time::Duration>,
 }
 
 impl<'a> Resource<'a> {
@@ -129,7 +136,32 @@ impl<'a> Resource<'a> {
             hidden: false,
             produces: &[],
             accepts: &[],
+            fresh: None,
         }
+    }
+
+    /// Unsafe requests to it must carry an Echo value at most `max_age` old (see
+    /// [`fresh`](Self::fresh)).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use coap_proto::resource::{Methods, Resource};
+    /// use coap_proto::wire::Code;
+    ///
+    /// let lock = Resource::new("/lock", Methods::GET.and(Methods::PUT)).fresh(Duration::from_secs(5));
+    /// assert_eq!(lock.needs_fresh(Code::PUT), Some(Duration::from_secs(5)));
+    /// assert_eq!(lock.needs_fresh(Code::GET), None);
+    /// ```
+    pub const fn fresh(mut self, max_age: core::time::Duration) -> Self {
+        self.fresh = Some(max_age);
+        self
+    }
+
+    /// How fresh a request with method `code` must be: `None` for GET and FETCH, which
+    /// change nothing, and for a resource not marked [`fresh`](Self::fresh).
+    pub fn needs_fresh(&self, code: Code) -> Option<core::time::Duration> {
+        self.fresh
+            .filter(|_| !matches!(code, Code::GET | Code::FETCH))
     }
 
     /// With the Content-Formats its representations come in (see

@@ -785,9 +785,18 @@ fn default_endpoint_size_is_as_documented() {
     use coap_proto::SmallEndpoint;
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 97_904);
-    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_712);
-    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_864);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 98_528);
+    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_808);
+    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 6_056);
+    // One verified peer (RFC 9175 §2.4): the peer and a 32-bit timestamp.
+    let verified = |small: usize, large: usize| (large - small) / 64;
+    assert_eq!(
+        verified(
+            size_of::<Endpoint<SocketAddr, 64, 16, 1152, 128, 8192, 16, 16>>(),
+            size_of::<Endpoint<SocketAddr, 64, 16, 1152, 128, 8192, 16, 80>>()
+        ),
+        36
+    );
     // One observation (RFC 7641): a record of its own, no buffer while idle.
     let observer = |small: usize, large: usize| (large - small) / 64;
     assert_eq!(

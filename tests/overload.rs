@@ -31,15 +31,16 @@ fn con(code: Code, mid: u16, token: &[u8], path: &str) -> Vec<u8> {
 }
 
 fn deliver<
-    P: Copy + Eq,
+    P: Copy + Eq + std::hash::Hash,
     const E: usize,
     const B: usize,
     const M: usize,
     const D: usize,
     const R: usize,
     const O: usize,
+    const V: usize,
 >(
-    ep: &mut Endpoint<P, E, B, M, D, R, O>,
+    ep: &mut Endpoint<P, E, B, M, D, R, O, V>,
     now: Instant,
     from: P,
     bytes: &[u8],

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use coap_proto::net::Response;
 use coap_proto::resource::{Methods, Resource};
 use coap_proto::wire::{Block, Code, Message, MessageBuilder, Type};
-use common::example::start_coap_server;
+use common::example::{prove_address, start_coap_server};
 
 fn start() -> common::example::ExampleServer {
     start_coap_server(&[])
@@ -67,6 +67,10 @@ fn exchange(s: &UdpSocket, to: SocketAddr, bytes: &[u8], mid: u16) -> Option<Vec
 fn post_sent_100_times_among_large_replies_gets_the_same_reply_every_time() {
     let server = start();
     let (hostile, other) = (socket(), socket());
+    // Both addresses proven (RFC 9175 §2.4): the server's large replies and the POST
+    // are for them.
+    prove_address(&hostile, server.addr);
+    prove_address(&other, server.addr);
     let post = request(Type::Con, Code::POST, 0x4242, &[1], "/journal", |b| {
         b.payload(b"entry").unwrap();
     });
@@ -153,6 +157,9 @@ fn late_answered_flood_leaves_get_answered_at_once() {
     // 100 requests to /async?30 from 100 sockets, then GET / from another: it is
     // answered at once, and the flood's excess is refused with a truthful Max-Age.
     let server = start();
+    let me = socket();
+    // Its address proven (RFC 9175 §2.4), so that `/`'s text may go to it.
+    prove_address(&me, server.addr);
     let crowd: Vec<UdpSocket> = (0..100).map(|_| socket()).collect();
     for (i, c) in crowd.iter().enumerate() {
         let req = request(Type::Con, Code::GET, i as u16, &[9], "/async", |b| {
@@ -174,7 +181,6 @@ fn late_answered_flood_leaves_get_answered_at_once() {
         }
     }
     assert!(refused >= 30, "{refused} of 100 refused: the quota holds");
-    let me = socket();
     let start = Instant::now();
     let get = request(Type::Con, Code::GET, 7777, &[5], "/", |_| {});
     let r = exchange(&me, server.addr, &get, 7777).expect("GET / answered");

@@ -76,19 +76,24 @@ pub(super) enum Taken<'b> {
     /// A notification older than one delivered, or one that crossed the observation's
     /// deregistration (RFC 7641 §3.4, §3.6): acknowledged, not delivered.
     Stale,
-    /// For nobody (or absorbed by the block-wise machinery).
+    /// Taken by the endpoint itself: a 2.31 Continue or another block acknowledged
+    /// (the upload goes on), or a 4.01 with Echo (the request goes again). A CON one is
+    /// acknowledged and remembered like a delivered response.
+    Absorbed,
+    /// For nobody.
     Unmatched,
 }
 
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     // ---- client commands -------------------------------------------------------
 
@@ -410,10 +415,17 @@ impl<
             generation,
         };
         let now = self.last_now;
+        if msg.code() == Code::UNAUTHORIZED {
+            if let Ok(Some(echo)) = msg.echo() {
+                if self.repeat_with_echo(now, index, echo) {
+                    return Taken::Absorbed;
+                }
+            }
+        }
         match self.follow_block1(now, index, msg) {
             Ok(true) => {}
-            // 2.31 Continue or another block acknowledged: absorbed, the upload goes on.
-            Ok(false) => return Taken::Unmatched,
+            // 2.31 Continue or another block acknowledged: the upload goes on.
+            Ok(false) => return Taken::Absorbed,
             Err(e) => {
                 self.fail_transfer(index, BlockFailure::Upload(e));
                 return Taken::Unmatched;
@@ -469,8 +481,9 @@ impl<
             }
             return None;
         }
-        match self.take_response(from, &msg, false) {
-            Taken::Response(incoming) => {
+        let taken = self.take_response(from, &msg, false);
+        match taken {
+            Taken::Response(_) | Taken::Absorbed => {
                 if con {
                     let life = self.exchange_lifetime;
                     // Without an entry (every one protected) the ACK still goes out; a
@@ -489,7 +502,10 @@ impl<
                     self.dedup
                         .insert(now, from, msg.message_id(), life, Reply::Nothing);
                 }
-                Some(incoming)
+                match taken {
+                    Taken::Response(incoming) => Some(incoming),
+                    _ => None,
+                }
             }
             Taken::Stale => {
                 // An older state than one delivered (RFC 7641 §3.4): acknowledged, not

@@ -17,6 +17,17 @@ pub(super) enum BlockPayload<'d> {
     None,
 }
 
+/// How `requeue_block_request` rewrites a stored request.
+pub(super) struct Rewrite<'a> {
+    pub(super) token: ([u8; MAX_TOKEN_LEN], usize),
+    /// Options left out.
+    pub(super) drop: &'a [OptionNumber],
+    pub(super) block1: Option<Block>,
+    pub(super) block2: Option<Block>,
+    pub(super) echo: Option<&'a [u8]>,
+    pub(super) payload: BlockPayload<'a>,
+}
+
 /// Why a block-wise transfer ended a request.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum BlockFailure {
@@ -25,14 +36,15 @@ pub(super) enum BlockFailure {
 }
 
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     /// Sends the next block of an upload: `data` from the offset [`Event::BlockNeeded`](super::Event::BlockNeeded)
     /// named, `more` telling whether blocks follow. Every block but the last must be
@@ -64,15 +76,19 @@ impl<
         self.requeue_block_request(
             now,
             index,
-            (slot.token, slot.token().len()),
-            &[
-                OptionNumber::BLOCK1,
-                OptionNumber::BLOCK2,
-                OptionNumber::SIZE1,
-            ],
-            Some(block1),
-            early,
-            BlockPayload::New(data),
+            Rewrite {
+                token: (slot.token, slot.token().len()),
+                drop: &[
+                    OptionNumber::BLOCK1,
+                    OptionNumber::BLOCK2,
+                    OptionNumber::SIZE1,
+                    OptionNumber::ECHO,
+                ],
+                block1: Some(block1),
+                block2: early,
+                echo: None,
+                payload: BlockPayload::New(data),
+            },
         )?;
         blocks.upload = Some(upload);
         if let Some(b) = self.blocks_mut(index) {
@@ -218,7 +234,8 @@ impl<
             .stored_request(index)
             .is_some_and(|m| m.has_option(OptionNumber::BLOCK1));
         // A follow-up is a plain GET for a block, never another registration: Observe
-        // goes too (RFC 7959 §2.6).
+        // goes too (RFC 7959 §2.6). So does an Echo: each message is repeated for one
+        // at most once (`repeat_with_echo`).
         let (drop, payload): (&[OptionNumber], _) = if uploaded {
             (
                 &[
@@ -226,24 +243,70 @@ impl<
                     OptionNumber::BLOCK2,
                     OptionNumber::SIZE1,
                     OptionNumber::OBSERVE,
+                    OptionNumber::ECHO,
                 ],
                 BlockPayload::None,
             )
         } else {
             (
-                &[OptionNumber::BLOCK2, OptionNumber::OBSERVE],
+                &[
+                    OptionNumber::BLOCK2,
+                    OptionNumber::OBSERVE,
+                    OptionNumber::ECHO,
+                ],
                 BlockPayload::Keep,
             )
         };
         self.requeue_block_request(
             now,
             index,
-            (token, token_len),
-            drop,
-            None,
-            Some(next),
-            payload,
+            Rewrite {
+                token: (token, token_len),
+                drop,
+                block1: None,
+                block2: Some(next),
+                echo: None,
+                payload,
+            },
         )
+    }
+
+    /// A 4.01 Unauthorized with `echo` answered slot `index`'s request (RFC 9175
+    /// §2.3): unless that request carried an Echo already, it goes again under the same
+    /// handle — new message ID and token, the value added — and `true` is returned.
+    pub(super) fn repeat_with_echo(&mut self, now: Instant, index: usize, echo: &[u8]) -> bool {
+        let peer = match &self.slots[index] {
+            Some(s)
+                if matches!(
+                    s.state,
+                    State::AwaitingAck | State::AwaitingSeparate | State::AwaitingNonResponse
+                ) && !s.is_ping() =>
+            {
+                s.peer
+            }
+            _ => return false,
+        };
+        if self
+            .stored_request(index)
+            .is_none_or(|m| m.has_option(OptionNumber::ECHO))
+        {
+            return false;
+        }
+        let mut token = [0u8; MAX_TOKEN_LEN];
+        let token_len = self.fresh_token(peer, &mut token);
+        self.requeue_block_request(
+            now,
+            index,
+            Rewrite {
+                token: (token, token_len),
+                drop: &[OptionNumber::ECHO],
+                block1: None,
+                block2: None,
+                echo: Some(echo),
+                payload: BlockPayload::Keep,
+            },
+        )
+        .is_ok()
     }
 
     /// The request stored in slot `index`.
@@ -251,20 +314,22 @@ impl<
         Message::parse(self.message_of(index)).ok()
     }
 
-    /// Rewrites the request stored in slot `index` for its next block and queues it: the
-    /// same header and options but `drop`, then `block1`/`block2`, the given token, and
-    /// the payload — kept where it is, new (copied once, straight into the slot's
-    /// buffer), or none. A refusal changes nothing.
-    #[allow(clippy::too_many_arguments)]
+    /// Rewrites the request stored in slot `index` and queues it: the same header and
+    /// options but `drop`, then `block1`/`block2`/`echo`, the given token, and the
+    /// payload — kept where it is, new (copied once, straight into the slot's buffer),
+    /// or none. A refusal changes nothing.
     pub(super) fn requeue_block_request(
         &mut self,
         now: Instant,
         index: usize,
-        (token, token_len): ([u8; MAX_TOKEN_LEN], usize),
-        drop: &[OptionNumber],
-        block1: Option<Block>,
-        block2: Option<Block>,
-        payload: BlockPayload<'_>,
+        Rewrite {
+            token: (token, token_len),
+            drop,
+            block1,
+            block2,
+            echo,
+            payload,
+        }: Rewrite<'_>,
     ) -> Result<(), BuildError> {
         let mut tmp = [0u8; MSG_BYTES];
         let (len, kept) = {
@@ -282,6 +347,9 @@ impl<
             }
             if let Some(block) = block2 {
                 b.block2(block)?;
+            }
+            if let Some(value) = echo {
+                b.echo(value)?;
             }
             let kept = old.as_bytes().len() - old.payload().len()..old.as_bytes().len();
             (b.len(), kept)

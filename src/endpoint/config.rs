@@ -102,6 +102,12 @@ pub struct Config {
     /// Whether the endpoint's own error responses (4.02, 5.03, 4.29, 5.05 …) carry a
     /// diagnostic payload: the code's name in ASCII (RFC 7252 §5.5.2). Default on.
     pub diagnostic_payloads: bool,
+    /// Amplification mitigation (RFC 9175 §2.4, RFC 7252 §11.3): responses more than
+    /// `factor` times their request's size go only to peers that proved their address
+    /// by echoing an Echo value; others get 4.01 Unauthorized with one (see
+    /// [`Amplification`](super::Amplification)). Default off; the `net` servers turn it
+    /// on. Echo values are as hard to forge as [`seed`](Self::seed) is to guess.
+    pub amplification: Option<super::Amplification>,
     /// The largest block size this endpoint serves with
     /// [`Endpoint::respond_block2`], as SZX (default 6: 1024 bytes); smaller if the
     /// message buffer is.
@@ -127,6 +133,7 @@ impl Default for Config {
             known_critical_options: &[],
             forward_proxy: false,
             diagnostic_payloads: true,
+            amplification: None,
             max_block_szx: Block::MAX_SZX,
         }
     }

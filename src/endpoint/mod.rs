@@ -57,6 +57,7 @@ mod api;
 mod client;
 mod client_block;
 mod config;
+mod echo;
 mod error;
 mod observe;
 mod output;
@@ -71,6 +72,7 @@ mod timers;
 
 pub use api::{Block1Body, Event, Incoming, IncomingHandle, Output, RequestHandle, Transmit};
 pub use config::{Config, MAX_TOKEN_LEN, RequestOptions, ResponseMode};
+pub use echo::Amplification;
 pub use error::Error;
 pub use observe::Notified;
 pub use server_block::AUTO_ETAG_MAX;
@@ -91,7 +93,7 @@ use slot::Slot;
 /// One local CoAP endpoint: client and server at once, any number of peers.
 ///
 /// Type parameters, all capacities fixed at compile time:
-/// - `P`: the peer address, any `Copy + Eq` (a socket address, a smoltcp endpoint, a
+/// - `P`: the peer address, any `Copy + Eq + Hash` (a socket address, a smoltcp endpoint, a
 ///   DTLS session id).
 /// - `EXCHANGES`: exchange records — client requests in flight, requests waiting for
 ///   the application's answer, responses being sent. A record is small (see the crate
@@ -103,6 +105,8 @@ use slot::Slot;
 /// - `OBSERVERS` observations of this endpoint's resources (RFC 7641; see
 ///   [`respond_observe`](Self::respond_observe) and [`notify`](Self::notify)): a small
 ///   record each, no buffer while idle.
+/// - `VERIFIED` peers whose address an Echo proved (RFC 9175 §2.4; see
+///   [`Config::amplification`]): a peer and a timestamp each.
 ///
 /// The defaults suit a server or gateway on a host; [`SmallEndpoint`] is a
 /// configuration for a microcontroller. The crate docs give the `size_of` of both.
@@ -164,6 +168,7 @@ pub struct Endpoint<
     const DEDUP_ENTRIES: usize = 512,
     const REPLY_BYTES: usize = 32768,
     const OBSERVERS: usize = 16,
+    const VERIFIED: usize = 16,
 > {
     config: Config,
     /// EXCHANGE_LIFETIME, NON_LIFETIME and MAX_TRANSMIT_WAIT of `config.params`,
@@ -209,10 +214,14 @@ pub struct Endpoint<
     /// `observe_room` says one did).
     observe_waiting: bool,
     observe_room: bool,
+    /// Peers whose address an Echo verified (RFC 9175 §2.4), in `echo.rs`.
+    verified: [Option<echo::Verified<P>>; VERIFIED],
+    /// The key of this endpoint's Echo values.
+    echo_key: (u64, u64),
 }
 
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
-/// bytes, 16 dedup entries, 1 KiB of stored replies and 4 observers. The crate docs give its
+/// bytes, 16 dedup entries, 1 KiB of stored replies, 4 observers and 4 verified peers. The crate docs give its
 /// `size_of`.
 ///
 /// ```
@@ -222,7 +231,7 @@ pub struct Endpoint<
 /// assert!(core::mem::size_of_val(&ep) < 5_000);
 /// # Ok::<(), coap_proto::Error>(())
 /// ```
-pub type SmallEndpoint<P> = Endpoint<P, 8, 4, 256, 16, 1024, 4>;
+pub type SmallEndpoint<P> = Endpoint<P, 8, 4, 256, 16, 1024, 4, 4>;
 
 impl<
     P,
@@ -232,7 +241,9 @@ impl<
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> fmt::Debug for Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> fmt::Debug
+    for Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (buffers_in_use, _) = self.pool.usage();
@@ -247,14 +258,15 @@ impl<
 }
 
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     const CHECK: () = {
         assert!(
@@ -324,6 +336,8 @@ impl<
             observe_seq: 0,
             observe_waiting: false,
             observe_room: false,
+            verified: [None; VERIFIED],
+            echo_key: echo::echo_key(config.seed),
         })
     }
 
@@ -395,7 +409,9 @@ impl<
                 // An ACK is never acknowledged, stale or not.
                 match self.take_response(from, &msg, true) {
                     client::Taken::Response(incoming) => Some(incoming),
-                    client::Taken::Stale | client::Taken::Unmatched => None,
+                    client::Taken::Stale | client::Taken::Absorbed | client::Taken::Unmatched => {
+                        None
+                    }
                 }
             }
             Type::Rst => {

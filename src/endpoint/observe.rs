@@ -83,14 +83,15 @@ pub struct Notified {
 }
 
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     /// Answers request `handle` as [`respond`](Self::respond) does, and if it asked to
     /// observe (a GET or FETCH with Observe: 0) and `code` is 2.xx, registers its peer
@@ -132,7 +133,14 @@ impl<
         let slot = *self
             .slot_mut(handle.index, handle.generation)
             .ok_or(Error::UnknownHandle)?;
-        let place = (slot.quota & OBSERVE_REGISTER != 0 && code.is_success())
+        let registering = slot.quota & OBSERVE_REGISTER != 0 && code.is_success();
+        if registering && slot.timeout_us != u32::MAX && !self.is_verified(now, slot.peer) {
+            // RFC 9175 §2.4: notifications would go to this address for as long as the
+            // observation lasts, however large: it must prove to be the peer's first.
+            self.challenge(now, handle)?;
+            return Ok(false);
+        }
+        let place = registering
             .then(|| self.observer_place(slot.peer, slot.token()))
             .flatten();
         let seq = place.map(|_| self.next_seq());
@@ -534,14 +542,15 @@ pub(super) fn is_fresh(v1: u32, t1: Instant, v2: u32, t2: Instant) -> bool {
 
 /// Observe, client role (RFC 7641 §3): the transitions of an observing request.
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     /// A response (or one block of it) for a request that asked to observe, or a
     /// notification for one that observes; returns whether to deliver it. §3.2: a 2.xx

@@ -34,14 +34,15 @@ pub(super) const CONTROL_QUEUE: usize = 8;
 pub(super) const CONTROL_BYTES: usize = 48;
 
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     pub(super) fn queue_control(&mut self, to: P, kind: ControlKind) {
         if self.control_len == CONTROL_QUEUE {

@@ -13,14 +13,15 @@ use crate::wire::{
 use crate::{Instant, Retransmission};
 
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     // ---- server commands -------------------------------------------------------
 
@@ -80,6 +81,32 @@ impl<
             .ok_or(Error::BuffersFull)?;
         let mid = if piggyback { slot.mid } else { self.new_mid() };
         self.pool.build(buf, (ty, code, mid), slot.token(), build)?;
+        let len = self.pool.message(buf).len();
+        if !self.within_budget(now, slot.peer, slot.timeout_us, len) {
+            // RFC 9175 §2.4: too large for an address not known to be the peer's. The
+            // request is safe or idempotent (others were challenged before they ran),
+            // so the client's repetition with the Echo value may run it again.
+            log_info!(
+                "answering MID {:#06x} with 4.01 and Echo instead of {len} bytes: more than \
+                 the request's {} times to an unverified peer (RFC 9175)",
+                slot.mid,
+                self.config.amplification.map_or(0, |a| a.factor)
+            );
+            let challenge =
+                self.make_challenge(now, slot.peer, slot.timeout_us, slot.token().len());
+            if NoResponse(slot.no_response).suppresses(Code::UNAUTHORIZED) {
+                self.pool.give_back(buf);
+                if slot.state == State::Handling && slot.con() {
+                    self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
+                }
+                self.release(index);
+                return Ok(());
+            }
+            self.pool
+                .build(buf, (ty, Code::UNAUTHORIZED, mid), slot.token(), |b| {
+                    challenge.write(b)
+                })?;
+        }
         if !piggyback && slot.state == State::Handling && slot.con() {
             // A separate response to a CON not yet acknowledged: ACK it first (§5.2.2).
             self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
@@ -136,6 +163,7 @@ impl<
             }
             return None;
         }
+        let budget = self.amplification_budget(now, from, &msg);
         let error = if !is_assigned_method(msg.code()) {
             Some(Code::METHOD_NOT_ALLOWED)
         } else if !self.config.forward_proxy
@@ -151,6 +179,16 @@ impl<
                 return None;
             }
             Some(Code::BAD_OPTION)
+        } else if budget != u32::MAX
+            && ((self.config.non_idempotent.allows(msg.code()) && !is_follow_up(&msg))
+                || is_registration(&msg))
+            && !self.is_verified(now, from)
+        {
+            // RFC 9175 §2.4: the answer could be too large for an unverified address,
+            // and a non-idempotent handler must not run twice; an observation would
+            // send notifications there for as long as it lasts. The peer proves itself
+            // before anything runs.
+            Some(Code::UNAUTHORIZED)
         } else {
             None
         };
@@ -160,6 +198,12 @@ impl<
             self.non_lifetime
         };
         if let Some(code) = error {
+            if code == Code::UNAUTHORIZED {
+                log_info!(
+                    "challenging request MID {mid:#06x} with 4.01 and Echo: its peer's address \
+                     is not verified (RFC 9175)"
+                );
+            }
             self.reply_error(now, from, &msg, code, lifetime, None);
             return None;
         }
@@ -186,7 +230,7 @@ impl<
         // A follow-up for a block past the first is answered from the response kept for
         // its exchange (`respond_from_kept`), never by running the request again: it
         // needs no protection of its own.
-        let follow_up = matches!(msg.block2(), Ok(Some(b)) if b.num() > 0);
+        let follow_up = is_follow_up(&msg);
         let entry = if self.config.non_idempotent.allows(msg.code()) && !follow_up {
             // §4.5: processed once, whatever else arrives; room for the reply is set
             // aside now, or the request is refused before anyone sees it.
@@ -245,6 +289,7 @@ impl<
         slot.mid = mid;
         slot.dedup = entry as u16;
         slot.quota = quota;
+        slot.timeout_us = budget;
         // RFC 7641 §3.1, §3.6: Observe 0 asks to register (the application decides, in
         // `respond_observe`); Observe 1 ends the peer's observation with this token.
         if matches!(msg.code(), Code::GET | Code::FETCH) {
@@ -324,7 +369,7 @@ impl<
         // A refused non-idempotent request must stay refused: if a duplicate found no
         // entry once space freed, it would run, though its client may have been told
         // 5.03. Its entry is sticky (it cannot be protected: that is what ran out).
-        let follow_up = matches!(msg.block2(), Ok(Some(b)) if b.num() > 0);
+        let follow_up = is_follow_up(msg);
         let entry = if self.config.non_idempotent.allows(msg.code()) && !follow_up {
             self.dedup
                 .insert_sticky(now, to, mid, lifetime, Reply::Nothing)
@@ -338,6 +383,7 @@ impl<
             token: msg.token(),
             no_response: msg.no_response().ok().flatten().map_or(0, |n| n.0),
             entry: entry.unwrap_or(NO_ENTRY),
+            budget: self.raw_budget(msg.as_bytes().len()),
         };
         self.refuse(now, request, code, retry_at);
     }
@@ -356,26 +402,39 @@ impl<
             (Type::Non, self.new_mid())
         };
         let max_age = retry_at.map(|at| self.max_age_until(now, at));
+        let challenge = (code == Code::UNAUTHORIZED)
+            .then(|| self.make_challenge(now, r.to, r.budget, r.token.len()));
         let mut bytes = [0u8; CONTROL_BYTES];
-        let built = MessageBuilder::new(&mut bytes, ty, code, mid).and_then(|mut b| {
-            b.token(r.token)?;
-            if let Some(max_age) = max_age {
-                let mut tmp = [0; 4];
-                b.option(OptionNumber::MAX_AGE, encode_uint(max_age, &mut tmp))?;
-            }
-            // §5.5.2: a short diagnostic payload, the code's name in ASCII.
-            if self.config.diagnostic_payloads {
-                if let Some(name) = code.name() {
-                    b.payload(name.as_bytes())?;
+        let mut build = |diagnostic: bool| {
+            MessageBuilder::new(&mut bytes, ty, code, mid).and_then(|mut b| {
+                b.token(r.token)?;
+                if let Some(max_age) = max_age {
+                    let mut tmp = [0; 4];
+                    b.option(OptionNumber::MAX_AGE, encode_uint(max_age, &mut tmp))?;
                 }
-            }
-            Ok(b.len())
-        });
-        // A token of at most 8 bytes, a Max-Age and the longest code name (26 bytes)
-        // always fit CONTROL_BYTES.
-        let Ok(len) = built else {
+                if let Some(challenge) = &challenge {
+                    challenge.write(&mut b)?;
+                } else if diagnostic {
+                    // §5.5.2: a short diagnostic payload, the code's name in ASCII.
+                    if let Some(name) = code.name() {
+                        b.payload(name.as_bytes())?;
+                    }
+                }
+                Ok(b.len())
+            })
+        };
+        // A token of at most 8 bytes, a Max-Age and the longest code name (26 bytes),
+        // or an Echo and its diagnostic, always fit CONTROL_BYTES.
+        let Ok(mut len) = build(self.config.diagnostic_payloads) else {
             return;
         };
+        if !self.within_budget(now, r.to, r.budget, len) {
+            // RFC 9175 §2.4: the diagnostic is what may go.
+            let Ok(short) = build(false) else {
+                return;
+            };
+            len = short;
+        }
         if NoResponse(r.no_response).suppresses(code) {
             if r.piggyback {
                 self.owe(r.entry, r.to, r.mid, Reply::EmptyAck);
@@ -483,6 +542,7 @@ impl<
                 token: slot.token(),
                 no_response: slot.no_response,
                 entry: slot.dedup as usize,
+                budget: slot.timeout_us,
             };
             self.refuse(now, request, code, Some(retry_at));
             if let Some(Some(slot)) = self.slots.get_mut(index) {
@@ -534,6 +594,7 @@ impl<
             token: slot.token(),
             no_response: slot.no_response,
             entry: slot.dedup as usize,
+            budget: slot.timeout_us,
         };
         self.refuse(now, request, Code::INTERNAL_SERVER_ERROR, None);
         self.release(handle.index as usize);
@@ -567,6 +628,19 @@ pub(super) struct Refused<'t, P> {
     pub(super) no_response: u8,
     /// Its dedup entry, if it has one (else `NO_ENTRY`).
     pub(super) entry: usize,
+    /// The most bytes the answer may have unless the peer is verified (RFC 9175 §2.4).
+    pub(super) budget: u32,
+}
+
+/// A request for a Block2 block past the first: answered from what its exchange kept,
+/// never by running its handler again.
+fn is_follow_up(msg: &Message<'_>) -> bool {
+    matches!(msg.block2(), Ok(Some(b)) if b.num() > 0)
+}
+
+/// A request to register an observation (RFC 7641 §3.1).
+fn is_registration(msg: &Message<'_>) -> bool {
+    matches!(msg.code(), Code::GET | Code::FETCH) && matches!(msg.observe(), Ok(Some(0)))
 }
 
 /// The methods RFC 7252 and RFC 8132 assign (0.01–0.07); others get 4.05 (§5.8).

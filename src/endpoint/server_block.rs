@@ -17,14 +17,15 @@ use crate::wire::{Block, BuildError, Code, Message, MessageBuilder, OptionNumber
 pub const AUTO_ETAG_MAX: usize = 64 * 1024;
 
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     /// Answers `request` with `body`, block-wise when the body does not fit one message
     /// or the request asked for a block (RFC 7959 §2.4). The endpoint takes the slice

@@ -20,6 +20,9 @@ pub struct Stats {
     pub over_share: u64,
     /// ACK and RST messages that matched nothing.
     pub unmatched: u64,
+    /// 4.01 Unauthorized answers with an Echo value (RFC 9175): amplification
+    /// challenges and freshness checks.
+    pub echo_challenges: u64,
 }
 
 impl core::fmt::Display for Stats {
@@ -31,21 +34,22 @@ impl core::fmt::Display for Stats {
     /// assert_eq!(
     ///     s.to_string(),
     ///     "3 retransmissions, 0 duplicates, 0 malformed, 0 refused (0 over a peer's share), \
-    ///      0 control messages dropped, 0 unmatched ACK/RST"
+    ///      0 control messages dropped, 0 unmatched ACK/RST, 0 Echo challenges"
     /// );
     /// ```
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
             "{} retransmissions, {} duplicates, {} malformed, {} refused ({} over a peer's \
-             share), {} control messages dropped, {} unmatched ACK/RST",
+             share), {} control messages dropped, {} unmatched ACK/RST, {} Echo challenges",
             self.retransmissions,
             self.duplicates,
             self.malformed,
             self.overloaded + self.over_share,
             self.over_share,
             self.control_dropped,
-            self.unmatched
+            self.unmatched,
+            self.echo_challenges
         )
     }
 }

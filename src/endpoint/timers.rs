@@ -9,14 +9,15 @@ use crate::retransmit::{RetransmitAction, step};
 use crate::wire::Code;
 
 impl<
-    P: Copy + Eq,
+    P: Copy + Eq + core::hash::Hash,
     const EXCHANGES: usize,
     const BUFFERS: usize,
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
     const OBSERVERS: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS>
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     /// Fires every timer due at `now`: retransmissions, give-ups, empty ACKs and
     /// expiries. [`poll_output`](Self::poll_output) calls it too.
@@ -93,6 +94,7 @@ impl<
                 token: slot.token(),
                 no_response: slot.no_response,
                 entry,
+                budget: slot.timeout_us,
             };
             self.refuse(now, request, Code::INTERNAL_SERVER_ERROR, None);
         }

@@ -979,9 +979,11 @@ pub(crate) fn is_loss(kind: std::io::ErrorKind) -> bool {
 }
 
 /// The adapters' default configuration: [`Config::default`](crate::Config) with a
-/// random seed (from the OS's hash randomness and the clock), so that tokens and
-/// message IDs differ from run to run. Start from it for the `from_socket`
-/// constructors.
+/// random seed (from the OS's hash randomness and the clock), so that tokens, message
+/// IDs and Echo values differ from run to run and cannot be guessed, and with
+/// amplification mitigation on ([`Amplification::RFC9175`](crate::Amplification)): a
+/// response more than 3 times its request's size goes only to a peer that proved its
+/// address by echoing an Echo value. Start from it for the `from_socket` constructors.
 ///
 /// ```
 /// let config = coap_proto::Config {
@@ -989,10 +991,12 @@ pub(crate) fn is_loss(kind: std::io::ErrorKind) -> bool {
 ///     ..coap_proto::net::default_config()
 /// };
 /// assert_ne!(config.seed, coap_proto::net::default_config().seed);
+/// assert_eq!(config.amplification, Some(coap_proto::Amplification::RFC9175));
 /// ```
 pub fn default_config() -> crate::Config {
     crate::Config {
         seed: random_seed(),
+        amplification: Some(crate::Amplification::RFC9175),
         ..crate::Config::default()
     }
 }

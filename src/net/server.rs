@@ -185,6 +185,20 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 return None;
             }
         };
+        let fresh = resource.and_then(|i| self.table[i].needs_fresh(message.code()));
+        // RFC 9175 §2.3: checked once per operation, at its first message (a later block
+        // of the upload belongs to an operation found fresh).
+        let first = !matches!(message.block1(), Ok(Some(b)) if b.num() > 0);
+        if let Some(max_age) = fresh.filter(|_| first) {
+            if self
+                .ep
+                .echo_age(now, from, &message)
+                .is_none_or(|age| age > max_age)
+            {
+                let _ = self.ep.challenge(now, handle);
+                return None;
+            }
+        }
         let echo = if is_blockwise(&message) {
             if let Ok(true) = self
                 .ep

@@ -42,15 +42,16 @@ pub struct Drained<P = u8> {
 /// Drains `poll_output` at `now` until it yields a timeout (bounded), for an endpoint of
 /// any capacities.
 pub fn drain<
-    P: Copy + Eq,
+    P: Copy + Eq + std::hash::Hash,
     const E: usize,
     const B: usize,
     const M: usize,
     const D: usize,
     const R: usize,
     const O: usize,
+    const V: usize,
 >(
-    ep: &mut Endpoint<P, E, B, M, D, R, O>,
+    ep: &mut Endpoint<P, E, B, M, D, R, O, V>,
     now: Instant,
 ) -> Drained<P> {
     let mut out = Drained {

@@ -1,0 +1,331 @@
+//! The Echo option in both roles (RFC 9175 §2), and amplification mitigation with it
+//! (RFC 9175 §2.4 item 3, RFC 7252 §11.3).
+//!
+//! Server, when [`Config::amplification`](super::Config::amplification) is set:
+//! - §2.4 item 3: a response more than `factor` times the size of its request goes only
+//!   to a peer whose address is verified. To any other peer the endpoint answers 4.01
+//!   Unauthorized with an Echo value instead, itself within the factor. A safe or
+//!   idempotent request (GET, FETCH, PUT, DELETE) is answered so after its handler ran
+//!   (running it again for the repeated request changes nothing, RFC 7252 §5.1); a
+//!   non-idempotent one ([`Config::non_idempotent`](super::Config::non_idempotent)) is
+//!   challenged before it is delivered, since its handler must not run twice. So is an
+//!   Observe registration, whose notifications would go to the address for as long as
+//!   the observation lasts.
+//! - §2.2, §2.3: a request carrying an Echo value this endpoint made for that peer, at
+//!   most [`Amplification::verified_for`] ago, verifies the peer for that long. Verified
+//!   peers are remembered in a table with one place per exchange record; when it is
+//!   full, the peer verified longest ago gives way. Only a peer that answered a
+//!   challenge from its address gets in, so spoofed floods cannot fill it, and a peer
+//!   that lost its place pays one more round trip for its next large response: nothing
+//!   is lost, nobody is locked out.
+//! - §2.3 freshness: [`Endpoint::echo_age`] tells the application how old a request's
+//!   Echo is and [`Endpoint::challenge`] asks for a new one (the `net` servers do it for
+//!   unsafe requests to a resource marked `fresh`).
+//! - Appendix A method 2, without per-request state: an Echo value is a 16-bit
+//!   timestamp (units of 2^20 µs, about a second) followed by 4–6 bytes of SipHash-2-4,
+//!   keyed from [`Config::seed`](super::Config::seed), over the peer and the full
+//!   timestamp. A value is checked by recomputing it; it cannot be moved to another peer
+//!   and stops verifying after `verified_for` (at most 18 hours by construction).
+//!
+//! Client (`client.rs`, §2.3): a 4.01 with Echo to a request that carried no Echo is
+//! answered by sending the request again under the same handle, with a new message ID
+//! and token and the Echo value; the block-wise follow-ups after it go without Echo, so
+//! each message the application or the block machinery makes is repeated at most once.
+
+use core::hash::{Hash, Hasher};
+use core::time::Duration;
+
+use super::Endpoint;
+use crate::Instant;
+use crate::wire::{BuildError, MessageBuilder};
+
+/// Amplification mitigation (RFC 9175 §2.4 item 3, RFC 7252 §11.3): how much larger than
+/// a request its response may be while the peer's address is not verified.
+///
+/// ```
+/// use coap_proto::{Amplification, Config};
+/// let config = Config {
+///     amplification: Some(Amplification::RFC9175),
+///     ..Config::default()
+/// };
+/// assert_eq!(config.amplification.unwrap().factor, 3);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Amplification {
+    /// The largest response to an unverified peer, as a multiple of its request's size.
+    pub factor: u8,
+    /// How long a peer stays verified after it echoed a value, and how old a value it
+    /// echoes may be (at most 18 hours are honoured).
+    pub verified_for: Duration,
+}
+
+impl Amplification {
+    /// The factor RFC 9175 §2.4 and RFC 7252 §11.3 name (3), and 10 minutes of
+    /// verification.
+    pub const RFC9175: Amplification = Amplification {
+        factor: 3,
+        verified_for: Duration::from_secs(600),
+    };
+}
+
+/// Bytes of an Echo value this endpoint makes: 2 of timestamp and up to 6 of MAC.
+pub(super) const ECHO_MAX: usize = 8;
+/// The shortest value it makes and accepts: 32 bits of MAC (the minimum of §6).
+const ECHO_MIN: usize = 6;
+/// Microseconds in one timestamp unit, as a shift: 2^20 µs, about a second, without a
+/// 64-bit division.
+const TICK_SHIFT: u32 = 20;
+
+fn ticks(now: Instant) -> u64 {
+    now.as_micros() >> TICK_SHIFT
+}
+
+fn ticks_of(d: Duration) -> u64 {
+    (d.as_micros() >> TICK_SHIFT).min(u128::from(u16::MAX)) as u64
+}
+
+/// A peer verified until `until` (in ticks).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Verified<P> {
+    peer: P,
+    until: u32,
+}
+
+/// A 4.01 Unauthorized with Echo, sized to fit the amplification budget.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Challenge {
+    value: [u8; ECHO_MAX],
+    len: u8,
+    diagnostic: bool,
+}
+
+impl Challenge {
+    /// Writes the Echo option (and the diagnostic payload, if it fits).
+    pub(super) fn write(&self, b: &mut MessageBuilder<'_>) -> Result<(), BuildError> {
+        b.echo(&self.value[..self.len as usize])?;
+        if self.diagnostic {
+            b.payload(DIAGNOSTIC)?;
+        }
+        Ok(())
+    }
+}
+
+const DIAGNOSTIC: &[u8] = b"Unauthorized";
+
+impl<
+    P: Copy + Eq + Hash,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    const OBSERVERS: usize,
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
+{
+    /// How old the Echo value `request` carries is, if this endpoint made it for
+    /// `peer` (RFC 9175 §2.3): `None` for no Echo, a value made for another peer or by
+    /// another endpoint, or one older than 18 hours. A request that must be fresh is
+    /// one whose Echo is younger than the application's bound; answer the others with
+    /// [`challenge`](Self::challenge).
+    ///
+    /// ```
+    /// use coap_proto::wire::{Code, Message};
+    /// use coap_proto::{Config, Endpoint, Incoming, Instant, Output};
+    ///
+    /// let mut server = Endpoint::<u8>::new(Config { seed: 7, ..Config::default() })?;
+    /// // PUT /lock from peer 1, without Echo: not known to be fresh.
+    /// let put = [0x40, 0x03, 0, 1, 0xb4, b'l', b'o', b'c', b'k'];
+    /// let Some(Incoming::Request { handle, message }) =
+    ///     server.handle_datagram(Instant::ZERO, 1, &put) else { panic!() };
+    /// assert_eq!(server.echo_age(Instant::ZERO, 1, &message), None);
+    /// server.challenge(Instant::ZERO, handle)?;
+    /// let Output::Transmit(t) = server.poll_output(Instant::ZERO) else { panic!() };
+    /// let answer = Message::parse(t.data)?;
+    /// assert_eq!(answer.code(), Code::UNAUTHORIZED);
+    /// let echo = answer.echo()?.unwrap();
+    ///
+    /// // The client repeats the request with the value: 3 seconds old.
+    /// let mut again = put[..4].to_vec();
+    /// again[3] = 2;
+    /// again.extend_from_slice(&[0xb4, b'l', b'o', b'c', b'k', 0xd0 | echo.len() as u8, 252 - 11 - 13]);
+    /// again.extend_from_slice(echo);
+    /// let later = Instant::from_secs(3);
+    /// let Some(Incoming::Request { message, .. }) = server.handle_datagram(later, 1, &again)
+    ///     else { panic!() };
+    /// let age = server.echo_age(later, 1, &message).unwrap();
+    /// assert!(age.as_secs() <= 3);
+    /// // Made for peer 1, it means nothing from peer 2.
+    /// assert_eq!(server.echo_age(later, 2, &message), None);
+    /// # Ok::<(), Box<dyn core::error::Error>>(())
+    /// ```
+    pub fn echo_age(
+        &self,
+        now: Instant,
+        peer: P,
+        request: &crate::wire::Message<'_>,
+    ) -> Option<Duration> {
+        let value = request.echo().ok().flatten()?;
+        self.check_echo(now, peer, value)
+    }
+
+    /// Answers request `handle` with 4.01 Unauthorized and a new Echo value (RFC 9175
+    /// §2.3): the client is to repeat the request with it, which proves the request
+    /// fresh (see [`echo_age`](Self::echo_age)) and the peer's address its own. The
+    /// answer stays within the amplification factor, if one is set.
+    pub fn challenge(
+        &mut self,
+        now: Instant,
+        handle: super::IncomingHandle,
+    ) -> Result<(), super::Error> {
+        let now = self.clamp(now);
+        let slot = *self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(super::Error::UnknownHandle)?;
+        let challenge = self.make_challenge(now, slot.peer, slot.timeout_us, slot.token().len());
+        self.respond(now, handle, crate::wire::Code::UNAUTHORIZED, |b| {
+            challenge.write(b)
+        })
+    }
+
+    /// Whether `peer` has echoed a value within [`Amplification::verified_for`] and
+    /// still has its place among the verified peers.
+    pub fn is_verified(&self, now: Instant, peer: P) -> bool {
+        let t = ticks(now);
+        self.verified
+            .iter()
+            .flatten()
+            .any(|v| v.peer == peer && u64::from(v.until) > t)
+    }
+
+    /// The Echo value for `peer` at `now`, `len` bytes (6–8).
+    fn echo_value(&self, peer: P, t: u64, len: usize) -> [u8; ECHO_MAX] {
+        let mut value = [0; ECHO_MAX];
+        value[..2].copy_from_slice(&(t as u16).to_be_bytes());
+        let mac = self.mac(peer, t).to_be_bytes();
+        let n = len.clamp(ECHO_MIN, ECHO_MAX) - 2;
+        value[2..2 + n].copy_from_slice(&mac[..n]);
+        value
+    }
+
+    fn mac(&self, peer: P, t: u64) -> u64 {
+        // SipHash-2-4 is a keyed PRF made for short inputs; core still ships it
+        // (deprecated only as a HashMap default, which is not how it is used here).
+        #[allow(deprecated)]
+        let mut h = core::hash::SipHasher::new_with_keys(self.echo_key.0, self.echo_key.1);
+        peer.hash(&mut h);
+        h.write_u64(t);
+        h.finish()
+    }
+
+    /// The age of Echo `value` if this endpoint made it for `peer`.
+    pub(super) fn check_echo(&self, now: Instant, peer: P, value: &[u8]) -> Option<Duration> {
+        if !(ECHO_MIN..=ECHO_MAX).contains(&value.len()) {
+            return None;
+        }
+        let t = ticks(now);
+        let stamp = u16::from_be_bytes([value[0], value[1]]);
+        let age = u64::from((t as u16).wrapping_sub(stamp));
+        let made = t.checked_sub(age)?;
+        let expected = self.echo_value(peer, made, value.len());
+        // Compared in full, not up to the first difference.
+        let diff = expected[..value.len()]
+            .iter()
+            .zip(value)
+            .fold(0u8, |d, (a, b)| d | (a ^ b));
+        (diff == 0).then(|| Duration::from_micros(age << TICK_SHIFT))
+    }
+
+    /// The most bytes a response to a request of `request_len` bytes from `peer` may
+    /// have before the peer must be verified: `u32::MAX` without a limit. A request
+    /// carrying a valid Echo verifies its peer here.
+    pub(super) fn amplification_budget(
+        &mut self,
+        now: Instant,
+        peer: P,
+        msg: &crate::wire::Message<'_>,
+    ) -> u32 {
+        let budget = self.raw_budget(msg.as_bytes().len());
+        let Some(a) = self.config.amplification.filter(|_| budget != u32::MAX) else {
+            return u32::MAX;
+        };
+        if let Ok(Some(value)) = msg.echo() {
+            if self
+                .check_echo(now, peer, value)
+                .is_some_and(|age| age <= a.verified_for)
+            {
+                self.verify(now, peer, a.verified_for);
+                return u32::MAX;
+            }
+        }
+        budget
+    }
+
+    /// The amplification budget of a request of `len` bytes, before verification.
+    pub(super) fn raw_budget(&self, len: usize) -> u32 {
+        match self.config.amplification {
+            // Nothing this endpoint sends is larger than a message buffer.
+            Some(a) if len.saturating_mul(a.factor as usize) < MSG_BYTES => {
+                (len * a.factor as usize) as u32
+            }
+            _ => u32::MAX,
+        }
+    }
+
+    /// Whether `len` bytes may go to `peer` under `budget`.
+    pub(super) fn within_budget(&self, now: Instant, peer: P, budget: u32, len: usize) -> bool {
+        len <= budget as usize || self.is_verified(now, peer)
+    }
+
+    /// Remembers `peer` as verified; a full table gives up the place verified longest
+    /// ago (or expired).
+    fn verify(&mut self, now: Instant, peer: P, verified_for: Duration) {
+        let t = ticks(now);
+        let until = (t + ticks_of(verified_for)).min(u64::from(u32::MAX)) as u32;
+        let place = self
+            .verified
+            .iter()
+            .position(|v| v.is_some_and(|v| v.peer == peer))
+            .or_else(|| {
+                self.verified
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, v)| v.map_or(0, |v| v.until))
+                    .map(|(i, _)| i)
+            });
+        if let Some(i) = place {
+            self.verified[i] = Some(Verified { peer, until });
+        }
+    }
+
+    /// A challenge for `peer` that fits `budget` with a token of `token_len` bytes:
+    /// the longest Echo value that fits (6–8 bytes), the diagnostic payload if it
+    /// fits too.
+    pub(super) fn make_challenge(
+        &mut self,
+        now: Instant,
+        peer: P,
+        budget: u32,
+        token_len: usize,
+    ) -> Challenge {
+        self.stats.echo_challenges += 1;
+        // Header, token, and the Echo option's two bytes of delta and length.
+        let base = 4 + token_len + 2;
+        let budget = budget as usize;
+        let len = budget.saturating_sub(base).clamp(ECHO_MIN, ECHO_MAX);
+        let diagnostic =
+            self.config.diagnostic_payloads && base + len + 1 + DIAGNOSTIC.len() <= budget;
+        Challenge {
+            value: self.echo_value(peer, ticks(now), len),
+            len: len as u8,
+            diagnostic,
+        }
+    }
+}
+
+/// The Echo key: two words from its own stream of the seed, so that the message IDs
+/// and tokens a seed gives stay what they were.
+pub(super) fn echo_key(seed: u64) -> (u64, u64) {
+    let mut rng = crate::rng::Rng::new(seed ^ 0x4563_686f_2052_4643);
+    (rng.next_u64(), rng.next_u64())
+}
