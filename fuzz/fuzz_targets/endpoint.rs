@@ -39,6 +39,8 @@ enum Op {
     Notify { on: bool, resource: u8, con: bool, code: u8, due_only: bool },
     /// End an observation actively (GET with Observe: 1).
     CancelObserve(u8),
+    /// Answer a request with 4.01 and an Echo value (RFC 9175 §2.3).
+    Challenge(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -46,6 +48,8 @@ struct Input {
     seeds: (u64, u64),
     ack_delay_ms: u16,
     default_capacity: bool,
+    /// Amplification mitigation (RFC 9175 §2.4) on both endpoints.
+    amplification: bool,
     ops: Vec<Op>,
 }
 
@@ -174,6 +178,7 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
     let config = |seed| Config {
         seed,
         empty_ack_delay: Duration::from_millis(input.ack_delay_ms as u64 % 5000),
+        amplification: input.amplification.then_some(coap_proto::Amplification::RFC9175),
         ..Config::default()
     };
     let mut flood_mid = 0u16;
@@ -295,6 +300,13 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
                     let (i, h) = w.requests[*k as usize % w.requests.len()];
                     let now = w.now;
                     let _ = w.eps[i].cancel_observe(now, h, |b| b.uri_path("x").map(drop));
+                }
+            }
+            Op::Challenge(which) => {
+                if !w.incoming.is_empty() {
+                    let (i, h) = w.incoming.remove(*which as usize % w.incoming.len());
+                    let now = w.now;
+                    let _ = w.eps[i].challenge(now, h);
                 }
             }
             Op::Respond { which, code, mode, payload } => {

@@ -22,12 +22,14 @@ use coap_proto::wire::{Block, Code, Message, MessageBuilder, Type};
 use coap_proto::{IncomingHandle, Instant};
 use libfuzzer_sys::fuzz_target;
 
-const PATHS: [&str; 6] = ["echo", "big", "store", "later", "nope", ""];
-const RESOURCES: [Resource<'static>; 4] = [
+const PATHS: [&str; 7] = ["echo", "big", "store", "later", "lock", "nope", ""];
+const RESOURCES: [Resource<'static>; 5] = [
     Resource::new("/echo", Methods::POST),
     Resource::new("/big", Methods::GET).obs(),
     Resource::new("/store", Methods::GET.and(Methods::PUT)),
     Resource::new("/later", Methods::GET.and(Methods::POST)),
+    // RFC 9175 §2.3: PUTs must carry a young Echo value.
+    Resource::new("/lock", Methods::GET.and(Methods::PUT)).fresh(std::time::Duration::from_secs(5)),
 ];
 
 #[derive(Arbitrary, Debug)]

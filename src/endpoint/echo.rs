@@ -22,10 +22,11 @@
 //!   Echo is and [`Endpoint::challenge`] asks for a new one (the `net` servers do it for
 //!   unsafe requests to a resource marked `fresh`).
 //! - Appendix A method 2, without per-request state: an Echo value is a 16-bit
-//!   timestamp (units of 2^20 µs, about a second) followed by 4–6 bytes of SipHash-2-4,
-//!   keyed from [`Config::seed`](super::Config::seed), over the peer and the full
-//!   timestamp. A value is checked by recomputing it; it cannot be moved to another peer
-//!   and stops verifying after `verified_for` (at most 18 hours by construction).
+//!   timestamp (units of 2^20 µs, about a second, from a secret offset) followed by 4–6
+//!   bytes of SipHash-2-4, keyed from [`Config::seed`](super::Config::seed), over the
+//!   peer and the full timestamp. A value is checked by recomputing it; it cannot be
+//!   moved to another peer and stops verifying after `verified_for` (at most 18 hours
+//!   by construction).
 //!
 //! Client (`client.rs`, §2.3): a 4.01 with Echo to a request that carried no Echo is
 //! answered by sending the request again under the same handle, with a new message ID
@@ -201,11 +202,17 @@ impl<
     /// The Echo value for `peer` at `now`, `len` bytes (6–8).
     fn echo_value(&self, peer: P, t: u64, len: usize) -> [u8; ECHO_MAX] {
         let mut value = [0; ECHO_MAX];
-        value[..2].copy_from_slice(&(t as u16).to_be_bytes());
+        value[..2].copy_from_slice(&self.stamp(t).to_be_bytes());
         let mac = self.mac(peer, t).to_be_bytes();
         let n = len.clamp(ECHO_MIN, ECHO_MAX) - 2;
         value[2..2 + n].copy_from_slice(&mac[..n]);
         value
+    }
+
+    /// The timestamp as sent: offset by a secret, so that it does not tell how long
+    /// the endpoint has been up (RFC 9175 §7).
+    fn stamp(&self, t: u64) -> u16 {
+        (t as u16).wrapping_add((self.echo_key.0 >> 48) as u16)
     }
 
     fn mac(&self, peer: P, t: u64) -> u64 {
@@ -225,7 +232,7 @@ impl<
         }
         let t = ticks(now);
         let stamp = u16::from_be_bytes([value[0], value[1]]);
-        let age = u64::from((t as u16).wrapping_sub(stamp));
+        let age = u64::from(self.stamp(t).wrapping_sub(stamp));
         let made = t.checked_sub(age)?;
         let expected = self.echo_value(peer, made, value.len());
         // Compared in full, not up to the first difference.

@@ -34,6 +34,9 @@
 //!   message format error.
 //! - RFC 7641 Observe, server role: registration, notifications, their sequence
 //!   numbers and reliability, and every way an observation ends (`observe.rs`).
+//! - RFC 9175 §2 Echo: amplification mitigation and freshness in the server role, a
+//!   challenged request repeated once in the client role (`echo.rs`, `client.rs`);
+//!   §4 token processing: see "Tokens" on [`Endpoint`].
 //!
 //! # Overflow policies, table by table
 //!
@@ -123,6 +126,24 @@ use slot::Slot;
 /// `respond`, `ping`, `cancel`), drain [`poll_output`](Self::poll_output) until it
 /// returns [`Output::Timeout`]; then wait for a datagram or that instant. The crate docs
 /// show the loop over a `std::net::UdpSocket`.
+///
+/// # Tokens (RFC 7252 §5.3.1, RFC 9175 §4)
+///
+/// Which of RFC 9175 §4's rules the client role follows, and which not:
+/// - A response is matched by token *and* peer; one that matches no request waiting
+///   for it is rejected (RST if CON), never delivered to another request.
+/// - Tokens are [`Config::token_len`] random bytes (4 by default) from the seeded PRNG,
+///   drawn again while they clash with a request in flight to the same peer: unique
+///   among the requests in flight, and hard to guess when the seed is (§5.3.1).
+/// - A request repeated for an Echo value gets a new token (and message ID), as in RFC
+///   9175's figures; so does every block request with
+///   [`RequestOptions::fresh_token_per_block`]. Otherwise the blocks of one transfer,
+///   and an observation's re-registrations (RFC 7641 §3.3.1), keep their token.
+/// - Not followed: §4.2's SHOULD to make tokens a sequence number per security
+///   association. A random token may come again once its request has ended (for two
+///   4-byte tokens, with probability 2^-32). This matters only where a security layer
+///   does not bind responses to requests (DTLS); there, and until the endpoint numbers
+///   tokens itself, pass a counter as [`RequestOptions::token`].
 ///
 /// A client and a server exchanging a GET in memory, the "network" being a variable
 /// (peers are named by a `u8` here; over UDP they are socket addresses):

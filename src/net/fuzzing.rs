@@ -43,10 +43,15 @@ pub struct ServerHarness {
 
 impl ServerHarness {
     /// A server core with `resources` and a fallback handler; the clock starts at zero.
+    /// An odd `seed` turns amplification mitigation on (RFC 9175 §2.4).
     pub fn new(seed: u64, resources: &[Resource<'static>]) -> Self {
         NOW.with(|n| n.set(Some(Instant::ZERO)));
+        // An odd seed runs it as the std and tokio servers run, with amplification
+        // mitigation; an even one without, so that requests from unverified peers
+        // reach the handlers.
         let config = crate::Config {
             seed,
+            amplification: (seed & 1 == 1).then_some(crate::Amplification::RFC9175),
             ..crate::Config::default()
         };
         let mut core = Node::new(config).expect("default parameters are valid");
