@@ -22,11 +22,12 @@
 //!   Echo is and [`Endpoint::challenge`] asks for a new one (the `net` servers do it for
 //!   unsafe requests to a resource marked `fresh`).
 //! - Appendix A method 2, without per-request state: an Echo value is a 16-bit
-//!   timestamp (units of 2^20 µs, about a second, from a secret offset) followed by 4–6
+//!   timestamp (units of 2^18 µs, about a quarter second, from a secret offset) then 4–6
 //!   bytes of SipHash-2-4, keyed from [`Config::seed`](super::Config::seed), over the
 //!   peer and the full timestamp. A value is checked by recomputing it; it cannot be
-//!   moved to another peer and stops verifying after `verified_for` (at most 18 hours
-//!   by construction).
+//!   moved to another peer and stops verifying after `verified_for` (at most 4 hours by
+//!   construction). Ages are known to a tick: a value is taken as up to two ticks (half
+//!   a second) younger than it may be, so that one just made is never refused.
 //!
 //! Client (`client.rs`, §2.3): a 4.01 with Echo to a request that carried no Echo is
 //! answered by sending the request again under the same handle, with a new message ID
@@ -56,7 +57,10 @@ pub struct Amplification {
     /// The largest response to an unverified peer, as a multiple of its request's size.
     pub factor: u8,
     /// How long a peer stays verified after it echoed a value, and how old a value it
-    /// echoes may be (at most 18 hours are honoured).
+    /// echoes may be (at most 4 hours are honoured). Keep it at least EXCHANGE_LIFETIME
+    /// (247 s with the RFC 7252 parameters): retransmissions may carry a challenge and
+    /// its repetition that long, and a value that expires in transit ends the request
+    /// with the 4.01.
     pub verified_for: Duration,
 }
 
@@ -73,9 +77,9 @@ impl Amplification {
 pub(super) const ECHO_MAX: usize = 8;
 /// The shortest value it makes and accepts: 32 bits of MAC (the minimum of §6).
 const ECHO_MIN: usize = 6;
-/// Microseconds in one timestamp unit, as a shift: 2^20 µs, about a second, without a
-/// 64-bit division.
-const TICK_SHIFT: u32 = 20;
+/// Microseconds in one timestamp unit, as a shift: 2^18 µs, about a quarter second,
+/// without a 64-bit division. 16 bits of them span 4.7 hours.
+const TICK_SHIFT: u32 = 18;
 
 fn ticks(now: Instant) -> u64 {
     now.as_micros() >> TICK_SHIFT
@@ -126,7 +130,8 @@ impl<
 {
     /// How old the Echo value `request` carries is, if this endpoint made it for
     /// `peer` (RFC 9175 §2.3): `None` for no Echo, a value made for another peer or by
-    /// another endpoint, or one older than 18 hours. A request that must be fresh is
+    /// another endpoint, or one older than 4 hours. The age is a lower bound, up to half
+    /// a second short (timestamps count quarter seconds). A request that must be fresh is
     /// one whose Echo is younger than the application's bound; answer the others with
     /// [`challenge`](Self::challenge).
     ///
@@ -240,7 +245,8 @@ impl<
             .iter()
             .zip(value)
             .fold(0u8, |d, (a, b)| d | (a ^ b));
-        (diff == 0).then(|| Duration::from_micros(age << TICK_SHIFT))
+        // `age` ticks apart: between `age - 1` and `age + 1` ticks old.
+        (diff == 0).then(|| Duration::from_micros(age.saturating_sub(1) << TICK_SHIFT))
     }
 
     /// The most bytes a response to a request of `request_len` bytes from `peer` may
