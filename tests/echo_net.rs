@@ -177,3 +177,28 @@ fn fresh_resource_takes_unsafe_requests_only_with_a_young_echo() {
     assert_ne!(m.echo().unwrap().unwrap(), &echo[..], "a new value");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn mitigation_is_off_when_the_configuration_says_so() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = coap_proto::Config {
+        amplification: None,
+        ..coap_proto::net::default_config()
+    };
+    let mut server = blocking::Server::from_socket(socket, config).unwrap();
+    server.resource(Resource::new("/big", Methods::GET), |_| {
+        Response::content(vec![b'b'; BIG]).into()
+    });
+    let addr = server.local_addr();
+    std::thread::spawn(move || server.run());
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let answer = exchange(&s, addr, &get_big(1, None), 1);
+    let m = Message::parse(&answer).unwrap();
+    assert_eq!(
+        m.code(),
+        Code::CONTENT,
+        "the first block at once, no challenge"
+    );
+    assert!(answer.len() > 1000);
+}

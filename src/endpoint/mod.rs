@@ -54,6 +54,7 @@
 //! | Block1 assemblies ([`crate::block::Block1Assembler`]) | the stalest partial body (its client gets 4.08 and may restart); bodies idle for [`Config::block_idle_timeout`] are dropped, and repeating an old block is no progress | — | [`Config::peer_share_percent`]; over it 4.29 with the time until its stalest idles out |
 //! | kept Block2 responses ([`crate::block::KeptResponses`]) | the stalest; a follow-up that finds nothing gets 4.08, never a second run of the handler | the first block goes out unkept | as for assemblies |
 //! | observations (`OBSERVERS`) | nothing: a registration that finds no place is declined (answered without Observe, RFC 7641 §4.1) | a notification that finds no exchange record (beyond `immediate_reserve`) or buffer leaves its observer *due*; [`Event::NotificationsDue`] says when one frees, and [`Endpoint::notify_due`] sends the current state — an observer never gets an older one | — |
+//! | verified peers (`VERIFIED`, RFC 9175 §2.4) | the peer verified longest ago (or expired): its next response over the amplification factor is challenged again, one more round trip; only a peer that echoed a value from its own address gets a place, so spoofed floods cannot churn it | — | — |
 //! | control queue (8 RST / NON refusals) | the newest is dropped and counted ([`Stats::control_dropped`]); answers owed to accepted messages do not live here but on their dedup entries | — | — |
 
 mod api;
