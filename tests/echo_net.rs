@@ -3,6 +3,8 @@
 //! noticing, and a resource marked `fresh` takes only unsafe requests with a young Echo.
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +14,7 @@ use coap_proto::net::tokio as adapter;
 use coap_proto::net::{Response, blocking};
 use coap_proto::resource::{Methods, Resource};
 use coap_proto::wire::{Code, Message, MessageBuilder, OptionNumber, Type};
+use common::example::exchange;
 
 const BIG: usize = 3000;
 
@@ -107,19 +110,6 @@ fn get_big(mid: u16, echo: Option<&[u8]>) -> Vec<u8> {
         b.echo(v).unwrap();
     }
     b.finish().to_vec()
-}
-
-/// Sends `bytes` from `s` and returns the answer to message ID `mid`.
-fn exchange(s: &UdpSocket, to: SocketAddr, bytes: &[u8], mid: u16) -> Vec<u8> {
-    s.send_to(bytes, to).unwrap();
-    let mut buf = [0u8; 2048];
-    for _ in 0..10 {
-        let (n, _) = s.recv_from(&mut buf).expect("an answer");
-        if Message::parse(&buf[..n]).is_ok_and(|m| m.message_id() == mid) {
-            return buf[..n].to_vec();
-        }
-    }
-    panic!("no answer to {mid}");
 }
 
 #[test]

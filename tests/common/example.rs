@@ -46,26 +46,37 @@ pub fn start_coap_server(args: &[&str]) -> ExampleServer {
 /// Starts the server example `name` (`coap-server` or `tokio_server`, which take the
 /// same flags) on 127.0.0.1 with `args`, once it says it listens.
 pub fn start_example_server(name: &str, args: &[&str]) -> ExampleServer {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(example(name))
-        .args(["-A", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // A port free a moment ago may be taken by a test running beside this one before
+    // the child binds it: then another port, a few times.
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
-    ExampleServer {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    for _ in 0..5 {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(example(name))
+            .args(["-A", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        line.clear();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.contains("listening") {
+            return ExampleServer {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+        }
+        let _ = child.wait();
+        if !line.contains("in use") {
+            break;
+        }
     }
+    panic!("{name} did not start: {line}");
 }
 
 /// Proves `s`'s address to the server at `to` (RFC 9175 §2.4): a GET of
@@ -84,18 +95,7 @@ pub fn prove_address(s: &UdpSocket, to: SocketAddr) -> Vec<u8> {
         }
         b.finish().to_vec()
     };
-    let ask = |bytes: &[u8], mid: u16| -> Vec<u8> {
-        s.send_to(bytes, to).unwrap();
-        let mut buf = [0u8; 2048];
-        for _ in 0..20 {
-            let (n, _) = s.recv_from(&mut buf).expect("an answer");
-            if Message::parse(&buf[..n]).is_ok_and(|m| m.message_id() == mid) {
-                return buf[..n].to_vec();
-            }
-        }
-        panic!("no answer to MID {mid}");
-    };
-    let first = ask(&get(0xec00, None), 0xec00);
+    let first = exchange(s, to, &get(0xec00, None), 0xec00);
     let m = Message::parse(&first).unwrap();
     assert_eq!(
         m.code(),
@@ -103,7 +103,21 @@ pub fn prove_address(s: &UdpSocket, to: SocketAddr) -> Vec<u8> {
         "an unverified peer is challenged"
     );
     let echo = m.echo().unwrap().expect("with an Echo value").to_vec();
-    let again = ask(&get(0xec01, Some(&echo)), 0xec01);
+    let again = exchange(s, to, &get(0xec01, Some(&echo)), 0xec01);
     assert_eq!(Message::parse(&again).unwrap().code(), Code::CONTENT);
     echo
+}
+
+/// Sends `bytes` from `s` to `to` and returns the answer to message ID `mid` (other
+/// datagrams skipped; the socket's read timeout bounds the wait).
+pub fn exchange(s: &UdpSocket, to: SocketAddr, bytes: &[u8], mid: u16) -> Vec<u8> {
+    s.send_to(bytes, to).unwrap();
+    let mut buf = [0u8; 2048];
+    for _ in 0..20 {
+        let (n, _) = s.recv_from(&mut buf).expect("an answer");
+        if coap_proto::wire::Message::parse(&buf[..n]).is_ok_and(|m| m.message_id() == mid) {
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("no answer to MID {mid}");
 }
