@@ -106,7 +106,14 @@ fn proxy_requests_get_5_05_unless_the_server_is_a_proxy() {
     .unwrap();
     match ep.handle_datagram(t(0), CLIENT, &proxy_uri) {
         Some(Incoming::Request { message, .. }) => {
-            assert_eq!(message.proxy_uri().unwrap(), Some("coap://example.com/x"));
+            let target = message.proxy_uri().unwrap().unwrap();
+            assert_eq!(target, "coap://example.com/x");
+            // Where to forward it, by the `uri` module (§6.4).
+            let uri = coap_proto::uri::Uri::parse(target).unwrap();
+            assert_eq!(
+                (uri.host(), uri.port(), uri.path()),
+                ("example.com", 5683, "/x")
+            );
         }
         other => panic!("{other:?}"),
     }
