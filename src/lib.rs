@@ -168,6 +168,8 @@ macro_rules! log_info {
 }
 
 pub mod block;
+#[cfg(feature = "dtls")]
+pub mod dtls;
 #[cfg(feature = "std")]
 pub mod net;
 pub mod resource;
