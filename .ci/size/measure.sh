@@ -1,27 +1,49 @@
 #!/usr/bin/env bash
-# Prints the .text bytes the codec and the whole endpoint take on thumbv7em-none-eabihf
-# at opt-level "z" with LTO and panic = "abort": the codec without and with the Display
-# impls, and a SmallEndpoint driven through every entry point (both roles, block-wise).
+# Prints one line per item, `NAME BYTES`: what the linker keeps (.text + .rodata) of a
+# Cortex-M4 image (thumbv7em-none-eabihf, opt-level "z", LTO, panic = "abort",
+# --gc-sections) that uses one part of the crate, and the size_of of two endpoint
+# configurations on that target (see src/main.rs). The largest functions of each image
+# go to stderr. `.ci/size/check.sh` compares the figures with `budget`.
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
-measure() { # cargo feature args -> text bytes of the probe's own (LTO) object
-  cargo build -q --release --target thumbv7em-none-eabihf "$@"
-  local dir; dir=$(mktemp -d)
-  (cd "$dir" && ar x "$OLDPWD/target/thumbv7em-none-eabihf/release/libcoap_size_probe.a")
-  # LTO folds the crate, the probe and the parts of core they use into one object;
-  # compiler_builtins stays apart and is not counted.
-  local obj; obj=$(ls "$dir"/coap_size_probe*.o | head -n1)
-  local total=0 size
-  for size in $(readelf -S -W "$obj" | awk '$2 ~ /^\.text/ { print $6 }'); do total=$((total + 16#$size)); done
-  echo "$total"
-  echo "symbols:" >&2
-  readelf -s -W "$obj" | awk '$4 == "FUNC" && $3 > 0 { print "  " $3 "\t" $8 }' | sort -rn | head -12 >&2
-  rm -rf "$dir"
+ELF=target/thumbv7em-none-eabihf/release/coap-size-probe
+image() { # feature -> .text + .rodata bytes of the linked image
+  cargo build -q --release --target thumbv7em-none-eabihf --features "$1"
+  echo "== $1: largest functions" >&2
+  readelf -s -W "$ELF" | awk '$4 == "FUNC" && $3 > 0 { print "  " $3 "\t" $8 }' | sort -rn | head -8 >&2
+  elf section-bytes
 }
-echo "parse + option walk + typed getters:            $(measure --features only-parse) bytes of .text"
-echo "builder with typed setters:                     $(measure --features only-build) bytes of .text"
-echo "codec (parse + walk + getters + typed builder): $(measure) bytes of .text"
-echo "with Display (links core::fmt):                 $(measure --features fmt) bytes of .text"
-echo "endpoint (SmallEndpoint<u8>, both roles, block-wise): $(measure --features endpoint) bytes of .text"
-echo "endpoint with Observe used in both roles:             $(measure --features observe) bytes of .text"
+elf() { # section-bytes | symbol NAME: read off the 32-bit ELF image
+  python3 - "$ELF" "$@" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+shoff, = struct.unpack_from("<I", data, 0x20)
+shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2e)
+secs = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize) for i in range(shnum)]
+names = secs[shstrndx]
+def name(at, table):
+    return data[table[4] + at:data.index(b"\0", table[4] + at)].decode()
+if sys.argv[2] == "section-bytes":
+    print(sum(s[5] for s in secs if name(s[0], names) in (".text", ".rodata")))
+    sys.exit()
+symtab = next(s for s in secs if s[1] == 2)
+strtab = secs[symtab[6]]
+for off in range(symtab[4], symtab[4] + symtab[5], 16):
+    at, value, size, info, other, shndx = struct.unpack_from("<IIIBBH", data, off)
+    if name(at, strtab) == sys.argv[3]:
+        sec = secs[shndx]
+        print(struct.unpack_from("<I", data, sec[4] + value - sec[3])[0])
+        break
+else:
+    sys.exit("no symbol " + sys.argv[3])
+PY
+}
+echo "codec-parse $(image codec-parse)"
+echo "codec-build $(image codec-build)"
+echo "codec-fmt $(image fmt)"
+echo "endpoint-client $(image endpoint-client)"
+echo "endpoint-server $(image endpoint-server)"
+echo "endpoint $(image endpoint)"
+echo "ram-small $(elf symbol RAM_SMALL)"
+echo "ram-default $(elf symbol RAM_DEFAULT)"
