@@ -559,9 +559,28 @@ impl Sessions {
 
     /// The next plaintext datagram a session delivered, with its session.
     pub fn poll_plaintext(&mut self) -> Option<(SessionId, &[u8])> {
-        let (id, bytes) = self.plaintext.pop_front()?;
-        self.current = bytes;
+        let id = self.next_plaintext()?;
         Some((id, &self.current))
+    }
+
+    /// Moves to the next plaintext datagram, returning its session; the bytes are then
+    /// [`plaintext`](Self::plaintext).
+    pub fn next_plaintext(&mut self) -> Option<SessionId> {
+        let (id, bytes) = self.plaintext.pop_front()?;
+        // The buffer of the one before is reused for the next one's successor.
+        self.current = bytes;
+        Some(id)
+    }
+
+    /// The plaintext datagram [`next_plaintext`](Self::next_plaintext) moved to.
+    pub fn plaintext(&self) -> &[u8] {
+        &self.current
+    }
+
+    /// The established session with `addr`, if there is one.
+    pub fn established(&self, addr: SocketAddr) -> Option<SessionId> {
+        let i = self.by_addr.get(&addr)?.0?;
+        Some(self.id(i))
     }
 
     /// Sends `plaintext` on session `id` (queued until its handshake completes).
@@ -761,10 +780,10 @@ impl DtlsEndpoint {
         mut on_incoming: impl FnMut(&mut Endpoint<SessionId>, crate::Incoming<'_>, Option<&[u8]>),
     ) {
         self.sessions.handle_datagram(now, from, datagram);
-        while let Some((id, plaintext)) = self.sessions.plaintext.pop_front() {
-            if let Some(incoming) = self.endpoint.handle_datagram(now, id, &plaintext) {
-                let identity = self.sessions.identity(id);
-                on_incoming(&mut self.endpoint, incoming, identity);
+        while let Some(id) = self.sessions.next_plaintext() {
+            let sessions = &self.sessions;
+            if let Some(incoming) = self.endpoint.handle_datagram(now, id, sessions.plaintext()) {
+                on_incoming(&mut self.endpoint, incoming, sessions.identity(id));
             }
         }
     }

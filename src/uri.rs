@@ -28,6 +28,8 @@ use crate::wire::{BuildError, Message, MessageBuilder, OptionNumber};
 
 /// The default port of the `coap` scheme (§6.1).
 pub const DEFAULT_PORT: u16 = 5683;
+/// The default port of the `coaps` scheme (§6.2).
+pub const DEFAULT_SECURE_PORT: u16 = 5684;
 
 /// Longest value of Uri-Host, Uri-Path and Uri-Query (§5.10).
 const MAX_VALUE: usize = 255;
@@ -45,8 +47,8 @@ const MAX_VALUE: usize = 255;
 pub enum UriError {
     /// Not an absolute URI: no `scheme://` in front (§6.4 step 1).
     NotAbsolute,
-    /// A scheme other than `coap` (§6.4 step 3). `coaps` needs DTLS, which this crate
-    /// does not provide.
+    /// A scheme other than `coap` (§6.4 step 3), or `coaps` (§6.2) without the feature
+    /// `dtls`.
     UnsupportedScheme,
     /// The URI has a `#fragment` (§6.4 step 4).
     Fragment,
@@ -71,7 +73,7 @@ impl fmt::Display for UriError {
         f.write_str(match self {
             UriError::NotAbsolute => "not an absolute URI (expected coap://host/path)",
             UriError::UnsupportedScheme => {
-                "only the coap scheme is supported (coaps needs DTLS, which is not provided)"
+                "only the coap scheme is supported (and coaps with the feature dtls)"
             }
             UriError::Fragment => "CoAP URIs cannot have a #fragment",
             UriError::MissingHost => "the URI has no host",
@@ -101,13 +103,15 @@ impl core::error::Error for UriError {}
 pub struct Uri<'a> {
     host: &'a str,
     port: u16,
+    secure: bool,
     path: &'a str,
     query: Option<&'a str>,
 }
 
 impl<'a> Uri<'a> {
-    /// Checks `uri` as §6.4 does: absolute, scheme `coap` (any case), no fragment, valid
-    /// percent-encodings, values within 255 bytes.
+    /// Checks `uri` as §6.4 does: absolute, scheme `coap` (any case; `coaps` too with
+    /// the feature `dtls`, §6.2), no fragment, valid percent-encodings, values within
+    /// 255 bytes.
     pub fn parse(uri: &'a str) -> Result<Uri<'a>, UriError> {
         if uri.bytes().any(|c| !c.is_ascii_graphic()) {
             return Err(UriError::BadCharacter);
@@ -120,7 +124,8 @@ impl<'a> Uri<'a> {
         {
             return Err(UriError::NotAbsolute);
         }
-        if !scheme.eq_ignore_ascii_case("coap") {
+        let secure = cfg!(feature = "dtls") && scheme.eq_ignore_ascii_case("coaps");
+        if !scheme.eq_ignore_ascii_case("coap") && !secure {
             return Err(UriError::UnsupportedScheme);
         }
         if rest.contains('#') {
@@ -138,6 +143,11 @@ impl<'a> Uri<'a> {
             return Err(UriError::UserInfo);
         }
         let (host, port) = split_host_port(authority)?;
+        let port = port.unwrap_or(if secure {
+            DEFAULT_SECURE_PORT
+        } else {
+            DEFAULT_PORT
+        });
         if host.is_empty() {
             return Err(UriError::MissingHost);
         }
@@ -149,9 +159,15 @@ impl<'a> Uri<'a> {
         Ok(Uri {
             host,
             port,
+            secure,
             path,
             query,
         })
+    }
+
+    /// Whether the scheme is `coaps` (CoAP over DTLS, §6.2).
+    pub fn is_secure(&self) -> bool {
+        self.secure
     }
 
     /// The host as written, IPv6 literals without their brackets.
@@ -225,12 +241,18 @@ pub fn write_path_and_query(
 
 impl fmt::Display for Uri<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.secure { "coaps" } else { "coap" };
         if self.host.contains(':') {
-            write!(f, "coap://[{}]", self.host)?;
+            write!(f, "{scheme}://[{}]", self.host)?;
         } else {
-            write!(f, "coap://{}", self.host)?;
+            write!(f, "{scheme}://{}", self.host)?;
         }
-        if self.port != DEFAULT_PORT {
+        let default = if self.secure {
+            DEFAULT_SECURE_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        if self.port != default {
             write!(f, ":{}", self.port)?;
         }
         f.write_str(if self.path.is_empty() { "/" } else { self.path })?;
@@ -329,7 +351,8 @@ fn encode(f: &mut fmt::Formatter<'_>, bytes: &[u8], keep: impl Fn(u8) -> bool) -
     Ok(())
 }
 
-fn split_host_port(authority: &str) -> Result<(&str, u16), UriError> {
+/// The host, and the port if the authority names one.
+fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (literal, after) = rest.split_once(']').ok_or(UriError::BadIpLiteral)?;
         literal
@@ -349,9 +372,9 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), UriError> {
         }
     };
     let port = match port {
-        None | Some("") => DEFAULT_PORT,
+        None | Some("") => None,
         Some(p) if p.bytes().all(|c| c.is_ascii_digit()) => {
-            p.parse().map_err(|_| UriError::BadPort)?
+            Some(p.parse().map_err(|_| UriError::BadPort)?)
         }
         Some(_) => return Err(UriError::BadPort),
     };

@@ -107,6 +107,7 @@ fn bad_uris_are_refused_with_the_reason() {
     for (uri, err) in [
         ("/just/a/path", UriError::NotAbsolute),
         ("http://example.com/", UriError::UnsupportedScheme),
+        #[cfg(not(feature = "dtls"))]
         ("coaps://example.com/", UriError::UnsupportedScheme),
         ("coap://example.com/a#frag", UriError::Fragment),
         ("coap:///path", UriError::MissingHost),
@@ -126,6 +127,24 @@ fn bad_uris_are_refused_with_the_reason() {
     assert_eq!(Uri::parse(&long), Err(UriError::ValueTooLong));
     let fits = format!("coap://host/{}", "%41".repeat(255));
     assert!(Uri::parse(&fits).is_ok());
+}
+
+#[test]
+#[cfg(feature = "dtls")]
+fn coaps_uris_parse_with_the_dtls_feature() {
+    // RFC 7252 §6.2: default port 5684.
+    let u = Uri::parse("coaps://example.com/temp").unwrap();
+    assert!(u.is_secure());
+    assert_eq!(
+        (u.host(), u.port(), u.path()),
+        ("example.com", 5684, "/temp")
+    );
+    assert_eq!(u.to_string(), "coaps://example.com/temp");
+    assert_eq!(
+        Uri::parse("coaps://h:5700/").unwrap().to_string(),
+        "coaps://h:5700/"
+    );
+    assert!(!Uri::parse("coap://h/").unwrap().is_secure());
 }
 
 proptest! {

@@ -23,7 +23,7 @@ use std::vec::Vec;
 
 use super::client::{BlockSource, Outcome};
 use super::server::{Handled, Node, Received};
-use super::{Error, Request, Response, Sent, Step, ToPeer};
+use super::{Error, Request, Response, Sent, Step, ToPeer, Transport, Udp};
 use crate::resource::Resource;
 use crate::wire::Code;
 use crate::{Config, IncomingHandle, RequestHandle};
@@ -56,10 +56,15 @@ pub struct Client<
     const MSG_BYTES: usize = 1152,
     const DEDUP_ENTRIES: usize = 512,
     const REPLY_BYTES: usize = 32768,
+    T: Transport = Udp,
 > {
     socket: UdpSocket,
-    core: Node<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
-    peer: SocketAddr,
+    core: Node<T::Peer, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
+    /// The server: its address, and the peer the endpoint knows it as (the address,
+    /// or the DTLS session).
+    server: SocketAddr,
+    peer: T::Peer,
+    transport: T,
     buf: Vec<u8>,
     receiver: Receiver,
 }
@@ -74,7 +79,7 @@ impl Client {
 
     /// [`connect`](Self::connect) with an endpoint configuration.
     pub fn with_config(server: impl ToPeer, config: Config) -> Result<Self, Error> {
-        let peer = server.to_peer()?.resolve()?;
+        let peer = super::resolve_for(&server, false)?;
         let socket = UdpSocket::bind(super::local_for(peer))?;
         Self::from_socket(socket, peer, config)
     }
@@ -104,7 +109,7 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Client<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+> Client<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, Udp>
 {
     /// [`from_socket`](Client::from_socket) for a client of other capacities than the
     /// default ones (the parameters of [`Endpoint`](crate::Endpoint)).
@@ -122,21 +127,33 @@ impl<
         server: impl ToPeer,
         config: Config,
     ) -> Result<Self, Error> {
-        let peer = server.to_peer()?.resolve()?;
+        let peer = super::resolve_for(&server, false)?;
         // The receive loop sets its own read timeouts.
         socket.set_nonblocking(false)?;
         Ok(Client {
             socket,
             core: Node::new(config)?,
+            server: peer,
             peer,
+            transport: Udp::default(),
             buf: std::vec![0; 2048],
             receiver: Receiver::default(),
         })
     }
+}
 
+impl<
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    T: Transport,
+> Client<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, T>
+{
     /// The server's address.
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        self.server
     }
 
     /// The endpoint's counters (messages, retransmissions, duplicates, refusals).
@@ -152,11 +169,16 @@ impl<
     /// Sends `req` to the server and waits for the response (the whole body of a
     /// block-wise one), or for the end of retransmission.
     pub fn request(&mut self, req: &Request) -> Result<Response, Error> {
-        self.request_to(self.peer, req)
+        let handle = self
+            .core
+            .start(self.core.clock().now(), self.peer, req, false, &mut None)?;
+        self.run(handle, &mut |_, _, _| true)
     }
 
-    /// [`request`](Self::request) to another peer.
+    /// [`request`](Self::request) to another peer (over DTLS: one this client has a
+    /// session with, which is only its server).
     pub fn request_to(&mut self, peer: SocketAddr, req: &Request) -> Result<Response, Error> {
+        let peer = self.transport.peer_for(peer).ok_or_else(no_session)?;
         let handle = self
             .core
             .start(self.core.clock().now(), peer, req, false, &mut None)?;
@@ -351,7 +373,12 @@ impl<
         let end = duration.map(|d| now + d);
         let handle = self.core.start(now, self.peer, &req, false, &mut None)?;
         loop {
-            let deadline = flush(&self.socket, &mut self.core, now)?;
+            let deadline = flush(&self.socket, &mut self.core, &mut self.transport, now)?;
+            if let Some(e) = self.transport.failure() {
+                self.core.cancel(now, handle);
+                let _ = self.core.requests.take(handle);
+                return Err(e);
+            }
             let notifications: Vec<Response> =
                 self.core.requests.take_notifications(handle).collect();
             for n in &notifications {
@@ -370,19 +397,44 @@ impl<
                 return Ok(());
             }
             let until = super::server::earliest(deadline, end);
-            let got = self
-                .receiver
-                .recv(&self.socket, wait(now, until), &mut self.buf)?;
-            now = clock.now();
-            match got {
-                Some((n, from)) => {
-                    self.core
-                        .handle_datagram(now, from, &self.buf[..n], |_, _, _| None::<Handled<()>>);
-                }
-                None if deadline.is_some_and(|d| d <= now) => self.core.handle_timeout(now),
-                None => {}
-            }
+            now = self.receive(until, deadline, &mut |_| {})?;
         }
+    }
+
+    /// Waits for a datagram until `until` and hands what it carries to the core (each
+    /// streamed block to `on_block`), or runs the timers if `deadline` passed. Returns
+    /// the time after.
+    fn receive(
+        &mut self,
+        until: Option<crate::Instant>,
+        deadline: Option<crate::Instant>,
+        on_block: &mut dyn FnMut(super::client::Streamed<'_>),
+    ) -> Result<crate::Instant, Error> {
+        let clock = self.core.clock();
+        let got = self
+            .receiver
+            .recv(&self.socket, wait(clock.now(), until), &mut self.buf)?;
+        let now = clock.now();
+        match got {
+            Some((n, from)) => {
+                let datagram = &self.buf[..n];
+                self.transport.receive(now, from, datagram);
+                while let Some((peer, bytes, _, _)) = self.transport.next_message(from, datagram) {
+                    let received = self
+                        .core
+                        .handle_datagram(now, peer, bytes, |_, _, _| None::<Handled<()>>);
+                    if let Received::Block(block) = received {
+                        on_block(block);
+                    }
+                }
+            }
+            None if deadline.is_some_and(|d| d <= now) => {
+                self.core.handle_timeout(now);
+                self.transport.handle_timeout(now);
+            }
+            None => {}
+        }
+        Ok(now)
     }
 
     /// Sends a CoAP ping (empty CON); `Ok` once the server answers with RST.
@@ -396,35 +448,125 @@ impl<
         handle: RequestHandle,
         on_block: &mut dyn FnMut(usize, &[u8], bool) -> bool,
     ) -> Outcome {
-        let clock = self.core.clock();
-        let mut now = clock.now();
+        let mut now = self.core.clock().now();
         loop {
-            let deadline = flush(&self.socket, &mut self.core, now)?;
+            let deadline = flush(&self.socket, &mut self.core, &mut self.transport, now)?;
             if let Some(outcome) = self.core.requests.take(handle) {
                 return outcome;
             }
-            let got = self
-                .receiver
-                .recv(&self.socket, wait(now, deadline), &mut self.buf)?;
-            now = clock.now();
-            match got {
-                Some((n, from)) => {
-                    let received =
-                        self.core
-                            .handle_datagram(now, from, &self.buf[..n], |_, _, _| {
-                                None::<Handled<()>>
-                            });
-                    if let Received::Block(block) = received {
-                        if block.handle == handle && !on_block(block.offset, block.data, block.last)
-                        {
-                            self.core.stop(now, handle);
-                        }
-                    }
+            if let Some(e) = self.transport.failure() {
+                self.core.cancel(now, handle);
+                let _ = self.core.requests.take(handle);
+                return Err(e);
+            }
+            let mut stop = false;
+            now = self.receive(deadline, deadline, &mut |block| {
+                if block.handle == handle && !on_block(block.offset, block.data, block.last) {
+                    stop = true;
                 }
-                None if deadline.is_some_and(|d| d <= now) => self.core.handle_timeout(now),
-                None => {}
+            })?;
+            if stop {
+                self.core.stop(now, handle);
             }
         }
+    }
+}
+
+#[cfg(feature = "dtls")]
+impl Client<64, 16, 1152, 512, 32768, super::Dtls> {
+    /// A `coaps://` client (RFC 7252 §9.1, feature `dtls`): DTLS 1.2 with the pre-shared
+    /// key `key` under `identity`, to `server` (`coaps://host[:port]`, default port
+    /// 5684, or an address). The handshake runs with the first request; a wrong key or
+    /// an identity the server does not know ends it with [`Error::Dtls`] after
+    /// [`Limits::handshake_timeout`](crate::dtls::Limits::handshake_timeout) (10 s by
+    /// default).
+    ///
+    /// ```no_run
+    /// use coap_proto::net::blocking::Client;
+    /// let mut client = Client::connect_psk("coaps://127.0.0.1", "sensor-7", "secret")?;
+    /// let temp = client.get("/temp")?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn connect_psk(
+        server: impl ToPeer,
+        identity: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Result<Self, Error> {
+        let addr = super::resolve_for(&server, true)?;
+        let socket = UdpSocket::bind(super::local_for(addr))?;
+        let sessions = crate::dtls::Sessions::client(identity, key, crate::dtls::Limits::default())
+            .map_err(Error::Dtls)?;
+        Self::from_socket_psk(socket, addr, sessions, super::default_config())
+    }
+
+    /// [`connect_psk`](Self::connect_psk) on a socket the caller set up, with a session
+    /// table ([`Sessions::client`](crate::dtls::Sessions::client)) and an endpoint
+    /// configuration of the caller's.
+    pub fn from_socket_psk(
+        socket: UdpSocket,
+        server: impl ToPeer,
+        sessions: crate::dtls::Sessions,
+        config: Config,
+    ) -> Result<Self, Error> {
+        let server = super::resolve_for(&server, true)?;
+        socket.set_nonblocking(false)?;
+        let core = Node::new(config)?;
+        let mut transport = super::Dtls::new(sessions);
+        let peer = transport
+            .connect(core.clock().now(), server)
+            .map_err(Error::Dtls)?;
+        Ok(Client {
+            socket,
+            core,
+            server,
+            peer,
+            transport,
+            buf: std::vec![0; 2048],
+            receiver: Receiver::default(),
+        })
+    }
+
+    /// The DTLS sessions (one: the server's).
+    pub fn sessions(&self) -> &crate::dtls::Sessions {
+        self.transport.sessions()
+    }
+}
+
+#[cfg(feature = "dtls")]
+impl Server<64, 16, 1152, 512, 32768, super::Dtls> {
+    /// A `coaps://` server on `addr` (RFC 7252 §9.1, feature `dtls`): clients connect
+    /// with an identity and key of `keys`; each request's handler sees the client's
+    /// identity in [`Request::identity`].
+    ///
+    /// ```no_run
+    /// use coap_proto::dtls::KeyStore;
+    /// use coap_proto::net::blocking::Server;
+    /// use coap_proto::net::Response;
+    /// use coap_proto::resource::{Methods, Resource};
+    ///
+    /// let keys = KeyStore::new().with("sensor-7", "secret");
+    /// let mut server = Server::bind_psk("127.0.0.1:5684", keys)?;
+    /// server.resource(Resource::new("/whoami", Methods::GET), |req| {
+    ///     Response::content(req.identity.clone().unwrap_or_default()).into()
+    /// });
+    /// server.run()?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn bind_psk(addr: impl ToSocketAddrs, keys: crate::dtls::KeyStore) -> Result<Self, Error> {
+        let sessions = crate::dtls::Sessions::server(keys, crate::dtls::Limits::default())
+            .map_err(Error::Dtls)?;
+        Self::from_socket_psk(UdpSocket::bind(addr)?, sessions, super::default_config())
+    }
+
+    /// [`bind_psk`](Self::bind_psk) on a socket the caller set up, with a session table
+    /// ([`Sessions::server`](crate::dtls::Sessions::server), its limits) and an
+    /// endpoint configuration of the caller's.
+    pub fn from_socket_psk(
+        socket: UdpSocket,
+        sessions: crate::dtls::Sessions,
+        config: Config,
+    ) -> Result<Self, Error> {
+        Self::over(socket, config, super::Dtls::new(sessions))
     }
 }
 
@@ -640,10 +782,12 @@ pub struct Server<
     const MSG_BYTES: usize = 1152,
     const DEDUP_ENTRIES: usize = 512,
     const REPLY_BYTES: usize = 32768,
+    T: Transport = Udp,
 > {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
-    core: Node<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
+    core: Node<T::Peer, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
+    transport: T,
     handlers: Vec<Handler>,
     fallback: Option<Handler>,
     rx: mpsc::Receiver<Command>,
@@ -685,7 +829,7 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+> Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, Udp>
 {
     /// [`from_socket`](Server::from_socket) for a server of other capacities than the
     /// default ones (the parameters of [`Endpoint`](crate::Endpoint)).
@@ -699,6 +843,21 @@ impl<
     /// # Ok::<(), coap_proto::net::Error>(())
     /// ```
     pub fn from_socket_sized(socket: UdpSocket, config: Config) -> Result<Self, Error> {
+        Self::over(socket, config, Udp::default())
+    }
+}
+
+impl<
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    T: Transport,
+> Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, T>
+{
+    /// A server on `socket` over `transport`.
+    fn over(socket: UdpSocket, config: Config, transport: T) -> Result<Self, Error> {
         socket.set_nonblocking(false)?;
         let local = socket.local_addr()?;
         let socket = Arc::new(socket);
@@ -713,6 +872,7 @@ impl<
             socket,
             local,
             core: Node::new(config)?,
+            transport,
             handlers: Vec::new(),
             fallback: None,
             rx,
@@ -816,7 +976,7 @@ impl<
                     self.on_command(now, command);
                 }
             }
-            let deadline = flush(&self.socket, &mut self.core, now)?;
+            let deadline = flush(&self.socket, &mut self.core, &mut self.transport, now)?;
             if !self.asked.is_empty() || !self.queued.is_empty() {
                 self.settle(now);
             }
@@ -826,28 +986,38 @@ impl<
                 // Empty datagrams are never CoAP: this one is a Responder or Stopper waking us.
                 Some((0, _)) => {}
                 Some((n, from)) => {
-                    let (handlers, fallback) = (&mut self.handlers, &mut self.fallback);
-                    let later =
-                        self.core
-                            .handle_datagram(now, from, &buf[..n], |resource, request, _| {
-                                let handler = match resource {
-                                    Some(i) => handlers.get_mut(i),
-                                    None => fallback.as_mut(),
-                                }?;
-                                Some(match handler(request) {
-                                    Reply::Now(response) => Handled::Now(response),
-                                    Reply::Later(f) => Handled::Later(f),
-                                })
+                    let datagram = &buf[..n];
+                    self.transport.receive(now, from, datagram);
+                    while let Some((peer, bytes, addr, identity)) =
+                        self.transport.next_message(from, datagram)
+                    {
+                        self.core.set_origin(addr, identity);
+                        let (handlers, fallback) = (&mut self.handlers, &mut self.fallback);
+                        let later =
+                            self.core
+                                .handle_datagram(now, peer, bytes, |resource, request, _| {
+                                    let handler = match resource {
+                                        Some(i) => handlers.get_mut(i),
+                                        None => fallback.as_mut(),
+                                    }?;
+                                    Some(match handler(request) {
+                                        Reply::Now(response) => Handled::Now(response),
+                                        Reply::Later(f) => Handled::Later(f),
+                                    })
+                                });
+                        if let Received::Later(id, f) = later {
+                            f(Responder {
+                                id,
+                                wake: self.waker.clone(),
+                                sent: false,
                             });
-                    if let Received::Later(id, f) = later {
-                        f(Responder {
-                            id,
-                            wake: self.waker.clone(),
-                            sent: false,
-                        });
+                        }
                     }
                 }
-                None if deadline.is_some_and(|d| d <= now) => self.core.handle_timeout(now),
+                None if deadline.is_some_and(|d| d <= now) => {
+                    self.core.handle_timeout(now);
+                    self.transport.handle_timeout(now);
+                }
                 None => {}
             }
         }
@@ -875,11 +1045,15 @@ impl<
                 let _ = reply.send(outcome);
             }
         }
-        while let Some((peer, req, reply)) = self.queued.pop_front() {
+        while let Some((addr, req, reply)) = self.queued.pop_front() {
+            let Some(peer) = self.transport.peer_for(addr) else {
+                let _ = reply.send(Err(no_session()));
+                continue;
+            };
             match self.core.start(now, peer, &req, false, &mut None) {
                 Ok(handle) => drop(self.asked.insert(handle, reply)),
                 Err(Error::Endpoint(crate::Error::TableFull | crate::Error::BuffersFull)) => {
-                    self.queued.push_front((peer, req, reply));
+                    self.queued.push_front((addr, req, reply));
                     return;
                 }
                 Err(e) => drop(reply.send(Err(e))),
@@ -888,32 +1062,45 @@ impl<
     }
 }
 
+/// The error for a peer the transport has no session with (only DTLS has sessions).
+fn no_session() -> Error {
+    #[cfg(feature = "dtls")]
+    return Error::Dtls(crate::dtls::DtlsError::UnknownSession);
+    #[cfg(not(feature = "dtls"))]
+    Error::UnknownHost
+}
+
 /// How long to wait from `now` for a datagram before `deadline` is due.
 fn wait(now: crate::Instant, deadline: Option<crate::Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(now))
 }
 
-/// Sends every datagram the core has; returns its next deadline.
-fn flush<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(
+/// Sends every datagram the core and the transport have; returns the next deadline of
+/// either.
+fn flush<
+    T: Transport,
+    const E: usize,
+    const B: usize,
+    const M: usize,
+    const D: usize,
+    const R: usize,
+>(
     socket: &UdpSocket,
-    core: &mut Node<E, B, M, D, R>,
+    core: &mut Node<T::Peer, E, B, M, D, R>,
+    transport: &mut T,
     now: crate::Instant,
 ) -> Result<Option<crate::Instant>, Error> {
     let step = core.poll(now, |to, datagram| {
-        loop {
-            match socket.send_to(datagram, to) {
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if super::is_loss(e.kind()) => return Ok(Sent::Done),
-                Err(e) => return Err(e),
-                Ok(_) => return Ok(Sent::Done),
-            }
-        }
+        transport.send(socket, now, to, datagram)?;
+        Ok(Sent::Done)
     })?;
-    match step {
-        Step::Wait(deadline) => Ok(deadline),
+    transport.flush(socket)?;
+    let deadline = match step {
+        Step::Wait(deadline) => deadline,
         // A blocking send always takes the datagram.
-        Step::Transmit(_) => Ok(Some(now)),
-    }
+        Step::Transmit(_) => Some(now),
+    };
+    Ok(super::server::earliest(deadline, transport.next_timeout()))
 }
 
 /// The longest a receive blocks: a deadline further away is reached by waking up again.

@@ -4,11 +4,10 @@
 
 use std::boxed::Box;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::vec::Vec;
 
 use super::server::Node;
-use super::{Error, Request, Response};
+use super::{Error, NetPeer, Request, Response};
 use crate::wire::{Code, Message};
 use crate::{Event, RequestHandle, RequestOptions};
 
@@ -33,7 +32,7 @@ pub(crate) struct Streamed<'b> {
 /// What a finished request produced.
 pub(crate) type Outcome = Result<Response, Error>;
 
-struct Pending {
+struct Pending<P> {
     upload: Option<Upload>,
     /// Blocks go to the adapter instead of into the response's payload.
     stream: bool,
@@ -46,7 +45,7 @@ struct Pending {
     observe: bool,
     /// For an observation: its request and peer, to fetch the rest of a block-wise
     /// notification (RFC 7959 §2.6) and to register again.
-    origin: Option<(SocketAddr, Box<Request>)>,
+    origin: Option<(P, Box<Request>)>,
     /// For an observation that asked to: when to register again (RFC 7641 §3.3.1).
     refresh_at: Option<crate::Instant>,
 }
@@ -58,7 +57,7 @@ struct Stitch {
     first: Response,
 }
 
-impl Pending {
+impl<P> Pending<P> {
     fn new(
         upload: Option<Upload>,
         stream: bool,
@@ -80,9 +79,8 @@ impl Pending {
 
 /// The requests an adapter has in flight: what they need (upload bodies, collected
 /// responses, overall timeouts) beside the endpoint's own records, and their outcomes.
-#[derive(Default)]
-pub(crate) struct Requests {
-    pending: HashMap<RequestHandle, Pending>,
+pub(crate) struct Requests<P> {
+    pending: HashMap<RequestHandle, Pending<P>>,
     finished: Vec<(RequestHandle, Outcome)>,
     /// Notifications of observations, complete, in the order they came.
     notifications: Vec<(RequestHandle, Response)>,
@@ -94,7 +92,18 @@ pub(crate) struct Requests {
 /// the default 1152-byte message buffer with room for options).
 const MAX_SINGLE: usize = 1024;
 
-impl Requests {
+impl<P> Default for Requests<P> {
+    fn default() -> Self {
+        Requests {
+            pending: HashMap::new(),
+            finished: Vec::new(),
+            notifications: Vec::new(),
+            stitches: HashMap::new(),
+        }
+    }
+}
+
+impl<P> Requests<P> {
     /// Takes the notifications that came for observation `handle`.
     pub(crate) fn take_notifications(
         &mut self,
@@ -133,8 +142,8 @@ impl Requests {
 }
 
 /// The client role of the adapters' core.
-impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
-    Node<E, B, M, D, R>
+impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Node<P, E, B, M, D, R>
 {
     /// Starts `req` to `peer`. With `stream`, the response's blocks are handed out by
     /// [`on_response`](Self::on_response) rather than collected. A `source` produces
@@ -143,7 +152,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     pub(crate) fn start(
         &mut self,
         now: crate::Instant,
-        peer: SocketAddr,
+        peer: P,
         req: &Request,
         stream: bool,
         source: &mut Option<BlockSource>,
@@ -190,11 +199,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     }
 
     /// Sends a ping (empty CON); it finishes with an empty response.
-    pub(crate) fn ping(
-        &mut self,
-        now: crate::Instant,
-        peer: SocketAddr,
-    ) -> Result<RequestHandle, Error> {
+    pub(crate) fn ping(&mut self, now: crate::Instant, peer: P) -> Result<RequestHandle, Error> {
         let handle = self.ep.ping(now, peer)?;
         self.requests
             .pending
@@ -293,7 +298,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         &mut self,
         now: crate::Instant,
         observation: RequestHandle,
-        origin: Option<(SocketAddr, Box<Request>)>,
+        origin: Option<(P, Box<Request>)>,
         first: Response,
         message: &Message<'_>,
     ) {

@@ -26,6 +26,10 @@ use core::time::Duration;
 
 pub mod blocking;
 mod client;
+mod transport;
+#[cfg(feature = "dtls")]
+pub use transport::Dtls;
+pub use transport::{Transport, Udp};
 #[cfg(fuzzing)]
 pub mod fuzzing;
 mod server;
@@ -100,6 +104,9 @@ pub struct Request {
     pub max_body: Option<usize>,
     /// Handler only: the peer that sent the request.
     pub peer: Option<std::net::SocketAddr>,
+    /// Handler only, over DTLS (feature `dtls`): the PSK identity of the peer's
+    /// session, to authorize the request by.
+    pub identity: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -145,6 +152,7 @@ impl Request {
             separate_timeout: None,
             max_body: None,
             peer: None,
+            identity: None,
         }
     }
 
@@ -358,7 +366,7 @@ impl Request {
     pub(crate) fn fill_from(
         &mut self,
         message: &Message<'_>,
-        peer: std::net::SocketAddr,
+        peer: Option<std::net::SocketAddr>,
         body: &[u8],
     ) {
         self.method = message.code();
@@ -421,7 +429,7 @@ impl Request {
         }
         self.payload.clear();
         self.payload.extend_from_slice(body);
-        self.peer = Some(peer);
+        self.peer = peer;
     }
 }
 
@@ -815,6 +823,10 @@ pub enum Error {
     Io(std::sync::Arc<std::io::Error>),
     /// The client's task is gone (tokio) or the request was cancelled.
     Closed,
+    /// The DTLS session to the server failed (feature `dtls`): a wrong key or unknown
+    /// identity (the handshake times out), or a fatal DTLS error.
+    #[cfg(feature = "dtls")]
+    Dtls(crate::dtls::DtlsError),
 }
 
 impl fmt::Display for Error {
@@ -835,6 +847,8 @@ impl fmt::Display for Error {
             }
             Error::Io(e) => write!(f, "socket error: {e}"),
             Error::Closed => f.write_str("the client was closed or the request cancelled"),
+            #[cfg(feature = "dtls")]
+            Error::Dtls(e) => write!(f, "coaps: {e}"),
         }
     }
 }
@@ -863,6 +877,8 @@ impl PartialEq for Error {
             (Error::Uri(a), Error::Uri(b)) => a == b,
             (Error::BodyTooLarge { limit: a }, Error::BodyTooLarge { limit: b }) => a == b,
             (Error::BufferTooSmall { needed: a }, Error::BufferTooSmall { needed: b }) => a == b,
+            #[cfg(feature = "dtls")]
+            (Error::Dtls(a), Error::Dtls(b)) => a == b,
             _ => false,
         }
     }
@@ -916,11 +932,11 @@ impl Clock {
 
 /// What the core has for its adapter after draining events.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Step {
+pub(crate) enum Step<P = std::net::SocketAddr> {
     /// The sender could not take a datagram now: it is in the core's `out` buffer, to
     /// be sent to this peer once the socket can take it.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    Transmit(std::net::SocketAddr),
+    Transmit(P),
     /// Wait for a datagram until then.
     Wait(Option<crate::Instant>),
 }
@@ -937,17 +953,20 @@ pub(crate) enum Sent {
 /// The endpoint type of the adapters, with the capacities of an adapter's parameters
 /// (the defaults are the endpoint's).
 pub(crate) type Ep<
+    P = std::net::SocketAddr,
     const E: usize = 64,
     const B: usize = 16,
     const M: usize = 1152,
     const D: usize = 512,
     const R: usize = 32768,
-> = crate::Endpoint<std::net::SocketAddr, E, B, M, D, R>;
+> = crate::Endpoint<P, E, B, M, D, R>;
+
+pub(crate) use transport::private::NetPeer;
 
 /// Logs a datagram sent or received at debug level (feature `log`), in the message's
 /// `Display` form: `CON GET MID 0x1234 token 0x01; Uri-Path: "time"`.
 #[inline]
-pub(crate) fn log_datagram(direction: &str, peer: std::net::SocketAddr, bytes: &[u8]) {
+pub(crate) fn log_datagram(direction: &str, peer: impl core::fmt::Display, bytes: &[u8]) {
     #[cfg(feature = "log")]
     if log::log_enabled!(target: "coap_proto", log::Level::Debug) {
         match Message::parse(bytes) {
@@ -1053,6 +1072,24 @@ pub trait ToPeer {
     /// The address, or the name and port to look up.
     #[doc(hidden)]
     fn to_peer(&self) -> Result<Peer, Error>;
+
+    /// The scheme, for a URI: `Some(true)` for `coaps`, `Some(false)` for `coap`.
+    #[doc(hidden)]
+    fn secure_scheme(&self) -> Option<bool> {
+        None
+    }
+}
+
+/// `server`'s address, for a client over plain UDP (`secure` false) or DTLS: a URI of
+/// the other scheme is refused rather than spoken to in the wrong protocol.
+pub(crate) fn resolve_for(
+    server: &impl ToPeer,
+    secure: bool,
+) -> Result<std::net::SocketAddr, Error> {
+    if server.secure_scheme().is_some_and(|s| s != secure) {
+        return Err(Error::Uri(UriError::UnsupportedScheme));
+    }
+    server.to_peer()?.resolve()
 }
 
 /// A peer before name resolution.
@@ -1080,6 +1117,11 @@ impl Peer {
 }
 
 impl ToPeer for str {
+    fn secure_scheme(&self) -> Option<bool> {
+        let (scheme, _) = self.split_once("://")?;
+        Some(scheme.eq_ignore_ascii_case("coaps"))
+    }
+
     fn to_peer(&self) -> Result<Peer, Error> {
         if self.contains("://") {
             let uri = crate::uri::Uri::parse(self).map_err(Error::Uri)?;
@@ -1102,6 +1144,10 @@ impl ToPeer for str {
 }
 
 impl ToPeer for String {
+    fn secure_scheme(&self) -> Option<bool> {
+        self.as_str().secure_scheme()
+    }
+
     fn to_peer(&self) -> Result<Peer, Error> {
         self.as_str().to_peer()
     }
@@ -1148,6 +1194,10 @@ impl ToPeer for (std::net::Ipv6Addr, u16) {
 }
 
 impl<T: ToPeer + ?Sized> ToPeer for &T {
+    fn secure_scheme(&self) -> Option<bool> {
+        (**self).secure_scheme()
+    }
+
     fn to_peer(&self) -> Result<Peer, Error> {
         (**self).to_peer()
     }

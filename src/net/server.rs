@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::vec::Vec;
 
 use super::client::{Requests, Streamed};
-use super::{Clock, Ep, Error, Request, Response, Sent, Step};
+use super::{Clock, Ep, Error, NetPeer, Request, Response, Sent, Step};
 use crate::block::{Block1Assembler, KeptResponses};
 use crate::resource::{LinkFormat, Resource, Route, route};
 use crate::wire::{Block, Code, ContentFormat, Message, OptionNumber};
@@ -72,23 +72,24 @@ pub(crate) enum Received<'b, L> {
 
 /// Both roles of an adapter on one endpoint (of the adapter's capacities).
 pub(crate) struct Node<
+    P: NetPeer = SocketAddr,
     const E: usize = 64,
     const B: usize = 16,
     const M: usize = 1152,
     const D: usize = 512,
     const R: usize = 32768,
 > {
-    pub(crate) ep: Box<Ep<E, B, M, D, R>>,
+    pub(crate) ep: Box<Ep<P, E, B, M, D, R>>,
     /// The client role.
-    pub(crate) requests: Requests,
+    pub(crate) requests: Requests<P>,
     pub(crate) clock: Clock,
     pub(crate) table: Vec<Resource<'static>>,
     pub(crate) has_fallback: bool,
-    assembler: Box<Block1Assembler<SocketAddr, 4, MAX_BODY>>,
+    assembler: Box<Block1Assembler<P, 4, MAX_BODY>>,
     waiting: HashMap<IncomingHandle, Waiting>,
     /// Block-wise responses to unsafe methods (POST, PUT …), kept for the client's
     /// follow-up Block2 requests: running the handler again would repeat the action.
-    kept: Box<KeptResponses<SocketAddr, KEPT, MAX_BODY>>,
+    kept: Box<KeptResponses<P, KEPT, MAX_BODY>>,
     /// Answers that found no message buffer free, tried again at every drain.
     retry: VecDeque<(IncomingHandle, Response)>,
     /// Whether this drain has tried them already.
@@ -98,10 +99,14 @@ pub(crate) struct Node<
     /// The latest state notified per observable resource, for observers still due.
     latest: HashMap<u16, (bool, Response)>,
     pub(crate) out: Vec<u8>,
+    /// Over DTLS: the address and PSK identity of the session whose datagram is being
+    /// handled, for the [`Request`] handlers see (set by the adapter).
+    origin: Option<SocketAddr>,
+    identity: Option<Vec<u8>>,
 }
 
-impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
-    Node<E, B, M, D, R>
+impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Node<P, E, B, M, D, R>
 {
     pub(crate) fn new(config: crate::Config) -> Result<Self, Error> {
         Ok(Node {
@@ -118,6 +123,8 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             request: Request::new(Code::GET, "/"),
             latest: HashMap::new(),
             out: Vec::new(),
+            origin: None,
+            identity: None,
         })
     }
 
@@ -129,7 +136,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     pub(crate) fn handle_datagram<'b, L>(
         &mut self,
         now: crate::Instant,
-        from: SocketAddr,
+        from: P,
         datagram: &'b [u8],
         handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
     ) -> Received<'b, L> {
@@ -156,7 +163,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     fn on_request<L>(
         &mut self,
         now: crate::Instant,
-        from: SocketAddr,
+        from: P,
         handle: IncomingHandle,
         message: Message<'_>,
         handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
@@ -211,7 +218,9 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 .assemble_block1(now, handle, &message, &mut self.assembler)
             {
                 Ok(Some(body)) => {
-                    self.request.fill_from(&message, from, body.body);
+                    self.request
+                        .fill_from(&message, self.origin.or(from.socket_addr()), body.body);
+                    self.request.identity.clone_from(&self.identity);
                     body.echo
                 }
                 // Answered already: 2.31 Continue, or an error.
@@ -219,7 +228,12 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             }
         } else {
             // Neither a block of an upload nor a follow-up: the payload is the body.
-            self.request.fill_from(&message, from, message.payload());
+            self.request.fill_from(
+                &message,
+                self.origin.or(from.socket_addr()),
+                message.payload(),
+            );
+            self.request.identity.clone_from(&self.identity);
             None
         };
         match handler(resource, &self.request, &message) {
@@ -244,6 +258,16 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 let _ = self.ep.abandon(now, handle);
                 None
             }
+        }
+    }
+
+    /// The address and PSK identity of the DTLS session whose datagram comes next.
+    #[cfg_attr(not(feature = "dtls"), allow(dead_code))]
+    pub(crate) fn set_origin(&mut self, addr: Option<SocketAddr>, identity: Option<&[u8]>) {
+        self.origin = addr;
+        match (identity, &mut self.identity) {
+            (Some(new), Some(old)) if new == &old[..] => {}
+            (new, old) => *old = new.map(<[u8]>::to_vec),
         }
     }
 
@@ -413,8 +437,8 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     }
 }
 
-impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
-    Node<E, B, M, D, R>
+impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Node<P, E, B, M, D, R>
 {
     /// Drains the endpoint: datagrams go to `send` straight from the endpoint's buffer
     /// (no copy); one it cannot take now is copied to [`out`](Self::out) and handed
@@ -422,8 +446,8 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     pub(crate) fn poll(
         &mut self,
         now: crate::Instant,
-        mut send: impl FnMut(SocketAddr, &[u8]) -> std::io::Result<Sent>,
-    ) -> Result<Step, Error> {
+        mut send: impl FnMut(P, &[u8]) -> std::io::Result<Sent>,
+    ) -> Result<Step<P>, Error> {
         let next_give_up = earliest(self.give_up_due(now), self.refresh_due(now));
         // Once per drain, not per datagram sent: a buffer frees between drains.
         if !self.retried {

@@ -164,7 +164,10 @@ impl Client {
         config: Config,
     ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let node = Node::<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>::new(config)?;
+        let node =
+            Node::<SocketAddr, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>::new(
+                config,
+            )?;
         let driver = Driver::new(socket, node, Handlers::default(), rx);
         tokio::spawn(async move {
             // A client's task ends when every handle is gone or the socket fails; the
@@ -626,7 +629,7 @@ struct InFlight {
 /// requests (in flight, and waiting their turn).
 struct Driver<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> {
     socket: UdpSocket,
-    node: Node<E, B, M, D, R>,
+    node: Node<SocketAddr, E, B, M, D, R>,
     handlers: Handlers,
     commands: mpsc::UnboundedReceiver<Command>,
     in_flight: HashMap<RequestHandle, InFlight>,
@@ -643,7 +646,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
 {
     fn new(
         socket: UdpSocket,
-        node: Node<E, B, M, D, R>,
+        node: Node<SocketAddr, E, B, M, D, R>,
         handlers: Handlers,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
@@ -854,7 +857,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
 /// waiting until it can); returns its next deadline.
 async fn flush<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(
     socket: &UdpSocket,
-    core: &mut Node<E, B, M, D, R>,
+    core: &mut Node<SocketAddr, E, B, M, D, R>,
     now: crate::Instant,
 ) -> Result<Option<crate::Instant>, Error> {
     loop {

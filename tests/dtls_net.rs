@@ -1,0 +1,208 @@
+//! `coaps://` with the blocking client and server (feature `dtls`) over 127.0.0.1: our
+//! client and server together — the handshake, GET with the client's identity, PUT,
+//! Block1 and Block2, a separate response, a wrong key — and each against libcoap's
+//! openssl and gnutls tools.
+#![cfg(feature = "dtls")]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coap_proto::dtls::{DtlsError, KeyStore, Limits, Sessions};
+use coap_proto::net::blocking::{Client, Reply, Server};
+use coap_proto::net::{Error, Request, Response};
+use coap_proto::resource::{Methods, Resource};
+use coap_proto::wire::Code;
+
+const KEY: &str = "a coaps test key";
+
+fn big() -> Vec<u8> {
+    (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// Our coaps server: `/whoami` (the client's identity), `/big` (3,000 bytes), `/store`
+/// (GET and PUT), `/late` (a separate response after 200 ms).
+fn server() -> SocketAddr {
+    let keys = KeyStore::new().with("alice", KEY).with("libcoap", KEY);
+    let mut server = Server::bind_psk("127.0.0.1:0", keys).unwrap();
+    server.resource(Resource::new("/whoami", Methods::GET), |req| {
+        Response::content(req.identity.clone().unwrap_or_default()).into()
+    });
+    server.resource(Resource::new("/big", Methods::GET), |_| {
+        Response::content(big()).into()
+    });
+    let store = Arc::new(Mutex::new(Vec::new()));
+    let s = store.clone();
+    server.resource(
+        Resource::new("/store", Methods::GET.and(Methods::PUT)),
+        move |req| {
+            if req.method == Code::PUT {
+                *s.lock().unwrap() = req.payload.clone();
+                Response::new(Code::CHANGED).into()
+            } else {
+                Response::content(s.lock().unwrap().clone()).into()
+            }
+        },
+    );
+    server.resource(Resource::new("/late", Methods::GET), |_| {
+        Reply::later(|responder| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                responder.respond(Response::content("late"));
+            });
+        })
+    });
+    let addr = server.local_addr();
+    std::thread::spawn(move || server.run());
+    addr
+}
+
+#[test]
+fn our_coaps_client_and_server_exchange_every_kind_of_request() {
+    let addr = server();
+    let start = Instant::now();
+    let mut c = Client::connect_psk(format!("coaps://{addr}"), "alice", KEY).unwrap();
+    let r = c.get("/whoami").unwrap();
+    eprintln!("handshake and first GET: {:?}", start.elapsed());
+    assert_eq!(
+        (r.code, &r.payload[..]),
+        (Code::CONTENT, &b"alice"[..]),
+        "the identity"
+    );
+    assert!(
+        c.sessions()
+            .is_connected(c.sessions().established(addr).unwrap())
+    );
+    assert_eq!(c.get("/big").unwrap().payload, big(), "Block2");
+    let body: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    assert_eq!(
+        c.put("/store", &body).unwrap().code,
+        Code::CHANGED,
+        "Block1"
+    );
+    assert_eq!(c.get("/store").unwrap().payload, body);
+    assert_eq!(
+        c.get("/late").unwrap().payload,
+        b"late",
+        "separate response"
+    );
+    // Requests per second over the session, one at a time.
+    let n = 500;
+    let start = Instant::now();
+    for _ in 0..n {
+        assert_eq!(c.get("/whoami").unwrap().code, Code::CONTENT);
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    eprintln!("coaps GET over 127.0.0.1, one at a time: {rate:.0} requests/s");
+}
+
+#[test]
+fn a_wrong_key_or_an_unknown_identity_is_a_typed_error_in_bounded_time() {
+    let addr = server();
+    for (identity, key) in [("alice", "not the key"), ("mallory", KEY)] {
+        let limits = Limits {
+            handshake_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let sessions = Sessions::client(identity, key, limits).unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut c =
+            Client::from_socket_psk(socket, addr, sessions, coap_proto::net::default_config())
+                .unwrap();
+        let start = Instant::now();
+        let e = c.get("/whoami").unwrap_err();
+        assert_eq!(e, Error::Dtls(DtlsError::HandshakeTimeout), "{identity}");
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(3), "{identity}: {took:?}");
+        assert!(e.to_string().contains("wrong key"), "{e}");
+    }
+}
+
+fn available(tool: &str) -> bool {
+    let found = Command::new("which")
+        .arg(tool)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").is_err(), "{tool} is missing under CI");
+        eprintln!("SKIPPED: {tool} (libcoap3-bin) is not installed");
+    }
+    found
+}
+
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn libcoap_dtls_clients_against_our_blocking_server() {
+    let addr = server();
+    let base = format!("coaps://{addr}");
+    for tool in ["coap-client-openssl", "coap-client-gnutls"] {
+        if !available(tool) {
+            continue;
+        }
+        let run = |args: &[&str]| {
+            let out = Command::new(tool)
+                .args(["-k", KEY, "-u", "libcoap", "-B", "10"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{tool} {args:?}: {out:?}");
+            out.stdout
+        };
+        assert_eq!(run(&[&format!("{base}/whoami")]), b"libcoap\n", "{tool}");
+        assert_eq!(
+            run(&[&format!("{base}/big")]).len(),
+            3000 + 1,
+            "{tool}: Block2"
+        );
+        run(&["-m", "put", "-e", "from libcoap", &format!("{base}/store")]);
+        assert_eq!(
+            run(&[&format!("{base}/store")]),
+            b"from libcoap\n",
+            "{tool}: PUT"
+        );
+    }
+}
+
+#[test]
+fn our_blocking_coaps_client_against_libcoap_servers() {
+    for tool in ["coap-server-openssl", "coap-server-gnutls"] {
+        if !available(tool) {
+            continue;
+        }
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let _peer = Peer(
+            Command::new(tool)
+                .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-k", KEY])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        // libcoap serves coaps on its port + 1.
+        let mut c =
+            Client::connect_psk(format!("coaps://127.0.0.1:{}", port + 1), "ours", KEY).unwrap();
+        let r = c.get("/").unwrap();
+        assert!(r.payload_str().unwrap().contains("libcoap"), "{tool}");
+        // A block-wise PUT and GET of libcoap's /example_data.
+        let body: Vec<u8> = (0..3000u32).map(|i| b'A' + (i % 26) as u8).collect();
+        let r = c
+            .request(&Request::put("/example_data").payload(body.clone()))
+            .unwrap();
+        assert!(r.is_success(), "{tool}: {}", r.code);
+        assert_eq!(c.get("/example_data").unwrap().payload, body, "{tool}");
+    }
+}
