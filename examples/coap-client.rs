@@ -25,9 +25,14 @@
 //!   -p PORT        local port to send from
 //!   -s SECONDS     observe the resource (RFC 7641) for that long, printing each
 //!                  notification as it comes
+//!   -k KEY         pre-shared key for coaps:// (DTLS, feature dtls)
+//!   -u IDENTITY    the identity that key belongs to (default "coap-proto")
 //!   -v N           verbosity: 6 and more print every message sent and received
 //!   -h             this help
 //! ```
+//!
+//! `coaps://` URIs (port 5684 by default) need the `dtls` feature:
+//! `cargo run --features std,log,dtls --example coap-client -- -k KEY -u ID coaps://host/path`.
 //!
 //! As libcoap's client does, a 2.xx body goes to stdout as received (with a newline
 //! after it), and any other code is printed on stderr with the diagnostic payload,
@@ -47,7 +52,8 @@ mod logger;
 
 const USAGE: &str = "usage: coap-client [-m METHOD] [-e TEXT | -f FILE] [-o FILE] [-w] \
 [-b [NUM,]SIZE] [-B SECONDS] [-N] [-A TYPE] [-t TYPE] [-O NUM,TEXT]... [-T TOKEN] \
-[-P PROXY] [-H HOPS] [-U] [-G COUNT] [-s SECONDS] [-a ADDRESS] [-p PORT] [-v N] [-h] URI";
+[-P PROXY] [-H HOPS] [-U] [-G COUNT] [-s SECONDS] [-a ADDRESS] [-p PORT] [-k KEY] \
+[-u IDENTITY] [-v N] [-h] URI";
 
 fn main() -> ExitCode {
     match run() {
@@ -78,6 +84,8 @@ struct Options {
     local_address: Option<String>,
     local_port: u16,
     observe: Option<u64>,
+    key: Option<String>,
+    identity: String,
     uri: String,
 }
 
@@ -101,6 +109,8 @@ fn parse() -> Result<Options, Box<dyn std::error::Error>> {
         local_address: None,
         local_port: 0,
         observe: None,
+        key: None,
+        identity: "coap-proto".to_string(),
         uri: String::new(),
     };
     let mut verbosity = 0u8;
@@ -165,6 +175,8 @@ fn parse() -> Result<Options, Box<dyn std::error::Error>> {
             "-p" => o.local_port = value()?.parse()?,
             "-v" => verbosity = value()?.parse()?,
             "-s" => o.observe = Some(value()?.parse()?),
+            "-k" => o.key = Some(value()?),
+            "-u" => o.identity = value()?,
             "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -229,14 +241,40 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => SocketAddr::new(coap_proto::net::local_for(server).ip(), o.local_port),
     };
     let socket = UdpSocket::bind(local)?;
-    let mut client = Client::from_socket(socket, server, coap_proto::net::default_config())?;
+    let secure = o.proxy.as_deref().unwrap_or(&o.uri).secure_scheme() == Some(true);
+    if !secure {
+        let mut client = Client::from_socket(socket, server, coap_proto::net::default_config())?;
+        return exchange(&o, &req, &mut client);
+    }
+    #[cfg(feature = "dtls")]
+    {
+        use coap_proto::dtls::{Limits, Sessions};
+        let key = o
+            .key
+            .clone()
+            .ok_or("coaps:// needs a pre-shared key (-k KEY)")?;
+        let sessions = Sessions::client(o.identity.clone(), key, Limits::default())?;
+        let config = coap_proto::net::default_config();
+        let mut client = Client::from_socket_psk(socket, server, sessions, config)?;
+        exchange(&o, &req, &mut client)
+    }
+    #[cfg(not(feature = "dtls"))]
+    Err("coaps:// needs the dtls feature (cargo run --features std,log,dtls …)".into())
+}
+
+/// Sends the request (or observes) over `client`, printing as libcoap's client does.
+fn exchange<T: coap_proto::net::Transport>(
+    o: &Options,
+    req: &Request,
+    client: &mut Client<64, 16, 1152, 512, 32768, T>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut written = false;
     if let Some(secs) = o.observe {
         // Observe (RFC 7641) for that long: each notification as it comes, as
         // libcoap's `-s` prints them.
         let mut failed = None;
-        client.observe(&req, Some(Duration::from_secs(secs)), |n| {
-            match print(&o, n) {
+        client.observe(req, Some(Duration::from_secs(secs)), |n| {
+            match print(o, n) {
                 Ok(w) => {
                     written |= w;
                     true
@@ -263,15 +301,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             // As libcoap's client does, `-b NUM,SIZE` with NUM > 0 fetches that block only.
             Some((offset, _)) if offset > 0 && req.payload.is_empty() => {
                 let mut body = Vec::new();
-                let head = client.request_streamed(&req, |_, bytes, _| {
+                let head = client.request_streamed(req, |_, bytes, _| {
                     body.extend_from_slice(bytes);
                     false
                 })?;
                 head.payload(body)
             }
-            _ => client.request(&req)?,
+            _ => client.request(req)?,
         };
-        written |= print(&o, &response)?;
+        written |= print(o, &response)?;
     }
     // libcoap's client ends what it wrote to stdout with a newline.
     if written {

@@ -4,7 +4,12 @@
 //!
 //! ```text
 //! cargo run --features std,log --example coap-server -- [-A ADDRESS] [-p PORT] [-d MAX] [-v N] [-h]
+//! cargo run --features std,log,dtls --example coap-server -- -k KEY [-h HINT] …
 //! ```
+//!
+//! With `-k KEY` (feature `dtls`) it also serves `coaps://` on PORT + 1, as libcoap's
+//! does: DTLS 1.2 with pre-shared keys, any identity with that key; the resources are
+//! the same and shared between both.
 //!
 //! Defaults: `-A 127.0.0.1 -p 5683 -d 64`. `-d MAX` caps the resources created by PUT
 //! or POST (each at most 64 KiB): past it, creating one more gets 4.06 Not Acceptable
@@ -25,6 +30,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use coap_proto::net::Transport;
 use coap_proto::net::blocking::{Reply, Responder, Server};
 
 #[path = "common/logger.rs"]
@@ -35,9 +41,61 @@ mod shared;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = shared::Options::parse()?;
     let mut server = Server::bind(options.listen())?;
-    eprintln!("coap-server listening on {}", server.local_addr());
     let store = shared::Store::new(&options);
+    let timer = timer_thread();
+    // One line, which tests wait for.
+    match &options.key {
+        Some(key) => {
+            let coaps = secure(&options, key, &store, &timer)?;
+            eprintln!(
+                "coap-server listening on {} and on {coaps} (coaps)",
+                server.local_addr()
+            );
+        }
+        None => eprintln!("coap-server listening on {}", server.local_addr()),
+    }
+    serve(&mut server, store, timer)
+}
 
+/// With `-k`: coaps on PORT + 1, in a thread of its own, over the same resources.
+#[cfg(feature = "dtls")]
+fn secure(
+    options: &shared::Options,
+    key: &str,
+    store: &shared::Store,
+    timer: &mpsc::Sender<(Instant, Responder)>,
+) -> Result<std::net::SocketAddr, Box<dyn std::error::Error>> {
+    let mut keys = coap_proto::dtls::KeyStore::new().any_identity(key);
+    if let Some(hint) = &options.hint {
+        keys = keys.hint(hint.as_str());
+    }
+    let mut server = Server::bind_psk(options.listen_secure(), keys)?;
+    let addr = server.local_addr();
+    let (store, timer) = (store.clone(), timer.clone());
+    std::thread::spawn(move || {
+        if let Err(e) = serve(&mut server, store, timer) {
+            eprintln!("coap-server (coaps): {e}");
+        }
+    });
+    Ok(addr)
+}
+
+#[cfg(not(feature = "dtls"))]
+fn secure(
+    _: &shared::Options,
+    _: &str,
+    _: &shared::Store,
+    _: &mpsc::Sender<(Instant, Responder)>,
+) -> Result<std::net::SocketAddr, Box<dyn std::error::Error>> {
+    Err("-k (coaps) needs the dtls feature (cargo run --features std,log,dtls …)".into())
+}
+
+/// The resources, on `server`, until it stops.
+fn serve<T: Transport>(
+    server: &mut Server<64, 16, 1152, 512, 32768, T>,
+    store: shared::Store,
+    timer: mpsc::Sender<(Instant, Responder)>,
+) -> Result<(), Box<dyn std::error::Error>> {
     server.resource(shared::root(), |_| shared::about().into());
     // Observable, like libcoap's: every observer gets the time once a second.
     let time = server.observable(shared::time(), |_| shared::now().into());
@@ -47,7 +105,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             time.notify(shared::now());
         }
     });
-    let timer = timer_thread();
     server.resource(shared::async_resource(), move |req| {
         let due = Instant::now() + shared::async_delay(req);
         let timer = timer.clone();

@@ -15,6 +15,12 @@ mod shared;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = shared::Options::parse()?;
+    if options.key.is_some() {
+        return Err(
+            "-k (coaps) is served by the blocking coap-server; the tokio adapter has no DTLS yet"
+                .into(),
+        );
+    }
     let mut server = Server::bind(options.listen()).await?;
     eprintln!("tokio_server listening on {}", server.local_addr()?);
     let store = shared::Store::new(&options);

@@ -200,6 +200,7 @@ pub enum DtlsOutput<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct KeyStore {
     keys: HashMap<Vec<u8>, Vec<u8>>,
+    any: Option<Vec<u8>>,
     hint: Option<Vec<u8>>,
 }
 
@@ -215,6 +216,14 @@ impl KeyStore {
         self
     }
 
+    /// With `key` for any identity not listed (as libcoap's `coap-server -k KEY`
+    /// accepts every client that knows the key): the identity a client claims is then
+    /// only a name, proven by nothing but the key.
+    pub fn any_identity(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.any = Some(key.into());
+        self
+    }
+
     /// With an identity hint for clients (RFC 4279 §2).
     pub fn hint(mut self, hint: impl Into<Vec<u8>>) -> Self {
         self.hint = Some(hint.into());
@@ -227,12 +236,13 @@ impl KeyStore {
 /// packet was being handled (one at a time: the table is behind `&mut`).
 struct Resolver {
     keys: HashMap<Vec<u8>, Vec<u8>>,
+    any: Option<Vec<u8>>,
     asked: Mutex<Option<Vec<u8>>>,
 }
 
 impl dimpl::PskResolver for Resolver {
     fn resolve(&self, identity: &[u8]) -> Option<Vec<u8>> {
-        let key = self.keys.get(identity).cloned();
+        let key = self.keys.get(identity).or(self.any.as_ref()).cloned();
         if key.is_some() {
             if let Ok(mut asked) = self.asked.lock() {
                 *asked = Some(identity.to_vec());
@@ -287,6 +297,7 @@ impl Sessions {
     pub fn server(keys: KeyStore, limits: Limits) -> Result<Self, DtlsError> {
         let resolver = Arc::new(Resolver {
             keys: keys.keys,
+            any: keys.any,
             asked: Mutex::new(None),
         });
         let config = dimpl::Config::builder()
@@ -307,6 +318,7 @@ impl Sessions {
         let identity = identity.into();
         let resolver = Arc::new(Resolver {
             keys: HashMap::from([(identity.clone(), key.into())]),
+            any: None,
             asked: Mutex::new(None),
         });
         // The server's hint does not choose among identities here: one key.

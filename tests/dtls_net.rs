@@ -4,6 +4,8 @@
 //! openssl and gnutls tools.
 #![cfg(feature = "dtls")]
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -204,5 +206,118 @@ fn our_blocking_coaps_client_against_libcoap_servers() {
             .unwrap();
         assert!(r.is_success(), "{tool}: {}", r.code);
         assert_eq!(c.get("/example_data").unwrap().payload, body, "{tool}");
+    }
+}
+
+/// Runs our `coap-client` example with `args`; its stdout.
+fn our_cli(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(common::example::example("coap-client"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "coap-client {args:?}: {out:?}");
+    out.stdout
+}
+
+#[test]
+fn the_cli_tools_speak_coaps_with_libcoaps_flags() {
+    // Our coap-server -k KEY serves coaps on PORT + 1, as libcoap's does.
+    let server =
+        common::example::start_example_server("coap-server", &["-k", KEY, "-h", "our hint"]);
+    let coaps = format!("coaps://127.0.0.1:{}", server.addr.port() + 1);
+    // Our coap-client -k KEY -u IDENTITY.
+    let body = our_cli(&["-k", KEY, "-u", "cli", &format!("{coaps}/example_data")]);
+    assert_eq!(body.len(), 1500 + 1, "block-wise over coaps");
+    our_cli(&[
+        "-k",
+        KEY,
+        "-m",
+        "put",
+        "-e",
+        "secret note",
+        &format!("{coaps}/note"),
+    ]);
+    assert_eq!(
+        our_cli(&["-k", KEY, &format!("{coaps}/note")]),
+        b"secret note\n"
+    );
+    // The plain port still serves plain CoAP, the same resources.
+    assert_eq!(
+        our_cli(&[&format!("coap://{}/note", server.addr)]),
+        b"secret note\n"
+    );
+    // A coaps URI without a key is refused with a reason.
+    let out = Command::new(common::example::example("coap-client"))
+        .arg(format!("{coaps}/note"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-k KEY"),
+        "{out:?}"
+    );
+    // libcoap's clients against our coap-server.
+    for tool in ["coap-client-openssl", "coap-client-gnutls"] {
+        if !available(tool) {
+            continue;
+        }
+        let out = Command::new(tool)
+            .args([
+                "-k",
+                KEY,
+                "-u",
+                "libcoap",
+                "-B",
+                "10",
+                &format!("{coaps}/example_data"),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{tool}: {out:?}");
+        assert_eq!(out.stdout.len(), 1500 + 1, "{tool}");
+    }
+    // Our coap-client against libcoap's servers.
+    for tool in ["coap-server-openssl", "coap-server-gnutls"] {
+        if !available(tool) {
+            continue;
+        }
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let _peer = Peer(
+            Command::new(tool)
+                .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-k", KEY])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let theirs = format!("coaps://127.0.0.1:{}", port + 1);
+        let out = our_cli(&["-k", KEY, "-u", "cli", &format!("{theirs}/")]);
+        assert!(String::from_utf8_lossy(&out).contains("libcoap"), "{tool}");
+        let file = std::env::temp_dir().join(format!("coaps-{port}.txt"));
+        let body: String = (0..3000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        std::fs::write(&file, &body).unwrap();
+        our_cli(&[
+            "-k",
+            KEY,
+            "-m",
+            "put",
+            "-f",
+            file.to_str().unwrap(),
+            &format!("{theirs}/example_data"),
+        ]);
+        let got = our_cli(&["-k", KEY, &format!("{theirs}/example_data")]);
+        assert_eq!(
+            String::from_utf8_lossy(&got).trim_end(),
+            body,
+            "{tool}: block-wise both ways"
+        );
+        let _ = std::fs::remove_file(&file);
     }
 }

@@ -11,15 +11,18 @@ use coap_proto::resource::{Methods, Resource};
 use coap_proto::wire::{Code, ContentFormat};
 
 pub const USAGE: &str = "\
-usage: coap-server [-A ADDRESS] [-p PORT] [-d MAX] [-v N] [-h]
+usage: coap-server [-A ADDRESS] [-p PORT] [-d MAX] [-k KEY [-h HINT]] [-v N] [-h]
 
   -A ADDRESS  the address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)
   -p PORT     the port (default 5683)
   -d MAX      at most MAX resources created by PUT or POST (default 64): past it,
               creating one more gets 4.06 Not Acceptable until one is deleted
+  -k KEY      also serve coaps:// (DTLS with pre-shared keys, feature dtls) on PORT + 1,
+              as libcoap's does: a client with any identity and this key connects
+  -h HINT     with -k: the identity hint sent to clients
   -v N        verbosity as libcoap's: 5 logs each request and its answer, 6 and more
               every message sent and received, with retransmissions and refusals
-  -h          this help
+  -h          (alone, or before another option) this help
 
 Resources: / (about), /time (UTC, Max-Age 1, observable: notifies every second), /async?N (answered after N seconds,
 default 2, as a separate response), /example_data (GET/PUT/POST/DELETE, 1500 bytes);
@@ -31,6 +34,10 @@ pub struct Options {
     pub port: u16,
     pub max_dynamic: usize,
     pub verbosity: u8,
+    /// `-k`: the pre-shared key for coaps on `port + 1`.
+    pub key: Option<String>,
+    /// `-h HINT`: the PSK identity hint.
+    pub hint: Option<String>,
 }
 
 impl Options {
@@ -41,9 +48,16 @@ impl Options {
             port: 5683,
             max_dynamic: 64,
             verbosity: 0,
+            key: None,
+            hint: None,
         };
-        let mut args = std::env::args().skip(1);
+        let mut args = std::env::args().skip(1).peekable();
         while let Some(arg) = args.next() {
+            // libcoap's `-h HINT`; `-h` alone (or before another option) asks for help.
+            if arg == "-h" && args.peek().is_some_and(|next| !next.starts_with('-')) {
+                o.hint = args.next();
+                continue;
+            }
             let mut value = || args.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
             let bad = |e: &dyn std::fmt::Display| format!("{arg}: {e}");
             match arg.as_str() {
@@ -51,6 +65,7 @@ impl Options {
                 "-p" => o.port = value()?.parse().map_err(|e| bad(&e))?,
                 "-d" => o.max_dynamic = value()?.parse().map_err(|e| bad(&e))?,
                 "-v" => o.verbosity = value()?.parse().map_err(|e| bad(&e))?,
+                "-k" => o.key = Some(value()?),
                 "-h" => {
                     let program = std::env::args().next().unwrap_or_default();
                     let name = std::path::Path::new(&program)
@@ -72,6 +87,17 @@ impl Options {
             format!("[{}]:{}", self.address, self.port)
         } else {
             format!("{}:{}", self.address, self.port)
+        }
+    }
+
+    /// `address:(port + 1)`, where coaps is served with `-k`.
+    #[allow(dead_code)] // tokio_server does not serve coaps
+    pub fn listen_secure(&self) -> String {
+        let port = self.port.wrapping_add(1);
+        if self.address.contains(':') {
+            format!("[{}]:{port}", self.address)
+        } else {
+            format!("{}:{port}", self.address)
         }
     }
 
