@@ -158,6 +158,8 @@ impl Net {
                 return;
             };
             if next > until {
+                // Time passes up to `until` even when nothing happens in it.
+                self.now = self.now.max(until);
                 return;
             }
             self.now = self.now.max(next);
@@ -379,6 +381,7 @@ fn requests_complete_under_loss_and_reordering() {
             )
         })
         .collect();
+    let late = ask(&mut net, 0, session, Code::GET, "/late", None);
     net.run(Instant::from_secs(300));
     let app = &net.clients[0].2;
     for (i, h) in handles.iter().enumerate() {
@@ -390,6 +393,21 @@ fn requests_complete_under_loss_and_reordering() {
         };
         assert_eq!(app.bodies[h], want, "request {i}");
     }
+    assert_eq!(app.bodies[&late], b"late", "a separate response");
+    // A Block1 upload, then the body back, on the same lossy link.
+    let body: Vec<u8> = (0..3000u32).map(|i| (i * 3) as u8).collect();
+    let put = ask(&mut net, 0, session, Code::PUT, "/store", Some(&body));
+    let until = net.now + Duration::from_secs(300);
+    drive_upload(&mut net, 0, put, &body, until);
+    assert_eq!(
+        net.clients[0].2.done.get(&put),
+        Some(&Code::CHANGED),
+        "Block1 under loss"
+    );
+    let get = ask(&mut net, 0, session, Code::GET, "/store", None);
+    let until = net.now + Duration::from_secs(300);
+    net.run(until);
+    assert_eq!(net.clients[0].2.bodies[&get], body, "Block2 under loss");
 }
 
 #[test]
