@@ -321,3 +321,90 @@ fn the_cli_tools_speak_coaps_with_libcoaps_flags() {
         let _ = std::fs::remove_file(&file);
     }
 }
+
+#[test]
+fn the_tokio_client_and_server_speak_coaps() {
+    use coap_proto::net::tokio as adapter;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The tokio client against our blocking coaps server.
+        let blocking = server();
+        let c = adapter::Client::connect_psk(format!("coaps://{blocking}"), "alice", KEY)
+            .await
+            .unwrap();
+        assert_eq!(c.get("/whoami").await.unwrap().payload, b"alice");
+        assert_eq!(c.get("/big").await.unwrap().payload, big(), "Block2");
+        let body: Vec<u8> = (0..4000u32).map(|i| (i * 7) as u8).collect();
+        assert_eq!(
+            c.put("/store", &body).await.unwrap().code,
+            Code::CHANGED,
+            "Block1"
+        );
+        assert_eq!(c.get("/store").await.unwrap().payload, body);
+        // The tokio server, with an async handler, against our blocking client.
+        let keys = KeyStore::new().with("bob", KEY);
+        let mut s = adapter::Server::bind_psk("127.0.0.1:0", keys)
+            .await
+            .unwrap();
+        s.resource_async(Resource::new("/whoami", Methods::GET), |req| async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Response::content(req.identity.unwrap_or_default())
+        });
+        let addr = s.local_addr().unwrap();
+        tokio::spawn(s.run());
+        let got = tokio::task::spawn_blocking(move || {
+            let mut c = Client::connect_psk(addr, "bob", KEY).unwrap();
+            c.get("/whoami").unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(got.payload, b"bob", "a separate response over coaps");
+        // And a wrong key: a typed error, no hang.
+        let sessions = Sessions::client(
+            "bob",
+            "wrong",
+            Limits {
+                handshake_timeout: Duration::from_secs(1),
+                ..Limits::default()
+            },
+        )
+        .unwrap();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let c = adapter::Client::from_socket_psk(
+            socket,
+            addr,
+            sessions,
+            coap_proto::net::default_config(),
+        )
+        .unwrap();
+        let start = Instant::now();
+        let e = c.get("/whoami").await.unwrap_err();
+        assert_eq!(e, Error::Dtls(DtlsError::HandshakeTimeout));
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    });
+}
+
+#[test]
+fn tokio_server_serves_coaps_with_k_too() {
+    let server = common::example::start_example_server("tokio_server", &["-k", KEY]);
+    let coaps = format!("coaps://127.0.0.1:{}", server.addr.port() + 1);
+    let body = our_cli(&["-k", KEY, "-u", "cli", &format!("{coaps}/example_data")]);
+    assert_eq!(body.len(), 1500 + 1, "block-wise over coaps");
+    if available("coap-client-openssl") {
+        let out = Command::new("coap-client-openssl")
+            .args(["-k", KEY, "-u", "libcoap", "-B", "10", &format!("{coaps}/")])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("coap-proto"),
+            "{out:?}"
+        );
+    }
+}

@@ -91,7 +91,7 @@ impl Options {
     }
 
     /// `address:(port + 1)`, where coaps is served with `-k`.
-    #[allow(dead_code)] // tokio_server does not serve coaps
+    #[cfg_attr(not(feature = "dtls"), allow(dead_code))]
     pub fn listen_secure(&self) -> String {
         let port = self.port.wrapping_add(1);
         if self.address.contains(':') {

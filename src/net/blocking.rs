@@ -1062,13 +1062,7 @@ impl<
     }
 }
 
-/// The error for a peer the transport has no session with (only DTLS has sessions).
-fn no_session() -> Error {
-    #[cfg(feature = "dtls")]
-    return Error::Dtls(crate::dtls::DtlsError::UnknownSession);
-    #[cfg(not(feature = "dtls"))]
-    Error::UnknownHost
-}
+use super::no_session;
 
 /// How long to wait from `now` for a datagram before `deadline` is due.
 fn wait(now: crate::Instant, deadline: Option<crate::Instant>) -> Option<Duration> {
@@ -1091,10 +1085,13 @@ fn flush<
     now: crate::Instant,
 ) -> Result<Option<crate::Instant>, Error> {
     let step = core.poll(now, |to, datagram| {
-        transport.send(socket, now, to, datagram)?;
-        Ok(Sent::Done)
+        transport.send(now, to, datagram, &mut |to, datagram| {
+            super::transport::send_to(socket, datagram, to).map(|()| Sent::Done)
+        })
     })?;
-    transport.flush(socket)?;
+    while let Some((to, datagram)) = transport.pop_transmit() {
+        super::transport::send_to(socket, &datagram, to)?;
+    }
     let deadline = match step {
         Step::Wait(deadline) => deadline,
         // A blocking send always takes the datagram.

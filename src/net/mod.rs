@@ -941,13 +941,14 @@ pub(crate) enum Step<P = std::net::SocketAddr> {
     Wait(Option<crate::Instant>),
 }
 
-/// What the adapter's sender made of a datagram.
-pub(crate) enum Sent {
-    /// Sent (or lost, as far as CoAP goes).
-    Done,
-    /// The socket cannot take it now: keep it and hand it back.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    WouldBlock,
+pub(crate) use transport::private::Sent;
+
+/// The error for a peer the transport has no session with (only DTLS has sessions).
+pub(crate) fn no_session() -> Error {
+    #[cfg(feature = "dtls")]
+    return Error::Dtls(crate::dtls::DtlsError::UnknownSession);
+    #[cfg(not(feature = "dtls"))]
+    Error::UnknownHost
 }
 
 /// The endpoint type of the adapters, with the capacities of an adapter's parameters

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::client::{BlockSource, Outcome};
 use super::server::{Handled, Node, Received};
-use super::{Error, Peer, Request, Response, Sent, Step, ToPeer, is_loss};
+use super::{Error, Peer, Request, Response, Sent, Step, ToPeer, Transport, Udp, is_loss};
 use crate::resource::Resource;
 use crate::wire::Code;
 use crate::{Config, IncomingHandle, RequestHandle, Stats};
@@ -168,10 +168,61 @@ impl Client {
             Node::<SocketAddr, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>::new(
                 config,
             )?;
-        let driver = Driver::new(socket, node, Handlers::default(), rx);
+        let driver = Driver::new(socket, node, Udp::default(), Handlers::default(), rx);
         tokio::spawn(async move {
             // A client's task ends when every handle is gone or the socket fails; the
             // requests still open then end with `Error::Closed`.
+            let _ = driver.run().await;
+        });
+        Ok(Client::on(tx, server))
+    }
+
+    /// A `coaps://` client (RFC 7252 §9.1, feature `dtls`) with the pre-shared `key`
+    /// under `identity`, for `server` (`coaps://host[:port]`, default port 5684). The
+    /// handshake runs with the first request; a wrong key or unknown identity ends
+    /// every request with [`Error::Dtls`] after the handshake timeout (10 s).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), coap_proto::net::Error> {
+    /// let client = coap_proto::net::tokio::Client::connect_psk("coaps://127.0.0.1", "sensor-7", "secret").await?;
+    /// let temp = client.get("/temp").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "dtls")]
+    pub async fn connect_psk(
+        server: impl ToPeer,
+        identity: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Result<Self, Error> {
+        if server.secure_scheme() == Some(false) {
+            return Err(Error::Uri(crate::uri::UriError::UnsupportedScheme));
+        }
+        let peer = resolve(server).await?;
+        let socket = UdpSocket::bind(super::local_for(peer)).await?;
+        let sessions = crate::dtls::Sessions::client(identity, key, crate::dtls::Limits::default())
+            .map_err(Error::Dtls)?;
+        Self::from_socket_psk(socket, peer, sessions, super::default_config())
+    }
+
+    /// [`connect_psk`](Self::connect_psk) on a socket, with a session table and an
+    /// endpoint configuration of the caller's.
+    #[cfg(feature = "dtls")]
+    pub fn from_socket_psk(
+        socket: UdpSocket,
+        server: SocketAddr,
+        sessions: crate::dtls::Sessions,
+        config: Config,
+    ) -> Result<Self, Error> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let node = Node::<crate::dtls::SessionId>::new(config)?;
+        let mut transport = super::Dtls::new(sessions);
+        transport
+            .connect(node.clock().now(), server)
+            .map_err(Error::Dtls)?;
+        let driver = Driver::new(socket, node, transport, Handlers::default(), rx);
+        tokio::spawn(async move {
             let _ = driver.run().await;
         });
         Ok(Client::on(tx, server))
@@ -468,8 +519,9 @@ pub struct Server<
     const MSG_BYTES: usize = 1152,
     const DEDUP_ENTRIES: usize = 512,
     const REPLY_BYTES: usize = 32768,
+    T: Transport = Udp,
 > {
-    driver: Driver<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
+    driver: Driver<T, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>,
     tx: mpsc::UnboundedSender<Command>,
 }
 
@@ -505,14 +557,63 @@ impl<
     const MSG_BYTES: usize,
     const DEDUP_ENTRIES: usize,
     const REPLY_BYTES: usize,
-> Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>
+> Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, Udp>
 {
     /// [`from_socket`](Server::from_socket) for a server of other capacities than the
     /// default ones (the parameters of [`Endpoint`](crate::Endpoint)).
     pub fn from_socket_sized(socket: UdpSocket, config: Config) -> Result<Self, Error> {
+        Self::over(socket, config, Udp::default())
+    }
+}
+
+#[cfg(feature = "dtls")]
+impl Server<64, 16, 1152, 512, 32768, super::Dtls> {
+    /// A `coaps://` server on `addr` (RFC 7252 §9.1, feature `dtls`): clients connect
+    /// with an identity and key of `keys`; handlers see the identity in
+    /// [`Request::identity`]. A 100 ms empty-ACK delay, as [`bind`](Server::bind).
+    pub async fn bind_psk(
+        addr: impl tokio::net::ToSocketAddrs,
+        keys: crate::dtls::KeyStore,
+    ) -> Result<Self, Error> {
+        let sessions = crate::dtls::Sessions::server(keys, crate::dtls::Limits::default())
+            .map_err(Error::Dtls)?;
+        let config = Config {
+            empty_ack_delay: core::time::Duration::from_millis(100),
+            ..super::default_config()
+        };
+        Self::from_socket_psk(UdpSocket::bind(addr).await?, sessions, config)
+    }
+
+    /// [`bind_psk`](Self::bind_psk) on a socket, with a session table and an endpoint
+    /// configuration of the caller's.
+    pub fn from_socket_psk(
+        socket: UdpSocket,
+        sessions: crate::dtls::Sessions,
+        config: Config,
+    ) -> Result<Self, Error> {
+        Self::over(socket, config, super::Dtls::new(sessions))
+    }
+}
+
+impl<
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    T: Transport,
+> Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, T>
+{
+    fn over(socket: UdpSocket, config: Config, transport: T) -> Result<Self, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Server {
-            driver: Driver::new(socket, Node::new(config)?, Handlers::default(), rx),
+            driver: Driver::new(
+                socket,
+                Node::new(config)?,
+                transport,
+                Handlers::default(),
+                rx,
+            ),
             tx,
         })
     }
@@ -627,9 +728,17 @@ struct InFlight {
 
 /// The loop both roles run in: one socket, one endpoint, the handlers, the client's
 /// requests (in flight, and waiting their turn).
-struct Driver<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> {
+struct Driver<
+    T: Transport,
+    const E: usize,
+    const B: usize,
+    const M: usize,
+    const D: usize,
+    const R: usize,
+> {
     socket: UdpSocket,
-    node: Node<SocketAddr, E, B, M, D, R>,
+    node: Node<T::Peer, E, B, M, D, R>,
+    transport: T,
     handlers: Handlers,
     commands: mpsc::UnboundedReceiver<Command>,
     in_flight: HashMap<RequestHandle, InFlight>,
@@ -641,18 +750,20 @@ struct Driver<const E: usize, const B: usize, const M: usize, const D: usize, co
 /// Where async handlers' answers go: `None` abandons the request.
 type AnswerSender = mpsc::UnboundedSender<(IncomingHandle, Option<Response>)>;
 
-impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
-    Driver<E, B, M, D, R>
+impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Driver<T, E, B, M, D, R>
 {
     fn new(
         socket: UdpSocket,
-        node: Node<SocketAddr, E, B, M, D, R>,
+        node: Node<T::Peer, E, B, M, D, R>,
+        transport: T,
         handlers: Handlers,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
         Driver {
             socket,
             node,
+            transport,
             handlers,
             commands,
             in_flight: HashMap::new(),
@@ -672,7 +783,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         let mut commands_open = true;
         loop {
             self.settle(now);
-            let deadline = flush(&self.socket, &mut self.node, now).await?;
+            let deadline = flush(&self.socket, &mut self.node, &mut self.transport, now).await?;
             self.settle(now);
             // Under load the next datagram is there already: take it without a trip
             // through the select below.
@@ -718,6 +829,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                     now = clock.now();
                     armed = None;
                     self.node.handle_timeout(now);
+                    self.transport.handle_timeout(now);
                 }
             }
         }
@@ -730,19 +842,52 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         datagram: &[u8],
         answer_tx: &AnswerSender,
     ) {
-        let handlers = &mut self.handlers;
-        let received = self
-            .node
-            .handle_datagram(now, from, datagram, |resource, request, _| {
-                let handler = match resource {
-                    Some(i) => handlers.resources.get_mut(i),
-                    None => handlers.fallback.as_mut(),
-                }?;
-                Some(match handler(request) {
-                    Reply::Now(response) => Handled::Now(response),
-                    Reply::Later(future) => Handled::Later(future),
-                })
-            });
+        self.transport.receive(now, from, datagram);
+        while let Some((peer, bytes, addr, identity)) = self.transport.next_message(from, datagram)
+        {
+            self.node.set_origin(addr, identity);
+            on_message(
+                &mut self.node,
+                &mut self.handlers,
+                &self.in_flight,
+                now,
+                peer,
+                bytes,
+                answer_tx,
+            );
+        }
+    }
+}
+
+/// One message for the core: a request for the handlers, or a response (a block of a
+/// streamed one goes to its request's sink).
+fn on_message<
+    P: super::NetPeer,
+    const E: usize,
+    const B: usize,
+    const M: usize,
+    const D: usize,
+    const R: usize,
+>(
+    node: &mut Node<P, E, B, M, D, R>,
+    handlers: &mut Handlers,
+    in_flight: &HashMap<RequestHandle, InFlight>,
+    now: crate::Instant,
+    from: P,
+    datagram: &[u8],
+    answer_tx: &AnswerSender,
+) {
+    {
+        let received = node.handle_datagram(now, from, datagram, |resource, request, _| {
+            let handler = match resource {
+                Some(i) => handlers.resources.get_mut(i),
+                None => handlers.fallback.as_mut(),
+            }?;
+            Some(match handler(request) {
+                Reply::Now(response) => Handled::Now(response),
+                Reply::Later(future) => Handled::Later(future),
+            })
+        });
         match received {
             Received::Nothing => {}
             Received::Later(id, future) => {
@@ -753,21 +898,22 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 });
             }
             Received::Block(block) => {
-                let sink = self
-                    .in_flight
-                    .get(&block.handle)
-                    .and_then(|r| r.blocks.as_ref());
+                let sink = in_flight.get(&block.handle).and_then(|r| r.blocks.as_ref());
                 if sink.is_some_and(|s| {
                     s.send((block.offset, block.data.to_vec(), block.last))
                         .is_err()
                 }) {
                     let handle = block.handle;
-                    self.node.stop(now, handle);
+                    node.stop(now, handle);
                 }
             }
         }
     }
+}
 
+impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
+    Driver<T, E, B, M, D, R>
+{
     fn on_command(&mut self, now: crate::Instant, command: Command) {
         match command {
             Command::Start(start) => {
@@ -796,9 +942,13 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 continue;
             }
             let stream = start.blocks.is_some();
+            let Some(peer) = self.transport.peer_for(start.peer) else {
+                let _ = start.reply.send(Err(super::no_session()));
+                continue;
+            };
             match self
                 .node
-                .start(now, start.peer, &start.req, stream, &mut start.source)
+                .start(now, peer, &start.req, stream, &mut start.source)
             {
                 Ok(handle) => {
                     self.ids.insert(start.id, handle);
@@ -824,6 +974,17 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
     /// Hands finished requests their outcome and lets waiting ones take their place
     /// (records and buffers free up as requests finish and as served exchanges end).
     fn settle(&mut self, now: crate::Instant) {
+        if let Some(e) = self.transport.failure() {
+            // The client's DTLS session failed: every request ends with the reason.
+            for (handle, r) in self.in_flight.drain() {
+                self.node.cancel(now, handle);
+                let _ = r.reply.send(Err(e.clone()));
+            }
+            self.ids.clear();
+            for start in self.queued.drain(..) {
+                let _ = start.reply.send(Err(e.clone()));
+            }
+        }
         let mut unwanted = Vec::new();
         for (handle, response) in self.node.requests.drain_notifications() {
             let sink = self
@@ -855,24 +1016,50 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
 
 /// Sends every datagram the core has (at once while the socket takes them, else
 /// waiting until it can); returns its next deadline.
-async fn flush<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(
+async fn flush<
+    T: Transport,
+    const E: usize,
+    const B: usize,
+    const M: usize,
+    const D: usize,
+    const R: usize,
+>(
     socket: &UdpSocket,
-    core: &mut Node<SocketAddr, E, B, M, D, R>,
+    core: &mut Node<T::Peer, E, B, M, D, R>,
+    transport: &mut T,
     now: crate::Instant,
 ) -> Result<Option<crate::Instant>, Error> {
     loop {
-        let step = core.poll(now, |to, datagram| match socket.try_send_to(datagram, to) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(Sent::WouldBlock),
-            Err(e) if is_loss(e.kind()) => Ok(Sent::Done),
-            Err(e) => Err(e),
-            Ok(_) => Ok(Sent::Done),
+        let step = core.poll(now, |to, datagram| {
+            transport.send(now, to, datagram, &mut |to, datagram| match socket
+                .try_send_to(datagram, to)
+            {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(Sent::WouldBlock),
+                Err(e) if is_loss(e.kind()) => Ok(Sent::Done),
+                Err(e) => Err(e),
+                Ok(_) => Ok(Sent::Done),
+            })
         })?;
-        match step {
-            Step::Transmit(to) => match socket.send_to(core.out(), to).await {
+        // The transport's own datagrams (DTLS records) wait for the socket if need be.
+        while let Some((to, datagram)) = transport.pop_transmit() {
+            match socket.send_to(&datagram, to).await {
                 Err(e) if !is_loss(e.kind()) => return Err(e.into()),
                 _ => {}
-            },
-            Step::Wait(deadline) => return Ok(deadline),
+            }
+        }
+        match step {
+            // Only plain UDP hands a datagram back (DTLS queues its records).
+            Step::Transmit(to) => {
+                if let Some(to) = super::NetPeer::socket_addr(to) {
+                    match socket.send_to(core.out(), to).await {
+                        Err(e) if !is_loss(e.kind()) => return Err(e.into()),
+                        _ => {}
+                    }
+                }
+            }
+            Step::Wait(deadline) => {
+                return Ok(super::server::earliest(deadline, transport.next_timeout()));
+            }
         }
     }
 }

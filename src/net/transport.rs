@@ -12,6 +12,15 @@ pub trait Transport: private::Sealed + Send + 'static {}
 pub(crate) mod private {
     use super::*;
 
+    /// What the adapter's sender made of a datagram.
+    pub enum Sent {
+        /// Sent (or lost, as far as CoAP goes).
+        Done,
+        /// The socket cannot take it now: keep it and hand it back.
+        #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+        WouldBlock,
+    }
+
     /// What the adapters' core needs of a peer: a socket address, or a DTLS session.
     pub trait NetPeer:
         Copy + Eq + core::hash::Hash + core::fmt::Debug + core::fmt::Display + Send + 'static
@@ -48,16 +57,19 @@ pub(crate) mod private {
             from: SocketAddr,
             datagram: &'a [u8],
         ) -> Option<(Self::Peer, &'a [u8], Option<SocketAddr>, Option<&'a [u8]>)>;
-        /// Sends `message` to `to` (encrypted, for DTLS).
+        /// Sends `message` to `to`: over UDP through `direct` at once (which may say
+        /// the socket cannot take it now); over DTLS encrypted into the datagrams of
+        /// [`pop_transmit`](Self::pop_transmit).
         fn send(
             &mut self,
-            socket: &UdpSocket,
             now: crate::Instant,
             to: Self::Peer,
             message: &[u8],
-        ) -> std::io::Result<()>;
-        /// Sends what the transport itself has to send (handshakes, retransmissions).
-        fn flush(&mut self, socket: &UdpSocket) -> std::io::Result<()>;
+            direct: &mut dyn FnMut(SocketAddr, &[u8]) -> std::io::Result<Sent>,
+        ) -> std::io::Result<Sent>;
+        /// The next datagram the transport itself has to send (records, handshakes,
+        /// retransmissions).
+        fn pop_transmit(&mut self) -> Option<(SocketAddr, std::vec::Vec<u8>)>;
         fn handle_timeout(&mut self, now: crate::Instant);
         fn next_timeout(&self) -> Option<crate::Instant>;
         /// The peer for address `addr`, if there is one (a DTLS session must exist).
@@ -99,17 +111,17 @@ impl private::Sealed for Udp {
     #[inline]
     fn send(
         &mut self,
-        socket: &UdpSocket,
         _: crate::Instant,
         to: SocketAddr,
         message: &[u8],
-    ) -> std::io::Result<()> {
-        send_to(socket, message, to)
+        direct: &mut dyn FnMut(SocketAddr, &[u8]) -> std::io::Result<private::Sent>,
+    ) -> std::io::Result<private::Sent> {
+        direct(to, message)
     }
 
     #[inline]
-    fn flush(&mut self, _: &UdpSocket) -> std::io::Result<()> {
-        Ok(())
+    fn pop_transmit(&mut self) -> Option<(SocketAddr, std::vec::Vec<u8>)> {
+        None
     }
 
     #[inline]
@@ -225,22 +237,20 @@ impl private::Sealed for Dtls {
 
     fn send(
         &mut self,
-        socket: &UdpSocket,
         now: crate::Instant,
         to: crate::dtls::SessionId,
         message: &[u8],
-    ) -> std::io::Result<()> {
+        _: &mut dyn FnMut(SocketAddr, &[u8]) -> std::io::Result<private::Sent>,
+    ) -> std::io::Result<private::Sent> {
         // A message for a session that is gone is lost, as on a dead link.
         let _ = self.sessions.send(now, to, message);
-        self.flush(socket)
+        Ok(private::Sent::Done)
     }
 
-    fn flush(&mut self, socket: &UdpSocket) -> std::io::Result<()> {
-        while let Some((to, bytes)) = self.sessions.poll_transmit() {
-            send_to(socket, &bytes, to)?;
-        }
+    fn pop_transmit(&mut self) -> Option<(SocketAddr, std::vec::Vec<u8>)> {
+        let next = self.sessions.poll_transmit();
         self.note_events();
-        Ok(())
+        next
     }
 
     fn handle_timeout(&mut self, now: crate::Instant) {
@@ -253,7 +263,10 @@ impl private::Sealed for Dtls {
     }
 
     fn peer_for(&self, addr: SocketAddr) -> Option<crate::dtls::SessionId> {
-        self.sessions.established(addr)
+        // A client's own session may still be in its handshake: requests wait for it.
+        self.session
+            .filter(|&s| self.sessions.addr(s) == Some(addr))
+            .or_else(|| self.sessions.established(addr))
     }
 
     fn failure(&mut self) -> Option<super::Error> {
