@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 ELF=target/thumbv7em-none-eabihf/release/coap-size-probe
+# The layout, and source paths remapped so that the panic locations in .rodata are the
+# same length wherever the repository is checked out.
+REPO=$(cd ../.. && pwd)
+export RUSTFLAGS="-C link-arg=-Tprobe.x -C link-arg=--gc-sections --remap-path-prefix=$REPO=/coap-proto"
 image() { # feature -> .text + .rodata bytes of the linked image
   cargo build -q --release --target thumbv7em-none-eabihf --features "$1"
   echo "== $1: largest functions" >&2
