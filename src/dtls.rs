@@ -395,6 +395,12 @@ impl Sessions {
         self.len() == 0
     }
 
+    /// Bytes one place of the table takes inline (a session with its dimpl state);
+    /// heap memory comes on top while a session lives.
+    pub const fn session_size() -> usize {
+        core::mem::size_of::<Option<Session>>()
+    }
+
     /// Sessions whose handshake has not completed.
     pub fn half_open(&self) -> usize {
         self.slots.iter().flatten().filter(|s| !s.connected).count()
