@@ -6,8 +6,10 @@
 
 mod common;
 
+use common::libcoap::{available, dtls_server};
+
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,27 +123,6 @@ fn a_wrong_key_or_an_unknown_identity_is_a_typed_error_in_bounded_time() {
     }
 }
 
-fn available(tool: &str) -> bool {
-    let found = Command::new("which")
-        .arg(tool)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var("CI").is_err(), "{tool} is missing under CI");
-        eprintln!("SKIPPED: {tool} (libcoap3-bin) is not installed");
-    }
-    found
-}
-
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn libcoap_dtls_clients_against_our_blocking_server() {
     let addr = server();
@@ -180,23 +161,8 @@ fn our_blocking_coaps_client_against_libcoap_servers() {
         if !available(tool) {
             continue;
         }
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let _peer = Peer(
-            Command::new(tool)
-                .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-k", KEY])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        // libcoap serves coaps on its port + 1.
-        let mut c =
-            Client::connect_psk(format!("coaps://127.0.0.1:{}", port + 1), "ours", KEY).unwrap();
+        let (_peer, coaps) = dtls_server(tool, KEY);
+        let mut c = Client::connect_psk(format!("coaps://{coaps}"), "ours", KEY).unwrap();
         let r = c.get("/").unwrap();
         assert!(r.payload_str().unwrap().contains("libcoap"), "{tool}");
         // A block-wise PUT and GET of libcoap's /example_data.
@@ -281,24 +247,11 @@ fn the_cli_tools_speak_coaps_with_libcoaps_flags() {
         if !available(tool) {
             continue;
         }
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let _peer = Peer(
-            Command::new(tool)
-                .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-k", KEY])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        let theirs = format!("coaps://127.0.0.1:{}", port + 1);
+        let (_peer, coaps) = dtls_server(tool, KEY);
+        let theirs = format!("coaps://{coaps}");
         let out = our_cli(&["-k", KEY, "-u", "cli", &format!("{theirs}/")]);
         assert!(String::from_utf8_lossy(&out).contains("libcoap"), "{tool}");
-        let file = std::env::temp_dir().join(format!("coaps-{port}.txt"));
+        let file = std::env::temp_dir().join(format!("coaps-{}.txt", coaps.port()));
         let body: String = (0..3000)
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();

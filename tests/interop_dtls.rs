@@ -5,44 +5,18 @@
 //! where libcoap is not installed; under CI=true a missing peer fails.
 #![cfg(feature = "dtls")]
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant as StdInstant};
 
 use coap_proto::dtls::{DtlsEndpoint, DtlsOutput, KeyStore, Limits, SessionEvent, Sessions};
 use coap_proto::wire::Code;
 use coap_proto::{Config, Incoming, Instant, RequestHandle, RequestOptions};
+use common::libcoap::{available, dtls_server, free_port};
 
 const KEY: &str = "interop-secret";
-
-fn available(tool: &str) -> bool {
-    let found = Command::new("which")
-        .arg(tool)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var("CI").is_err(), "{tool} is missing under CI");
-        eprintln!("SKIPPED: {tool} (libcoap3-bin) is not installed");
-    }
-    found
-}
-
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Drives `d` over `socket` until `done` says so or `limit` passes; `on` sees every
 /// request or response with the session's identity.
@@ -143,18 +117,7 @@ fn our_dtls_client_against_libcoap_servers() {
         if !available(server) {
             continue;
         }
-        let port = free_port();
-        // libcoap serves coaps on its -p port + 1.
-        let _peer = Peer(
-            Command::new(server)
-                .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-k", KEY])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port + 1));
+        let (_peer, addr) = dtls_server(server, KEY);
         let start = StdInstant::now();
         let (code, body) = our_get(addr, "/");
         let took = start.elapsed();

@@ -100,4 +100,5 @@ pub fn t(ms: u64) -> Instant {
 
 #[cfg(feature = "std")]
 pub mod example;
+pub mod libcoap;
 pub mod sim;
