@@ -585,7 +585,6 @@ impl Sessions {
     /// [`plaintext`](Self::plaintext).
     pub fn next_plaintext(&mut self) -> Option<SessionId> {
         let (id, bytes) = self.plaintext.pop_front()?;
-        // The buffer of the one before is reused for the next one's successor.
         self.current = bytes;
         Some(id)
     }
@@ -601,7 +600,9 @@ impl Sessions {
         Some(self.id(i))
     }
 
-    /// Sends `plaintext` on session `id` (queued until its handshake completes).
+    /// Sends `plaintext` on session `id`. Before its handshake completes, up to 16
+    /// datagrams wait for it; more are dropped as a lossy link would drop them (a CON
+    /// goes again by its retransmission).
     pub fn send(&mut self, now: Instant, id: SessionId, plaintext: &[u8]) -> Result<(), DtlsError> {
         let i = self.index(id).ok_or(DtlsError::UnknownSession)?;
         let Some(s) = self.slots[i].as_mut() else {

@@ -1,12 +1,14 @@
-//! How the blocking client and server reach their peers: plain UDP (`coap://`), or DTLS
-//! with pre-shared keys (`coaps://`, feature `dtls`). The adapters' core runs over
-//! either unchanged; a transport only turns datagrams into (peer, message) and back.
+//! How the std and tokio clients and servers reach their peers: plain UDP (`coap://`),
+//! or DTLS with pre-shared keys (`coaps://`, feature `dtls`). The adapters' core runs
+//! over either unchanged; a transport only turns datagrams into (peer, message) and
+//! back.
 
 use std::net::{SocketAddr, UdpSocket};
 
-/// The transport of a [`blocking::Client`](super::blocking::Client) or
-/// [`blocking::Server`](super::blocking::Server): [`Udp`] (the default) or, with the
-/// feature `dtls`, [`Dtls`]. Sealed: the crate's two are all there are.
+/// The transport of a [`blocking::Client`](super::blocking::Client),
+/// [`blocking::Server`](super::blocking::Server) or `tokio::Server` (feature `tokio`):
+/// [`Udp`] (the default) or, with the feature `dtls`, `Dtls`. Sealed: the crate's two
+/// are all there are.
 pub trait Transport: private::Sealed + Send + 'static {}
 
 pub(crate) mod private {
