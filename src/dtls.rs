@@ -511,7 +511,7 @@ impl Sessions {
     }
 
     /// Takes a datagram from `from`; its plaintext, if any, is then taken with
-    /// [`poll_plaintext`](Self::poll_plaintext).
+    /// [`next_plaintext`](Self::next_plaintext).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         // DTLS record header: type, version (2), epoch (2), sequence (6), length (2).
         let (Some(&ty), Some(epoch)) = (datagram.first(), datagram.get(3..5)) else {
@@ -573,12 +573,6 @@ impl Sessions {
             return;
         }
         self.pump(now, i);
-    }
-
-    /// The next plaintext datagram a session delivered, with its session.
-    pub fn poll_plaintext(&mut self) -> Option<(SessionId, &[u8])> {
-        let id = self.next_plaintext()?;
-        Some((id, &self.current))
     }
 
     /// Moves to the next plaintext datagram, returning its session; the bytes are then

@@ -82,7 +82,10 @@ pub(super) struct Slot<P> {
     /// queued request, when it was queued.
     pub(super) deadline: Instant,
     /// The retransmission timeout now running, in µs; for a queued NON request, its
-    /// response timeout in µs (0: the default).
+    /// response timeout in µs (0: the default). Server, while the request is with the
+    /// application (`Handling`, `Deferred`): the most bytes its answer may have before
+    /// the peer must be verified (RFC 9175 §2.4; `u32::MAX`: any), which no timer
+    /// needs until a CON response starts retransmitting.
     pub(super) timeout_us: u32,
     /// ID of the message this slot last sent (server: of the request until the
     /// response is built).
