@@ -151,6 +151,19 @@ impl TransmissionParams {
         self.max_transmit_span() + self.max_latency * 2 + self.processing_delay()
     }
 
+    /// How long a group request (RFC 7252 §8.1) collects responses unless it says:
+    /// DEFAULT_LEISURE, within which every server answers (§8.2), and the longest
+    /// first retransmission timeout, `ACK_TIMEOUT × ACK_RANDOM_FACTOR`, for the answer's
+    /// way back — 8 s with the defaults.
+    ///
+    /// ```
+    /// # use coap_proto::TransmissionParams;
+    /// assert_eq!(TransmissionParams::RFC7252.group_window().as_secs(), 8);
+    /// ```
+    pub fn group_window(&self) -> Duration {
+        self.default_leisure + self.backoff_span(1)
+    }
+
     /// NON_LIFETIME: how long a message ID of a NON stays in use —
     /// `MAX_TRANSMIT_SPAN + MAX_LATENCY` (§4.8.2).
     pub fn non_lifetime(&self) -> Duration {

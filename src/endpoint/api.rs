@@ -176,6 +176,15 @@ pub enum Event {
     /// had no Observe option), or sent a final response (another code, or no Observe).
     /// The response was delivered before this event.
     ObservationEnded(RequestHandle),
+    /// A group request's collection window closed (RFC 7252 §8.1) and the unicast
+    /// follow-ups to its members ended: no more responses come under its handle. Every
+    /// group request ends with exactly this event (unless cancelled).
+    GroupEnded(RequestHandle),
+    /// A unicast follow-up of a group request to one of its members (the next block of
+    /// its block-wise answer, or the request repeated with its Echo value) failed: timed
+    /// out, reset, or the blocks did not fit together. That member's answer delivered so
+    /// far is incomplete; the group request goes on.
+    MemberFailed(RequestHandle),
     /// Observers of this resource (the application's number for it) are still due a
     /// notification that found no exchange record or buffer, and one is free now: call
     /// [`Endpoint::notify_due`] with the resource's current state.
@@ -209,6 +218,8 @@ impl fmt::Display for Event {
                 )
             }
             Event::ObservationEnded(h) => write!(f, "{h}: observation ended"),
+            Event::GroupEnded(h) => write!(f, "{h}: group request ended"),
+            Event::MemberFailed(h) => write!(f, "{h}: a member's follow-up failed"),
             Event::NotificationsDue(r) => {
                 write!(f, "observers of resource {r} are due a notification")
             }

@@ -6,7 +6,7 @@ use core::time::Duration;
 use super::client_block::BlockFailure;
 use super::observe::{OBSERVE_ASKED, OBSERVE_LEAVING};
 use super::output::ControlKind;
-use super::slot::{CON, PING, Slot, State};
+use super::slot::{CON, GROUP, MEMBER, PING, Slot, State};
 use super::{
     Endpoint, Error, Incoming, MAX_TOKEN_LEN, NO_ENTRY, RequestHandle, RequestOptions, token_hash,
 };
@@ -163,6 +163,9 @@ impl<
         if options.token.is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
             return Err(Error::TokenTooLong);
         }
+        if options.group && (!options.non_confirmable || options.observe || upload.is_some()) {
+            return Err(Error::NotForGroups);
+        }
         let reserve = self.config.immediate_reserve as usize;
         let index = self.free_index().ok_or(Error::TableFull)?;
         let Some(buf) = self.pool.take(true, reserve) else {
@@ -231,11 +234,17 @@ impl<
         if observe {
             slot.quota |= super::observe::OBSERVE_ASKED;
         }
-        let non_wait = options.timeout.unwrap_or(
-            self.config
+        if options.group {
+            slot.quota |= GROUP;
+        }
+        let non_wait = match options.timeout {
+            Some(wait) => wait,
+            None if options.group => params.group_window(),
+            None => self
+                .config
                 .non_response_timeout
                 .unwrap_or(params.max_transmit_wait()),
-        );
+        };
         let separate_wait = options.separate_timeout.unwrap_or(self.separate_wait());
         self.pool.blocks[buf as usize] = Some(ClientBlocks {
             start: StartParams::new(&params, non_wait, separate_wait),
@@ -282,10 +291,13 @@ impl<
         let slot = self
             .slot_mut(handle.index, handle.generation)
             .ok_or(Error::UnknownHandle)?;
-        if !slot.is_client() {
+        if !slot.is_client() || slot.quota & MEMBER != 0 {
             return Err(Error::UnknownHandle);
         }
         let peer = slot.peer;
+        if slot.quota & GROUP != 0 {
+            self.release_members(handle.index as usize);
+        }
         self.release(handle.index as usize);
         self.start_queued(now, peer);
         Ok(())
@@ -297,9 +309,13 @@ impl<
         // vanishingly unlikely for any token of 2 bytes or more.
         for _ in 0..8 {
             self.rng.fill(&mut token[..len]);
-            let clash = self.by_token.candidates(token_hash(&token[..len])).any(|i| {
-                matches!(&self.slots[i], Some(s) if s.peer == peer && s.token() == &token[..len])
-            });
+            let clash = self
+                .by_token
+                .candidates(token_hash(&token[..len]))
+                .any(|i| {
+                    matches!(&self.slots[i], Some(s) if (s.peer == peer || s.quota & GROUP != 0)
+                    && s.token() == &token[..len])
+                });
             if !clash {
                 break;
             }
@@ -351,7 +367,8 @@ impl<
             b.copy_from_slice(&mid.to_be_bytes());
         }
         slot.set_sending(true);
-        slot.retransmits_left = start.max_retransmit;
+        // A group request counts its members' follow-ups here instead.
+        slot.retransmits_left = if slot.con() { start.max_retransmit } else { 0 };
         if slot.con() {
             slot.start_retransmission(now, start.initial_timeout(random), start.max_retransmit);
             slot.state = State::AwaitingAck;
@@ -399,22 +416,27 @@ impl<
             .by_token
             .candidates(token_hash(msg.token()))
             .find(|&i| {
-                matches!(&self.slots[i], Some(s) if s.peer == from && s.token() == msg.token()
+                matches!(&self.slots[i], Some(s) if (s.peer == from || s.quota & GROUP != 0)
+                && s.token() == msg.token()
                 && s.awaits_response()
                 && (!piggybacked || (s.state == State::AwaitingAck && s.mid == msg.message_id())))
             })
         else {
             return Taken::Unmatched;
         };
-        let Some(peer) = self.slots[index].as_ref().map(|s| s.peer) else {
+        let Some(slot) = self.slots[index] else {
             return Taken::Unmatched;
         };
-        let generation = self.gens[index];
-        let handle = RequestHandle {
-            index: index as u16,
-            generation,
-        };
         let now = self.last_now;
+        if slot.quota & GROUP != 0 {
+            return self.take_group_response(now, index, from, msg);
+        }
+        let peer = slot.peer;
+        // A member's follow-up answers under its group request's handle.
+        let handle = self.group_of(&slot).unwrap_or(RequestHandle {
+            index: index as u16,
+            generation: self.gens[index],
+        });
         if msg.code() == Code::UNAUTHORIZED {
             if let Ok(Some(echo)) = msg.echo() {
                 if self.repeat_with_echo(now, index, echo) {

@@ -194,6 +194,15 @@ pub struct RequestOptions<'t> {
     /// the block that holds it (at `block2_szx`, default 1024 bytes); the bytes of that
     /// block before the offset are the caller's to skip.
     pub block2_offset: usize,
+    /// The peer is a group (RFC 7252 §8.1, e.g. a multicast address): the request must
+    /// be `non_confirmable` (else [`Error::NotForGroups`](super::Error::NotForGroups)),
+    /// and collects responses from any number of members — any source, matched by
+    /// token — for `timeout` (default
+    /// [`TransmissionParams::group_window`], 8 s). Each answer is delivered under this
+    /// request's handle, the caller knowing its source from `handle_datagram`; a member's
+    /// block-wise answer is continued by unicast to that member alone (RFC 7959 §2.8). The
+    /// request ends with [`Event::GroupEnded`](super::Event::GroupEnded).
+    pub group: bool,
 }
 
 impl Config {

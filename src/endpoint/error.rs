@@ -42,6 +42,9 @@ pub enum Error {
     NoBlockNeeded,
     /// The block cannot be sent (e.g. a block before the last is not of the block size).
     Upload(UploadError),
+    /// A group request must be NON (RFC 7252 §8.1: a CON to a group would draw ACKs
+    /// from every member), and cannot observe or upload block-wise.
+    NotForGroups,
 }
 
 impl fmt::Display for Error {
@@ -56,6 +59,9 @@ impl fmt::Display for Error {
             Error::Params(e) => write!(f, "bad transmission parameters: {e}"),
             Error::NoBlockNeeded => f.write_str("the request is not waiting for a block"),
             Error::Upload(e) => write!(f, "the block cannot be sent: {e}"),
+            Error::NotForGroups => {
+                f.write_str("a group request must be non-confirmable and cannot observe or upload")
+            }
         }
     }
 }

@@ -63,6 +63,7 @@ mod client_block;
 mod config;
 mod echo;
 mod error;
+mod group;
 mod observe;
 mod output;
 mod pool;
@@ -447,9 +448,85 @@ impl<
                 }
                 None
             }
-            Type::Con | Type::Non if msg.code().is_request() => self.on_request(now, from, msg),
+            Type::Con | Type::Non if msg.code().is_request() => {
+                self.on_request(now, from, msg, None)
+            }
             Type::Con | Type::Non => self.on_response(now, from, msg),
         }
+    }
+}
+
+impl<
+    P: Copy + Eq + core::hash::Hash,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    const OBSERVERS: usize,
+    const VERIFIED: usize,
+> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
+{
+    /// Processes one datagram from `from` that arrived on a group address this
+    /// endpoint joined (RFC 7252 §8), rather than on its own: `leisure` is that group's
+    /// Leisure (§8.2; [`TransmissionParams::default_leisure`](crate::TransmissionParams)
+    /// unless the group says otherwise).
+    ///
+    /// Only a NON request is taken (§8.1: group requests are never CON); anything else
+    /// is dropped without an answer — never an RST. The request is delivered like any
+    /// other, and:
+    /// - the answer is held back until a random point within `leisure` from now and
+    ///   then sent as NON, from wherever the caller sends unicast datagrams (the adapter's
+    ///   own address, never the group's);
+    /// - error answers (4.xx, 5.xx) — the application's and the endpoint's own refusals
+    ///   — are not sent (§8.2: nothing useful to say), nor is a response to a request
+    ///   the endpoint could not take; an answer too large for an unverified peer still
+    ///   becomes a 4.01 with an Echo value (RFC 9175 §2.4), with which that client can ask
+    ///   this server by unicast;
+    /// - No-Response (RFC 7967) is honoured as for unicast; Observe is not registered.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use coap_proto::wire::{Code, MessageBuilder, Type};
+    /// use coap_proto::{Config, Endpoint, Incoming, Instant, Output};
+    ///
+    /// let mut server = Endpoint::<u8>::new(Config::default())?;
+    /// let mut buf = [0u8; 32];
+    /// let mut b = MessageBuilder::new(&mut buf, Type::Non, Code::GET, 7)?;
+    /// b.token(&[1])?;
+    /// b.uri_path("/missing")?;
+    /// let leisure = Duration::from_secs(5);
+    /// let Some(Incoming::Request { handle, .. }) =
+    ///     server.handle_group_datagram(Instant::ZERO, 9, b.finish(), leisure)
+    /// else {
+    ///     panic!("a request")
+    /// };
+    /// // Nothing useful to say: a 4.04 to a group request is not sent.
+    /// server.respond(Instant::ZERO, handle, Code::NOT_FOUND, |_| Ok(()))?;
+    /// assert_eq!(server.poll_output(Instant::ZERO), Output::Timeout(None));
+    /// # Ok::<(), Box<dyn core::error::Error>>(())
+    /// ```
+    pub fn handle_group_datagram<'b>(
+        &mut self,
+        now: Instant,
+        from: P,
+        datagram: &'b [u8],
+        leisure: Duration,
+    ) -> Option<Incoming<'b>> {
+        let now = self.clamp(now);
+        let Ok(msg) = Message::parse(datagram) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        if msg.ty() != Type::Non || !msg.code().is_request() {
+            log_info!(
+                "ignoring a {} {} on a group address (RFC 7252 §8.1)",
+                msg.ty(),
+                msg.code()
+            );
+            return None;
+        }
+        self.on_request(now, from, msg, Some(leisure))
     }
 }
 

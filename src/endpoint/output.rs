@@ -176,6 +176,12 @@ impl<
                 index: index16,
                 generation,
             };
+            if let Some(group) = self.group_of(slot) {
+                // A member's follow-up failed (it ends silently when it succeeds).
+                log_info!("a member's follow-up of {group} failed: {outcome:?}");
+                self.release(index);
+                return Output::Event(Event::MemberFailed(group));
+            }
             let incoming = IncomingHandle {
                 index: index16,
                 generation,
@@ -185,6 +191,7 @@ impl<
                 Outcome::Reset => Event::Reset(request),
                 Outcome::Pong => Event::Pong(request),
                 Outcome::ObserveEnded => Event::ObservationEnded(request),
+                Outcome::GroupEnded => Event::GroupEnded(request),
                 Outcome::BlockFailed => match self.blocks(index).and_then(|b| b.failed) {
                     Some(BlockFailure::Upload(e)) => Event::UploadFailed(request, e),
                     Some(BlockFailure::Download(e)) => Event::BlockFailed(request, e),

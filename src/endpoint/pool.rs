@@ -124,6 +124,15 @@ impl<const BUFFERS: usize, const MSG_BYTES: usize> BufferPool<BUFFERS, MSG_BYTES
         }
     }
 
+    /// Copies the message in buffer `from` into buffer `to`.
+    pub(super) fn copy(&mut self, from: u16, to: u16) {
+        let (from, to) = (from as usize, to as usize);
+        if from < BUFFERS && to < BUFFERS {
+            self.bufs[to] = self.bufs[from];
+            self.lens[to] = self.lens[from];
+        }
+    }
+
     pub(super) fn set_len(&mut self, b: u16, len: usize) {
         if let Some(l) = self.lens.get_mut(b as usize) {
             *l = len.min(MSG_BYTES) as u16;

@@ -4,7 +4,7 @@
 use core::time::Duration;
 
 use super::output::{CONTROL_BYTES, ControlKind};
-use super::slot::{CON, HELD, MUST_ANSWER, OVER_SHARE, Outcome, Slot, State};
+use super::slot::{CON, GROUP_REQUEST, HELD, MUST_ANSWER, OVER_SHARE, Outcome, Slot, State};
 use super::{Endpoint, Error, Incoming, IncomingHandle, MAX_TOKEN_LEN, NO_ENTRY, ResponseMode};
 use crate::dedup::Reply;
 use crate::wire::{
@@ -64,8 +64,9 @@ impl<
             (false, ResponseMode::Confirmable, _) | (false, ResponseMode::Auto, true) => Type::Con,
             _ => Type::Non,
         };
-        if NoResponse(slot.no_response).suppresses(code) {
+        if NoResponse(slot.answer_filter()).suppresses(code) {
             // RFC 7967 §2: not sending is the answer; a CON still gets its empty ACK.
+            // (RFC 7252 §8.2: so is an error answer to a group request.)
             if slot.state == State::Handling && slot.con() {
                 self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
             }
@@ -126,19 +127,33 @@ impl<
                 s.start_retransmission(now, initial, params.max_retransmit);
                 State::RespondingCon
             }
+            // RFC 7252 §8.2: an answer to a group request waits for the point within
+            // Leisure drawn when it came (the handling deadline), if that is still ahead.
+            _ if s.quota & GROUP_REQUEST != 0
+                && slot.state == State::Handling
+                && slot.deadline > now =>
+            {
+                s.set_sending(false);
+                State::Leisure
+            }
             _ => State::SendingNon,
         };
         self.sync(index);
         Ok(())
     }
 
-    /// A request (§5.1): deduplicated, checked, then handed to the application.
+    /// A request (§5.1): deduplicated, checked, then handed to the application. One
+    /// that came to a group address (`leisure` is then its group's Leisure, §8.2) is
+    /// NON, never gets RST or an error answer, and is answered at a random point within
+    /// Leisure.
     pub(super) fn on_request<'b>(
         &mut self,
         now: Instant,
         from: P,
         msg: Message<'b>,
+        leisure: Option<Duration>,
     ) -> Option<Incoming<'b>> {
+        let group = leisure.is_some();
         let con = msg.ty() == Type::Con;
         let mid = msg.message_id();
         // A new input ends the handling call of a request admitted over the quota.
@@ -158,7 +173,7 @@ impl<
         if msg.token().len() > self.config.max_token_len.min(MAX_TOKEN_LEN as u8) as usize {
             // RFC 8974 §2.2.2: a token longer than supported is a format error.
             self.stats.malformed += 1;
-            if con {
+            if con && !group {
                 self.queue_control(from, ControlKind::Rst(mid));
             }
             return None;
@@ -173,6 +188,10 @@ impl<
             // §5.7.2, §5.10.2: an endpoint that is not a forward proxy.
             Some(Code::PROXYING_NOT_SUPPORTED)
         } else if self.has_bad_critical_option(&msg) {
+            if group {
+                // §8.1: never RST a group request; §8.2: nor answer with an error.
+                return None;
+            }
             if !con {
                 // §5.4.1: a NON with an unrecognized critical option is rejected.
                 self.queue_control(from, ControlKind::Rst(mid));
@@ -198,6 +217,10 @@ impl<
             self.non_lifetime
         };
         if let Some(code) = error {
+            if group {
+                log_info!("not answering group request MID {mid:#06x} with {code} (RFC 7252 §8.2)");
+                return None;
+            }
             if code == Code::UNAUTHORIZED {
                 log_info!(
                     "challenging request MID {mid:#06x} with 4.01 and Echo: its peer's address \
@@ -209,6 +232,10 @@ impl<
         }
         let Some(index) = self.free_index() else {
             self.stats.overloaded += 1;
+            if group {
+                // An answer from every member is not promised (§8.2): this one is silent.
+                return None;
+            }
             log_info!("refusing request MID {mid:#06x} with 5.03: every exchange record in use");
             let frees_at = self.frees_at(now, false, None);
             self.reply_error(
@@ -250,6 +277,9 @@ impl<
                         self.stats.overloaded += 1;
                         Code::SERVICE_UNAVAILABLE
                     };
+                    if group {
+                        return None;
+                    }
                     log_info!(
                         "refusing request MID {mid:#06x} with {code}: deduplication table full"
                     );
@@ -274,10 +304,16 @@ impl<
         } else {
             0
         };
-        let deadline = if con {
-            now + self.config.empty_ack_delay
-        } else {
-            now
+        let deadline = match leisure {
+            // §8.2: the answer goes at a random point within Leisure; until then the
+            // request is in its handling call.
+            Some(leisure) => {
+                let span = leisure.as_micros().min(u64::MAX as u128) as u64;
+                let delay = self.rng.next_u64() % span.max(1);
+                now + Duration::from_micros(delay)
+            }
+            None if con => now + self.config.empty_ack_delay,
+            None => now,
         };
         let mut slot = Slot::new(
             from,
@@ -290,9 +326,13 @@ impl<
         slot.dedup = entry as u16;
         slot.quota = quota;
         slot.timeout_us = budget;
+        if group {
+            slot.quota |= GROUP_REQUEST;
+        }
         // RFC 7641 §3.1, §3.6: Observe 0 asks to register (the application decides, in
         // `respond_observe`); Observe 1 ends the peer's observation with this token.
-        if matches!(msg.code(), Code::GET | Code::FETCH) {
+        // Not through a group: an observation is a relation with one server.
+        if matches!(msg.code(), Code::GET | Code::FETCH) && !group {
             match msg.observe() {
                 Ok(Some(0)) => slot.quota |= super::observe::OBSERVE_REGISTER,
                 Ok(Some(1)) => self.deregister(from, msg.token()),
@@ -540,7 +580,7 @@ impl<
                 piggyback: slot.con(),
                 mid: slot.mid,
                 token: slot.token(),
-                no_response: slot.no_response,
+                no_response: slot.answer_filter(),
                 entry: slot.dedup as usize,
                 budget: slot.timeout_us,
             };
@@ -592,7 +632,7 @@ impl<
             piggyback,
             mid: slot.mid,
             token: slot.token(),
-            no_response: slot.no_response,
+            no_response: slot.answer_filter(),
             entry: slot.dedup as usize,
             budget: slot.timeout_us,
         };

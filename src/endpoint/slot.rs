@@ -2,6 +2,7 @@
 
 use super::MAX_TOKEN_LEN;
 use crate::Instant;
+use crate::wire::NoResponse;
 
 /// Where a slot is in its exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,12 @@ pub(super) enum State {
     SendingNon,
     /// Server: separate CON response sent, retransmitting until ACK/RST.
     RespondingCon,
+    /// Server: the response to a group request (RFC 7252 §8.2) is built and waits
+    /// until `deadline`, a random point within Leisure, to be sent once as NON.
+    Leisure,
+    /// Client: a group request whose collection window closed while unicast
+    /// follow-ups to its members (`MEMBER` slots) still run; ends with the last.
+    Collected,
     /// Outcome decided, to be reported.
     Done(Outcome),
 }
@@ -51,6 +58,8 @@ pub(super) enum Outcome {
     /// An observation ended (declined, or a final response), after its response was
     /// delivered.
     ObserveEnded,
+    /// A group request's collection window closed and its follow-ups ended.
+    GroupEnded,
     // Server side.
     Acknowledged,
     ResponseTimedOut,
@@ -69,6 +78,7 @@ impl Outcome {
                 | Outcome::Pong
                 | Outcome::BlockFailed
                 | Outcome::ObserveEnded
+                | Outcome::GroupEnded
         )
     }
 }
@@ -105,12 +115,37 @@ pub(super) struct Slot<P> {
     pub(super) quota: u8,
 }
 
+// The `quota` bits. Some mean one thing in a server slot and another in a client slot;
+// every test of a shared bit first knows the slot's role.
+//
+// | bit  | server slot         | client slot           |
+// |------|---------------------|-----------------------|
+// | 0x01 | HELD                | (kept clear by sync)  |
+// | 0x02 | MUST_ANSWER         | —                     |
+// | 0x04 | OVER_SHARE          | GROUP                 |
+// | 0x08 | OBSERVE_REGISTER    | MEMBER                |
+// | 0x10 | NOTIFICATION        | —                     |
+// | 0x20 | —                   | OBSERVE_ASKED         |
+// | 0x40 | —                   | OBSERVE_ACCEPTED      |
+// | 0x80 | GROUP_REQUEST       | OBSERVE_LEAVING       |
+
 /// Counted in `Endpoint::held`: a request with the application.
 pub(super) const HELD: u8 = 0x01;
 /// Admitted over the deferral quota: answered by the endpoint if not at once.
 pub(super) const MUST_ANSWER: u8 = 0x02;
 /// Over the quota of its peer (4.29) rather than of the endpoint (5.03).
 pub(super) const OVER_SHARE: u8 = 0x04;
+/// Server: the request came to a group address (RFC 7252 §8.2): no error answers, and
+/// the answer waits a random time within Leisure.
+pub(super) const GROUP_REQUEST: u8 = 0x80;
+/// Client: a request to a group (RFC 7252 §8.1): answered by any number of members,
+/// matched by token from any source until `deadline`; `retransmits_left` counts its
+/// `MEMBER` follow-ups.
+pub(super) const GROUP: u8 = 0x04;
+/// Client: a unicast follow-up of a group request to one member (its next Block2
+/// block, RFC 7959 §2.8, or its repetition with an Echo value); `dedup` holds the
+/// group request's slot, under whose handle its responses are delivered.
+pub(super) const MEMBER: u8 = 0x08;
 
 pub(super) const SEND: u8 = 0x10;
 pub(super) const CON: u8 = 0x20;
@@ -159,6 +194,17 @@ impl<P> Slot<P> {
         self.retransmits_left = max_retransmit;
     }
 
+    /// Server: the No-Response value (RFC 7967) the answers to this request obey: the
+    /// request's own, and for a group request also no error answers (RFC 7252 §8.2:
+    /// a server says nothing when it has nothing useful to say).
+    pub(super) fn answer_filter(&self) -> u8 {
+        if self.quota & GROUP_REQUEST != 0 {
+            self.no_response | NoResponse::SUPPRESS_4XX | NoResponse::SUPPRESS_5XX
+        } else {
+            self.no_response
+        }
+    }
+
     pub(super) fn token(&self) -> &[u8] {
         self.token.get(..(self.bits & 0x0f) as usize).unwrap_or(&[])
     }
@@ -195,6 +241,7 @@ impl<P> Slot<P> {
                 | State::NeedsBlock
                 | State::AwaitingBlock
                 | State::Observing
+                | State::Collected
         ) || matches!(self.state, State::Done(o) if o.is_client())
     }
 
@@ -209,6 +256,7 @@ impl<P> Slot<P> {
                 | State::Handling
                 | State::Deferred
                 | State::RespondingCon
+                | State::Leisure
         )
     }
 
@@ -263,9 +311,11 @@ impl<P> Slot<P> {
             State::Queued | State::Observing => None,
             State::Handling => Some(self.deadline + deferred_wait),
             State::AwaitingAck | State::RespondingCon => Some(retransmitting()),
-            State::Deferred | State::AwaitingNonResponse | State::AwaitingSeparate => {
-                Some(self.deadline)
-            }
+            State::Deferred
+            | State::AwaitingNonResponse
+            | State::AwaitingSeparate
+            | State::Leisure => Some(self.deadline),
+            State::Collected => None,
             _ => Some(now),
         }
     }

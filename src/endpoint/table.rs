@@ -129,6 +129,9 @@ impl<
             self.by_mid.remove(index);
             self.by_token.remove(index);
             self.free.push(index);
+            if let Some(group) = self.group_of(&slot) {
+                self.member_released(group.index as usize);
+            }
             // A notification that found no room may go now.
             self.observe_room |= self.observe_waiting;
         }

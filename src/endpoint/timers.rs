@@ -2,7 +2,7 @@
 
 use super::Endpoint;
 use super::server::Refused;
-use super::slot::{Outcome, State};
+use super::slot::{GROUP, Outcome, State};
 use crate::Instant;
 use crate::dedup::Reply;
 use crate::retransmit::{RetransmitAction, step};
@@ -67,8 +67,14 @@ impl<
                     }
                 }
             }
+            State::AwaitingNonResponse if slot.quota & GROUP != 0 => self.close_window(index),
             State::AwaitingNonResponse | State::AwaitingSeparate => {
                 slot.state = State::Done(Outcome::TimedOut);
+            }
+            // §8.2: the point within Leisure has come.
+            State::Leisure => {
+                slot.state = State::SendingNon;
+                slot.set_sending(true);
             }
             // §5.2.2: no answer in time; acknowledge now, answer later.
             State::Handling => return self.defer(now, index),
@@ -92,7 +98,7 @@ impl<
                 piggyback: false,
                 mid,
                 token: slot.token(),
-                no_response: slot.no_response,
+                no_response: slot.answer_filter(),
                 entry,
                 budget: slot.timeout_us,
             };

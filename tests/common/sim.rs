@@ -65,6 +65,17 @@ struct Packet {
     from: u8,
     to: u8,
     bytes: Vec<u8>,
+    /// Sent to a group: delivered with `handle_group_datagram` and this Leisure.
+    leisure: Option<Duration>,
+}
+
+/// A group address: datagrams sent to `address` reach each of `members` on its own,
+/// each copy lost, duplicated and delayed independently, as on a multicast link.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub address: u8,
+    pub members: Vec<u8>,
+    pub leisure: Duration,
 }
 
 pub struct Sim<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> {
@@ -80,6 +91,7 @@ pub struct Sim<const E: usize, const B: usize, const M: usize, const D: usize, c
     pub duplicated: usize,
     /// Every datagram sent, when tracing is on.
     pub trace: Option<Vec<Sent>>,
+    pub groups: Vec<Group>,
 }
 
 impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
@@ -99,6 +111,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
             lost: 0,
             duplicated: 0,
             trace: None,
+            groups: Vec::new(),
         }
     }
 
@@ -127,6 +140,16 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         if let Some(trace) = &mut self.trace {
             trace.push((self.now, from, to, bytes.to_vec()));
         }
+        if let Some(group) = self.groups.iter().find(|g| g.address == to).cloned() {
+            for member in group.members {
+                self.transmit(from, member, bytes, Some(group.leisure));
+            }
+            return;
+        }
+        self.transmit(from, to, bytes, None);
+    }
+
+    fn transmit(&mut self, from: u8, to: u8, bytes: &[u8], leisure: Option<Duration>) {
         if self.per_mille(self.link.loss) {
             self.lost += 1;
             return;
@@ -146,6 +169,7 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                 from,
                 to,
                 bytes: bytes.to_vec(),
+                leisure,
             });
         }
     }
@@ -224,7 +248,13 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                     continue;
                 }
                 let now = self.now;
-                if let Some(incoming) = self.nodes[node].handle_datagram(now, p.from, &p.bytes) {
+                let incoming = match p.leisure {
+                    Some(leisure) => {
+                        self.nodes[node].handle_group_datagram(now, p.from, &p.bytes, leisure)
+                    }
+                    None => self.nodes[node].handle_datagram(now, p.from, &p.bytes),
+                };
+                if let Some(incoming) = incoming {
                     app.incoming(node, now, p.from, incoming, &mut self.nodes[node]);
                 }
             }
