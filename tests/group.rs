@@ -225,7 +225,7 @@ fn client_collects_answers_from_any_source_until_the_window_closes() {
     ] {
         let datagram = answer(mid, body.as_bytes());
         let got = c.handle_datagram(t(100), from, &datagram);
-        if from == 1 && matches!(got, None) {
+        if from == 1 && got.is_none() {
             continue;
         }
         let Some(Incoming::Response {
