@@ -11,8 +11,11 @@
 //!   -w             append a newline to the body received
 //!   -b [NUM,]SIZE  block size for Block1 and Block2 (16 … 1024); the download starts
 //!                  at block NUM
-//!   -B SECONDS     give up after this long, CON or NON (default 90)
-//!   -N             send as NON (non-confirmable)
+//!   -B SECONDS     give up after this long, CON or NON (default 90); for a group
+//!                  request, how long to collect answers (default 8)
+//!   -N             send as NON (non-confirmable); a multicast URI needs it
+//!   -I INTERFACE   the interface (name or index) of an IPv6 link-local group
+//!                  such as ff02::fd; IPv4 group requests leave by -a's interface
 //!   -A TYPE        Accept: a Content-Format number or name (text, json, cbor, …)
 //!   -t TYPE        Content-Format of the payload
 //!   -O NUM,TEXT    add option NUM with value TEXT ("0x…" for bytes in hex); repeatable
@@ -34,6 +37,11 @@
 //! `coaps://` URIs (port 5684 by default) need the `dtls` feature:
 //! `cargo run --features std,log,dtls --example coap-client -- -k KEY -u ID coaps://host/path`.
 //!
+//! A URI whose host is a multicast address (`-N coap://224.0.1.187/.well-known/core`)
+//! sends a group request (RFC 7252 §8) and prints every server's answer as it is
+//! collected, one line each: `ADDRESS: BODY` on stdout for 2.xx, `ADDRESS: CODE …` on
+//! stderr otherwise; the exit status is 0 when at least one server answered.
+//!
 //! As libcoap's client does, a 2.xx body goes to stdout as received (with a newline
 //! after it), and any other code is printed on stderr with the diagnostic payload,
 //! e.g. `4.04 Not Found`. The exit status is 0 when a response arrived, whatever its
@@ -51,7 +59,7 @@ use coap_proto::wire::{Code, ContentFormat, OptionNumber};
 mod logger;
 
 const USAGE: &str = "usage: coap-client [-m METHOD] [-e TEXT | -f FILE] [-o FILE] [-w] \
-[-b [NUM,]SIZE] [-B SECONDS] [-N] [-A TYPE] [-t TYPE] [-O NUM,TEXT]... [-T TOKEN] \
+[-b [NUM,]SIZE] [-B SECONDS] [-N] [-I INTERFACE] [-A TYPE] [-t TYPE] [-O NUM,TEXT]... [-T TOKEN] \
 [-P PROXY] [-H HOPS] [-U] [-G COUNT] [-s SECONDS] [-a ADDRESS] [-p PORT] [-k KEY] \
 [-u IDENTITY] [-v N] [-h] URI";
 
@@ -72,7 +80,10 @@ struct Options {
     newline: bool,
     block: Option<(usize, u8)>,
     wait: u64,
+    /// Whether `-B` was given (a group request's window is shorter by default).
+    wait_given: bool,
     non: bool,
+    interface: Option<String>,
     accept: Option<ContentFormat>,
     format: Option<ContentFormat>,
     options: Vec<(OptionNumber, Vec<u8>)>,
@@ -97,7 +108,9 @@ fn parse() -> Result<Options, Box<dyn std::error::Error>> {
         newline: false,
         block: None,
         wait: 90,
+        wait_given: false,
         non: false,
+        interface: None,
         accept: None,
         format: None,
         options: Vec::new(),
@@ -156,8 +169,12 @@ fn parse() -> Result<Options, Box<dyn std::error::Error>> {
                     .ok_or("block size must be 16 … 1024, a power of two")?;
                 o.block = Some((num * size, szx as u8));
             }
-            "-B" => o.wait = value()?.parse()?,
+            "-B" => {
+                o.wait = value()?.parse()?;
+                o.wait_given = true;
+            }
             "-N" => o.non = true,
+            "-I" => o.interface = Some(value()?),
             "-A" => o.accept = Some(content_format(&value()?)?),
             "-t" => o.format = Some(content_format(&value()?)?),
             "-O" => {
@@ -241,6 +258,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => SocketAddr::new(coap_proto::net::local_for(server).ip(), o.local_port),
     };
     let socket = UdpSocket::bind(local)?;
+    if server.ip().is_multicast() {
+        return group(&o, req, server, socket);
+    }
     let secure = o.proxy.as_deref().unwrap_or(&o.uri).secure_scheme() == Some(true);
     if !secure {
         let mut client = Client::from_socket(socket, server, coap_proto::net::default_config())?;
@@ -260,6 +280,52 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     #[cfg(not(feature = "dtls"))]
     Err("coaps:// needs the dtls feature (cargo run --features std,log,dtls …)".into())
+}
+
+/// A group request to `group`: every member's answer, with its address.
+fn group(
+    o: &Options,
+    req: Request,
+    mut group: SocketAddr,
+    socket: UdpSocket,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !o.non {
+        return Err(
+            "a request to a multicast address must be non-confirmable: add -N \
+                    (RFC 7252 §8.1)"
+                .into(),
+        );
+    }
+    if let (SocketAddr::V6(a), Some(name)) = (&mut group, &o.interface) {
+        let index = match name.parse::<u32>() {
+            Ok(i) => i,
+            Err(_) => std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or(format!("-I {name}: no such interface"))?,
+        };
+        a.set_scope_id(index);
+    }
+    let window = if o.wait_given { o.wait } else { 8 };
+    let req = req.timeout(Duration::from_secs(window));
+    let mut client = Client::from_socket(socket, group, coap_proto::net::default_config())?;
+    let answers = client.group_request(group, &req)?;
+    let mut stdout = std::io::stdout();
+    for a in &answers {
+        let r = &a.response;
+        let incomplete = if a.complete { "" } else { " (incomplete)" };
+        if r.code.is_success() {
+            let body = String::from_utf8_lossy(&r.payload);
+            writeln!(stdout, "{}: {body}{incomplete}", a.from)?;
+        } else {
+            let text = r.payload_str().unwrap_or("");
+            eprintln!("{}: {} {text}{incomplete}", a.from, r.code);
+        }
+    }
+    if answers.is_empty() {
+        return Err(format!("no answer from group {group} within {window} s").into());
+    }
+    Ok(())
 }
 
 /// Sends the request (or observes) over `client`, printing as libcoap's client does.

@@ -3,13 +3,18 @@
 //! on the tokio adapter.
 //!
 //! ```text
-//! cargo run --features std,log --example coap-server -- [-A ADDRESS] [-p PORT] [-d MAX] [-v N] [-h]
+//! cargo run --features std,log --example coap-server -- [-A ADDRESS] [-p PORT] [-d MAX] [-g GROUP]... [-G INTERFACE] [-v N] [-h]
 //! cargo run --features std,log,dtls --example coap-server -- -k KEY [-h HINT] …
 //! ```
 //!
 //! With `-k KEY` (feature `dtls`) it also serves `coaps://` on PORT + 1, as libcoap's
 //! does: DTLS 1.2 with pre-shared keys, any identity with that key; the resources are
 //! the same and shared between both.
+//!
+//! With `-g GROUP` it joins a multicast group (RFC 7252 §8), as libcoap's does with the
+//! same flag, and answers group requests — a discovery GET of `/.well-known/core` to
+//! `224.0.1.187` — at a random point within Leisure, never with an error. `-G` names
+//! the interface.
 //!
 //! Defaults: `-A 127.0.0.1 -p 5683 -d 64`. `-d MAX` caps the resources created by PUT
 //! or POST (each at most 64 KiB): past it, creating one more gets 4.06 Not Acceptable
@@ -41,6 +46,10 @@ mod shared;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = shared::Options::parse()?;
     let mut server = Server::bind(options.listen())?;
+    for group in options.groups()? {
+        server.join_group(group)?;
+        eprintln!("coap-server joined {group}");
+    }
     let store = shared::Store::new(&options);
     let timer = timer_thread();
     // One line, which tests wait for.

@@ -21,6 +21,10 @@ mod shared;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = shared::Options::parse()?;
     let mut server = Server::bind(options.listen()).await?;
+    for group in options.groups()? {
+        server.join_group(group)?;
+        eprintln!("tokio_server joined {group}");
+    }
     let store = shared::Store::new(&options);
     // One line, which tests wait for.
     match &options.key {

@@ -170,6 +170,7 @@ macro_rules! log_info {
 pub mod block;
 #[cfg(feature = "dtls")]
 pub mod dtls;
+pub mod multicast;
 #[cfg(feature = "std")]
 pub mod net;
 pub mod resource;

@@ -332,3 +332,64 @@ fn member_challenge_is_answered_by_unicast_under_the_group_handle() {
     assert_eq!(out.events, vec![Event::GroupEnded(h)]);
     assert_eq!(c.exchanges_in_flight(), 0);
 }
+
+/// With no record free for a member's follow-up, its first block is delivered as it
+/// came and the request reports the member before it ends: nothing is lost silently.
+#[test]
+fn member_without_room_for_its_follow_up_is_reported_before_the_end() {
+    type Tiny = Endpoint<u8, 2, 4, 256, 16, 1024>;
+    let mut c = Tiny::new(Config {
+        seed: 10,
+        immediate_reserve: 0,
+        ..Config::default()
+    })
+    .unwrap();
+    let h = c
+        .request(t(0), GROUP, Code::GET, &group_options(), |b| {
+            b.uri_path("/big").map(drop)
+        })
+        .unwrap();
+    let request = drain(&mut c, t(0)).sent[0].1.clone();
+    let token = parse(&request).token().to_vec();
+    let first = |mid: u16| {
+        msg(Type::Non, Code::CONTENT, mid, &token, |b| {
+            b.block2(coap_proto::wire::Block::new(0, true, 2).unwrap())
+                .unwrap();
+            b.payload(&[7; 64]).unwrap();
+        })
+    };
+    // Member 1 takes the second and last record for its follow-up; member 2 finds none.
+    for (from, mid) in [(1u8, 0x100), (2, 0x200)] {
+        let datagram = first(mid);
+        let Some(Incoming::Response { block: Some(b), .. }) =
+            c.handle_datagram(t(10), from, &datagram)
+        else {
+            panic!("member {from}'s first block is delivered");
+        };
+        assert!(!b.last);
+    }
+    assert_eq!(c.exchanges_in_flight(), 2);
+    let out = drain(&mut c, t(10));
+    assert_eq!(out.sent.len(), 1, "one follow-up, to member 1");
+    assert_eq!(out.sent[0].0, 1);
+    // Member 1 never answers: its follow-up times out; then the window is long closed.
+    let mut events = Vec::new();
+    let mut now = t(10);
+    for _ in 0..100 {
+        let out = drain(&mut c, now);
+        events.extend(out.events);
+        match out.timeout {
+            Some(at) => now = at,
+            None => break,
+        }
+    }
+    assert_eq!(
+        events,
+        vec![
+            Event::MemberFailed(h),
+            Event::MemberFailed(h),
+            Event::GroupEnded(h)
+        ]
+    );
+    assert_eq!(c.exchanges_in_flight(), 0);
+}

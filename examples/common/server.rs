@@ -11,12 +11,17 @@ use coap_proto::resource::{Methods, Resource};
 use coap_proto::wire::{Code, ContentFormat};
 
 pub const USAGE: &str = "\
-usage: coap-server [-A ADDRESS] [-p PORT] [-d MAX] [-k KEY [-h HINT]] [-v N] [-h]
+usage: coap-server [-A ADDRESS] [-p PORT] [-d MAX] [-g GROUP]... [-G INTERFACE] [-k KEY [-h HINT]] [-v N] [-h]
 
   -A ADDRESS  the address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)
   -p PORT     the port (default 5683)
   -d MAX      at most MAX resources created by PUT or POST (default 64): past it,
               creating one more gets 4.06 Not Acceptable until one is deleted
+  -g GROUP    join this multicast group (224.0.1.187, ff02::fd, ff05::fd …; repeatable),
+              as libcoap's: group requests are answered within Leisure (5 s), never
+              with an error. Needs a unicast -A, which also picks the IPv4 interface
+  -G INTERFACE  the interface to join the groups on: a name or index (IPv6), an
+              address (IPv4); default: the interface of -A
   -k KEY      also serve coaps:// (DTLS with pre-shared keys, feature dtls) on PORT + 1,
               as libcoap's does: a client with any identity and this key connects
   -h HINT     with -k: the identity hint sent to clients
@@ -38,6 +43,10 @@ pub struct Options {
     pub key: Option<String>,
     /// `-h HINT`: the PSK identity hint.
     pub hint: Option<String>,
+    /// `-g GROUP`: multicast groups to join.
+    pub groups: Vec<String>,
+    /// `-G INTERFACE`: where to join them.
+    pub group_interface: Option<String>,
 }
 
 impl Options {
@@ -50,6 +59,8 @@ impl Options {
             verbosity: 0,
             key: None,
             hint: None,
+            groups: Vec::new(),
+            group_interface: None,
         };
         let mut args = std::env::args().skip(1).peekable();
         while let Some(arg) = args.next() {
@@ -66,6 +77,8 @@ impl Options {
                 "-d" => o.max_dynamic = value()?.parse().map_err(|e| bad(&e))?,
                 "-v" => o.verbosity = value()?.parse().map_err(|e| bad(&e))?,
                 "-k" => o.key = Some(value()?),
+                "-g" => o.groups.push(value()?),
+                "-G" => o.group_interface = Some(value()?),
                 "-h" => {
                     let program = std::env::args().next().unwrap_or_default();
                     let name = std::path::Path::new(&program)
@@ -88,6 +101,37 @@ impl Options {
         } else {
             format!("{}:{}", self.address, self.port)
         }
+    }
+
+    /// The groups of `-g`, joined on the interface `-G` names (IPv4: by its address,
+    /// else `-A`'s; IPv6: by its index, or by its name on Linux).
+    pub fn groups(&self) -> Result<Vec<coap_proto::net::Group>, String> {
+        use std::net::{IpAddr, Ipv4Addr};
+        let interface = self.group_interface.as_deref();
+        let v4 = match interface.map(str::parse::<Ipv4Addr>) {
+            Some(Ok(a)) => a,
+            _ => self.address.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+        };
+        let index = match interface {
+            None => 0,
+            Some(i) => match i.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) if i.parse::<Ipv4Addr>().is_ok() => 0,
+                Err(_) => std::fs::read_to_string(format!("/sys/class/net/{i}/ifindex"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .ok_or(format!("-G {i}: no such interface"))?,
+            },
+        };
+        self.groups
+            .iter()
+            .map(|g| {
+                let address: IpAddr = g.parse().map_err(|e| format!("-g {g}: {e}"))?;
+                Ok(coap_proto::net::Group::new(address)
+                    .interface_v4(v4)
+                    .interface_index(index))
+            })
+            .collect()
     }
 
     /// `address:(port + 1)`, where coaps is served with `-k`.

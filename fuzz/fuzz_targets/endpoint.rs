@@ -2,6 +2,10 @@
 //! deliveries, drops and duplicates of their own traffic, time steps and commands, at a
 //! tiny capacity or at the defaults the adapters use (the input picks).
 //!
+//! Either endpoint may send group requests (to peer `GROUP`, which the other endpoint
+//! receives as group traffic, RFC 7252 §8), and any datagram may be marked as having
+//! come to a group address.
+//!
 //! Oracles: nothing panics; every output parses; no deadline lies in the past; the
 //! tables never exceed their capacity and the dedup bookkeeping holds; a POST is handed
 //! to the application at most once per live request (peer and message ID within
@@ -21,13 +25,15 @@ use std::time::Duration;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Raw { to: bool, from: u8, bytes: Vec<u8> },
-    Message { to: bool, from: u8, ty: u8, code: u8, mid: u16, token: Vec<u8>, options: Vec<(u16, Vec<u8>)>, payload: Vec<u8> },
+    Raw { to: bool, from: u8, group: bool, bytes: Vec<u8> },
+    Message { to: bool, from: u8, group: bool, ty: u8, code: u8, mid: u16, token: Vec<u8>, options: Vec<(u16, Vec<u8>)>, payload: Vec<u8> },
     Deliver(u8),
     Duplicate(u8),
     Drop(u8),
     Advance(u32),
-    Request { on: bool, method: u8, non: bool, token: Option<Vec<u8>>, path: String, timeout_ms: Option<u16>, observe: bool },
+    Request { on: bool, method: u8, non: bool, group: bool, token: Option<Vec<u8>>, path: String, timeout_ms: Option<u16>, observe: bool, block2_szx: Option<u8> },
+    /// Mark a datagram on the wire as group traffic (or as unicast again).
+    MarkGroup(u8),
     Ping(bool),
     Cancel(u8),
     Respond { which: u8, code: u8, mode: u8, payload: Vec<u8> },
@@ -50,8 +56,13 @@ struct Input {
     default_capacity: bool,
     /// Amplification mitigation (RFC 9175 §2.4) on both endpoints.
     amplification: bool,
+    /// Leisure of the group, in ms.
+    leisure_ms: u16,
     ops: Vec<Op>,
 }
+
+/// The peer id under which each endpoint reaches the other as a group.
+const GROUP: u8 = 100;
 
 /// A POST handed to the application: when, for how long duplicates are recognized, and
 /// the first ACK its endpoint sent for it.
@@ -64,7 +75,8 @@ struct Post {
 struct World<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize> {
     eps: [Endpoint<u8, E, B, M, D, R>; 2],
     now: Instant,
-    wire: Vec<(usize, u8, Vec<u8>)>, // (to endpoint, from peer id, bytes)
+    wire: Vec<(usize, u8, Vec<u8>, bool)>, // (to endpoint, from peer id, bytes, to a group)
+    leisure: Duration,
     requests: Vec<(usize, RequestHandle)>,
     incoming: Vec<(usize, IncomingHandle)>,
     /// POSTs delivered, by (endpoint, peer, message ID).
@@ -92,12 +104,15 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                         }
                     }
                     if (t.to as usize) < 2 && self.wire.len() < 64 {
-                        self.wire.push((t.to as usize, i as u8, t.data.to_vec()));
+                        self.wire.push((t.to as usize, i as u8, t.data.to_vec(), false));
+                    } else if t.to == GROUP && self.wire.len() < 64 {
+                        assert_eq!(m.ty(), Type::Non, "a group request is NON");
+                        self.wire.push((1 - i, i as u8, t.data.to_vec(), true));
                     }
                 }
                 Output::Event(e) => {
                     let _ = e.to_string();
-                    if let Event::TimedOut(h) | Event::Reset(h) | Event::Pong(h) | Event::ObservationEnded(h) = e {
+                    if let Event::TimedOut(h) | Event::Reset(h) | Event::Pong(h) | Event::ObservationEnded(h) | Event::GroupEnded(h) = e {
                         self.requests.retain(|&(n, r)| !(n == i && r == h));
                         self.newest.remove(&(i, h));
                     }
@@ -113,9 +128,14 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
         panic!("poll_output never settles");
     }
 
-    fn deliver(&mut self, to: usize, from: u8, bytes: &[u8]) {
+    fn deliver(&mut self, to: usize, from: u8, bytes: &[u8], group: bool) {
         let now = self.now;
-        match self.eps[to].handle_datagram(now, from, bytes) {
+        let incoming = if group {
+            self.eps[to].handle_group_datagram(now, from, bytes, self.leisure)
+        } else {
+            self.eps[to].handle_datagram(now, from, bytes)
+        };
+        match incoming {
             Some(Incoming::Request { handle, message }) => {
                 let _ = message.to_string();
                 if message.code() == Code::POST {
@@ -189,6 +209,7 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
         ],
         now: Instant::ZERO,
         wire: Vec::new(),
+        leisure: Duration::from_millis(input.leisure_ms as u64 % 10_000),
         requests: Vec::new(),
         incoming: Vec::new(),
         posts: HashMap::new(),
@@ -196,10 +217,16 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
     };
     for op in input.ops.iter().take(128) {
         match op {
-            Op::Raw { to, from, bytes } => w.deliver(*to as usize, *from, bytes),
-            Op::Message { to, from, ty, code, mid, token, options, payload } => {
+            Op::Raw { to, from, group, bytes } => w.deliver(*to as usize, *from, bytes, *group),
+            Op::Message { to, from, group, ty, code, mid, token, options, payload } => {
                 if let Some(bytes) = build(*ty, *code, *mid, token, options, payload) {
-                    w.deliver(*to as usize, *from, &bytes);
+                    w.deliver(*to as usize, *from, &bytes, *group);
+                }
+            }
+            Op::MarkGroup(i) => {
+                if !w.wire.is_empty() {
+                    let at = *i as usize % w.wire.len();
+                    w.wire[at].3 = !w.wire[at].3;
                 }
             }
             Op::Deliver(i) | Op::Duplicate(i) | Op::Drop(i) => {
@@ -207,20 +234,22 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
                     continue;
                 }
                 let at = *i as usize % w.wire.len();
-                let (to, from, bytes) = if matches!(op, Op::Duplicate(_)) {
+                let (to, from, bytes, group) = if matches!(op, Op::Duplicate(_)) {
                     w.wire[at].clone()
                 } else {
                     w.wire.remove(at)
                 };
                 if !matches!(op, Op::Drop(_)) {
-                    w.deliver(to, from, &bytes);
+                    w.deliver(to, from, &bytes, group);
                 }
             }
             Op::Advance(ms) => w.now = w.now + Duration::from_millis(*ms as u64 % 400_000),
-            Op::Request { on, method, non, token, path, timeout_ms, observe } => {
+            Op::Request { on, method, non, group, token, path, timeout_ms, observe, block2_szx } => {
                 let i = *on as usize;
                 let opts = RequestOptions {
-                    non_confirmable: *non,
+                    non_confirmable: *non || *group,
+                    group: *group,
+                    block2_szx: block2_szx.map(|s| s % 7),
                     token: token.as_deref(),
                     timeout: timeout_ms.map(|t| Duration::from_millis(t as u64)),
                     observe: *observe,
@@ -228,7 +257,8 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
                 };
                 let code = Code::from_u8(*method).unwrap_or(Code::GET);
                 let now = w.now;
-                if let Ok(h) = w.eps[i].request(now, 1 - i as u8, code, &opts, |b| {
+                let peer = if *group { GROUP } else { 1 - i as u8 };
+                if let Ok(h) = w.eps[i].request(now, peer, code, &opts, |b| {
                     b.uri_path(path)?;
                     Ok(())
                 }) {

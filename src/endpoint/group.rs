@@ -16,8 +16,8 @@
 //!   follow-up keeps its own download state, so bodies of different members never mix.
 //! - At the end of the window the group request is *collected*: late answers are
 //!   rejected as any unmatched response. It ends, with [`Event::GroupEnded`], once its
-//!   follow-ups have ended too; a follow-up that fails reports
-//!   [`Event::MemberFailed`] first.
+//!   follow-ups have ended too; a follow-up that fails, or one that could not start
+//!   for want of a record or buffer, reports [`Event::MemberFailed`] first.
 //!
 //! [`Event::GroupEnded`]: super::Event::GroupEnded
 //! [`Event::MemberFailed`]: super::Event::MemberFailed
@@ -91,11 +91,12 @@ impl<
                         self.spawn_member(now, index, from, download, Some(n), None)
                     });
                     if !continued {
-                        // Delivered all the same; the body stays incomplete, which the
-                        // application sees (no last block comes).
+                        // Delivered all the same; the body stays incomplete, and the
+                        // group request reports it before it ends.
                         log_info!(
                             "{handle}: no record or buffer to continue a member's block-wise answer"
                         );
+                        self.note_unfollowed(index);
                     }
                 }
                 Some(received)
@@ -188,6 +189,15 @@ impl<
             return false;
         }
         true
+    }
+
+    /// A member's answer to group request `index` could not be followed up: counted
+    /// in its `no_response` (unused by a client record that never observes), reported
+    /// as [`Event::MemberFailed`](super::Event::MemberFailed) when the request ends.
+    fn note_unfollowed(&mut self, index: usize) {
+        if let Some(Some(g)) = self.slots.get_mut(index) {
+            g.no_response = g.no_response.saturating_add(1);
+        }
     }
 
     /// The group request a `MEMBER` slot follows up, as the handle its responses and

@@ -34,6 +34,10 @@
 //!   message format error.
 //! - RFC 7641 Observe, server role: registration, notifications, their sequence
 //!   numbers and reliability, and every way an observation ends (`observe.rs`).
+//! - §8 group communication: requests that came to a group address are NON, never get
+//!   RST or error answers, and are answered at a random point within Leisure; a group
+//!   request collects answers from any member, continuing a member's block-wise or
+//!   challenged answer by unicast (`group.rs`, `server.rs`).
 //! - RFC 9175 §2 Echo: amplification mitigation and freshness in the server role, a
 //!   challenged request repeated once in the client role (`echo.rs`, `client.rs`);
 //!   §4 token processing: see "Tokens" on [`Endpoint`].
@@ -55,6 +59,7 @@
 //! | kept Block2 responses ([`crate::block::KeptResponses`]) | the stalest; a follow-up that finds nothing gets 4.08, never a second run of the handler | the first block goes out unkept | as for assemblies |
 //! | observations (`OBSERVERS`) | nothing: a registration that finds no place is declined (answered without Observe, RFC 7641 §4.1) | a notification that finds no exchange record (beyond `immediate_reserve`) or buffer leaves its observer *due*; [`Event::NotificationsDue`] says when one frees, and [`Endpoint::notify_due`] sends the current state — an observer never gets an older one | — |
 //! | verified peers (`VERIFIED`, RFC 9175 §2.4) | the peer verified longest ago (or expired): its next response over the amplification factor is challenged again, one more round trip; only a peer that echoed a value from its own address gets a place, so spoofed floods cannot churn it | — | — |
+//! | group requests (RFC 7252 §8) | server: a group request that finds no record or protected entry is dropped, unanswered (§8.2: no 5.03 to a group); client: a member's follow-up (next block, Echo repetition) takes a record and a buffer like any request, and one that finds none leaves that member's answer as it came, reported as [`Event::MemberFailed`] before [`Event::GroupEnded`] | — | — |
 //! | control queue (8 RST / NON refusals) | the newest is dropped and counted ([`Stats::control_dropped`]); answers owed to accepted messages do not live here but on their dedup entries | — | — |
 
 mod api;

@@ -191,6 +191,14 @@ impl<
                 Outcome::Reset => Event::Reset(request),
                 Outcome::Pong => Event::Pong(request),
                 Outcome::ObserveEnded => Event::ObservationEnded(request),
+                Outcome::GroupEnded if slot.no_response > 0 => {
+                    // Follow-ups that could not start are reported before the end.
+                    if let Some(Some(s)) = self.slots.get_mut(index) {
+                        s.no_response -= 1;
+                    }
+                    self.to_report.push(index);
+                    return Output::Event(Event::MemberFailed(request));
+                }
                 Outcome::GroupEnded => Event::GroupEnded(request),
                 Outcome::BlockFailed => match self.blocks(index).and_then(|b| b.failed) {
                     Some(BlockFailure::Upload(e)) => Event::UploadFailed(request, e),

@@ -140,6 +140,62 @@ impl<
             receiver: Receiver::default(),
         })
     }
+
+    /// Sends `req` to `group` (RFC 7252 §8.1: a multicast address and port, e.g.
+    /// [`ALL_COAP_NODES_V4`](crate::multicast::ALL_COAP_NODES_V4) on 5683; for a
+    /// link-local IPv6 group, with the interface as scope id) as NON, collects the
+    /// answers of every member for `req.timeout` (default
+    /// [`TransmissionParams::group_window`](crate::TransmissionParams::group_window),
+    /// 8 s), and returns them with their sources, in the order they came. A member's
+    /// block-wise answer is fetched from that member by unicast (RFC 7959 §2.8), and a
+    /// member that challenges with Echo is asked again by unicast (RFC 9175 §2.4). The
+    /// members answer at random points within their Leisure; no answer at all is an
+    /// empty list, not an error.
+    ///
+    /// ```no_run
+    /// use coap_proto::multicast::ALL_COAP_NODES_V4;
+    /// use coap_proto::net::Request;
+    /// use coap_proto::net::blocking::Client;
+    ///
+    /// let group = (ALL_COAP_NODES_V4, 5683).into();
+    /// let mut client = Client::connect(group)?;
+    /// for answer in client.group_request(group, &Request::get("/.well-known/core"))? {
+    ///     println!("{}: {}", answer.from, answer.response.payload_str().unwrap_or(""));
+    /// }
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn group_request(
+        &mut self,
+        group: SocketAddr,
+        req: &Request,
+    ) -> Result<Vec<super::GroupResponse>, Error> {
+        let mut req = req.clone();
+        req.group = true;
+        req.non_confirmable = true;
+        req.observe = false;
+        let handle = self
+            .core
+            .start(self.core.clock().now(), group, &req, false, &mut None)?;
+        let mut now = self.core.clock().now();
+        loop {
+            let deadline = flush(&self.socket, &mut self.core, &mut self.transport, now)?;
+            if let Some(answers) = self.core.requests.take_group(handle) {
+                return Ok(answers);
+            }
+            if let Some(outcome) = self.core.requests.take(handle) {
+                return outcome.map(|_| Vec::new());
+            }
+            now = self.receive(deadline, deadline, &mut |_| {})?;
+        }
+    }
+
+    /// The IPv4 multicast TTL of this client's group requests (default 1: the link),
+    /// as libcoap's `coap_mcast_set_hops`. The standard library has no setter for
+    /// IPv6's hop limit: for an IPv6 socket this fails with
+    /// [`std::io::ErrorKind::Unsupported`].
+    pub fn multicast_hops(&self, hops: u32) -> Result<(), Error> {
+        Ok(super::group::set_hops(&self.socket, hops)?)
+    }
 }
 
 impl<
@@ -622,6 +678,8 @@ enum Command {
     Stats(mpsc::Sender<crate::Stats>),
     /// An observable resource (its index) changed: notify its observers.
     Notify(u16, bool, Response),
+    /// A datagram from this source came to a group with this Leisure.
+    Group(SocketAddr, Vec<u8>, Duration),
 }
 
 /// Tells the observers of one observable resource (RFC 7641) that it changed, from any
@@ -796,6 +854,8 @@ pub struct Server<
     /// Requests sent for [`ServerHandle`]s: in flight, and waiting for room.
     asked: HashMap<RequestHandle, mpsc::Sender<Outcome>>,
     queued: VecDeque<(SocketAddr, Box<Request>, mpsc::Sender<Outcome>)>,
+    /// The groups joined, each with the flag that stops its receiving thread.
+    groups: Vec<(super::Group, Arc<AtomicBool>)>,
 }
 
 impl Server {
@@ -845,6 +905,57 @@ impl<
     pub fn from_socket_sized(socket: UdpSocket, config: Config) -> Result<Self, Error> {
         Self::over(socket, config, Udp::default())
     }
+
+    /// Joins `group` (RFC 7252 §8): requests that come to the group address on this
+    /// server's port are served as group requests — answered at a random point within
+    /// the group's Leisure, from the server's own address, and not at all when the
+    /// answer would be an error or a `/.well-known/core` query matches no link (§8.2,
+    /// RFC 6690 §4.1). The group's datagrams are received on a socket of their own, by
+    /// a thread that lives as long as the membership, so the server must be bound to a
+    /// unicast address (not `0.0.0.0` or `::`) to share its port with it. Joining a
+    /// group twice is an error.
+    ///
+    /// ```no_run
+    /// use coap_proto::multicast::ALL_COAP_NODES_V4;
+    /// use coap_proto::net::Group;
+    /// use coap_proto::net::blocking::Server;
+    ///
+    /// let mut server = Server::bind("10.0.0.7:5683")?;
+    /// server.join_group(Group::new(ALL_COAP_NODES_V4.into()).interface_v4("10.0.0.7".parse().unwrap()))?;
+    /// server.run()?;
+    /// # Ok::<(), coap_proto::net::Error>(())
+    /// ```
+    pub fn join_group(&mut self, group: super::Group) -> Result<(), Error> {
+        if self.groups.iter().any(|(g, _)| g.address == group.address) {
+            return Err(
+                std::io::Error::new(ErrorKind::AlreadyExists, "group joined already").into(),
+            );
+        }
+        let socket = group.bind(self.local.port())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (waker, flag) = (self.waker.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(std::format!("coap group {}", group.address))
+            .spawn(move || receive_group(socket, group, waker, flag))?;
+        self.groups.push((group, stop));
+        Ok(())
+    }
+
+    /// Leaves a group joined with [`join_group`](Self::join_group): its socket closes
+    /// within a second. `false` if it was not joined.
+    pub fn leave_group(&mut self, address: std::net::IpAddr) -> bool {
+        let Some(i) = self.groups.iter().position(|(g, _)| g.address == address) else {
+            return false;
+        };
+        let (_, stop) = self.groups.swap_remove(i);
+        stop.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// The groups joined.
+    pub fn groups(&self) -> impl Iterator<Item = &super::Group> {
+        self.groups.iter().map(|(g, _)| g)
+    }
 }
 
 impl<
@@ -880,6 +991,7 @@ impl<
             stop: Arc::new(AtomicBool::new(false)),
             asked: HashMap::new(),
             queued: VecDeque::new(),
+            groups: Vec::new(),
         })
     }
 
@@ -992,26 +1104,8 @@ impl<
                         self.transport.next_message(from, datagram)
                     {
                         self.core.set_origin(addr, identity);
-                        let (handlers, fallback) = (&mut self.handlers, &mut self.fallback);
-                        let later =
-                            self.core
-                                .handle_datagram(now, peer, bytes, |resource, request, _| {
-                                    let handler = match resource {
-                                        Some(i) => handlers.get_mut(i),
-                                        None => fallback.as_mut(),
-                                    }?;
-                                    Some(match handler(request) {
-                                        Reply::Now(response) => Handled::Now(response),
-                                        Reply::Later(f) => Handled::Later(f),
-                                    })
-                                });
-                        if let Received::Later(id, f) = later {
-                            f(Responder {
-                                id,
-                                wake: self.waker.clone(),
-                                sent: false,
-                            });
-                        }
+                        let serving = (&mut self.handlers, &mut self.fallback, &self.waker);
+                        dispatch(&mut self.core, serving, now, peer, bytes, None);
                     }
                 }
                 None if deadline.is_some_and(|d| d <= now) => {
@@ -1034,6 +1128,13 @@ impl<
             Command::Stats(reply) => drop(reply.send(self.core.ep.stats())),
             Command::Notify(index, confirmable, response) => {
                 self.core.notify(now, index, confirmable, response, false);
+            }
+            Command::Group(from, datagram, leisure) => {
+                if let Some(peer) = self.transport.peer_for(from) {
+                    self.core.set_origin(None, None);
+                    let serving = (&mut self.handlers, &mut self.fallback, &self.waker);
+                    dispatch(&mut self.core, serving, now, peer, &datagram, Some(leisure));
+                }
             }
         }
     }
@@ -1063,6 +1164,86 @@ impl<
 }
 
 use super::no_session;
+
+impl<
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    T: Transport,
+> Drop for Server<EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, T>
+{
+    /// The groups' receiving threads end with the server.
+    fn drop(&mut self) {
+        for (_, stop) in &self.groups {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Hands a datagram (`leisure`: one that came to a group) to the core, a request in it
+/// to its handler; a handler that answers later gets a [`Responder`].
+fn dispatch<
+    P: super::NetPeer,
+    const E: usize,
+    const B: usize,
+    const M: usize,
+    const D: usize,
+    const R: usize,
+>(
+    core: &mut Node<P, E, B, M, D, R>,
+    (handlers, fallback, waker): (&mut Vec<Handler>, &mut Option<Handler>, &Waker),
+    now: crate::Instant,
+    peer: P,
+    bytes: &[u8],
+    leisure: Option<Duration>,
+) {
+    let handle = |resource: Option<usize>, request: &Request, _: &crate::wire::Message<'_>| {
+        let handler = match resource {
+            Some(i) => handlers.get_mut(i),
+            None => fallback.as_mut(),
+        }?;
+        Some(match handler(request) {
+            Reply::Now(response) => Handled::Now(response),
+            Reply::Later(f) => Handled::Later(f),
+        })
+    };
+    let later = match leisure {
+        Some(leisure) => core.handle_group_datagram(now, peer, bytes, leisure, handle),
+        None => core.handle_datagram(now, peer, bytes, handle),
+    };
+    if let Received::Later(id, f) = later {
+        f(Responder {
+            id,
+            wake: waker.clone(),
+            sent: false,
+        });
+    }
+}
+
+/// Receives a group's datagrams on `socket` and hands them to the server loop until
+/// `stop` is raised (checked at least once a second) or the server is gone.
+fn receive_group(socket: UdpSocket, group: super::Group, waker: Waker, stop: Arc<AtomicBool>) {
+    let _ = socket.set_read_timeout(Some(MAX_BLOCK));
+    let mut buf = std::vec![0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        match socket.recv_from(&mut buf) {
+            // Empty datagrams are never CoAP.
+            Ok((0, _)) => {}
+            Ok((n, from)) => {
+                let command = Command::Group(from, buf[..n].to_vec(), group.leisure);
+                if waker.tx.send(command).is_err() {
+                    return;
+                }
+                waker.wake();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if super::is_loss(e.kind()) => {}
+            Err(_) => return,
+        }
+    }
+}
 
 /// How long to wait from `now` for a datagram before `deadline` is due.
 fn wait(now: crate::Instant, deadline: Option<crate::Instant>) -> Option<Duration> {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::vec::Vec;
 
 use super::server::Node;
-use super::{Error, NetPeer, Request, Response};
+use super::{Error, GroupResponse, NetPeer, Request, Response};
 use crate::wire::{Code, Message};
 use crate::{Event, RequestHandle, RequestOptions};
 
@@ -48,6 +48,15 @@ struct Pending<P> {
     origin: Option<(P, Box<Request>)>,
     /// For an observation that asked to: when to register again (RFC 7641 §3.3.1).
     refresh_at: Option<crate::Instant>,
+    /// For a group request: each member's answer so far, in the order they came.
+    members: Option<Vec<Member<P>>>,
+}
+
+/// One member's answer to a group request, being collected.
+struct Member<P> {
+    from: P,
+    response: Response,
+    complete: bool,
 }
 
 /// The rest of a block-wise notification being fetched: its observation and the first
@@ -73,6 +82,7 @@ impl<P> Pending<P> {
             observe: false,
             origin: None,
             refresh_at: None,
+            members: None,
         }
     }
 }
@@ -86,6 +96,8 @@ pub(crate) struct Requests<P> {
     notifications: Vec<(RequestHandle, Response)>,
     /// Follow-up requests for the rest of block-wise notifications, by their handle.
     stitches: HashMap<RequestHandle, Stitch>,
+    /// Group requests that ended, with their members' answers.
+    groups: Vec<(RequestHandle, Vec<GroupResponse>)>,
 }
 
 /// Largest body sent in one message; larger ones go block-wise (1024-byte blocks fit
@@ -99,6 +111,7 @@ impl<P> Default for Requests<P> {
             finished: Vec::new(),
             notifications: Vec::new(),
             stitches: HashMap::new(),
+            groups: Vec::new(),
         }
     }
 }
@@ -134,6 +147,20 @@ impl<P> Requests<P> {
         Some(self.finished.swap_remove(i).1)
     }
 
+    /// Takes the answers of group request `handle` if it ended.
+    pub(crate) fn take_group(&mut self, handle: RequestHandle) -> Option<Vec<GroupResponse>> {
+        let i = self.groups.iter().position(|(h, _)| *h == handle)?;
+        Some(self.groups.swap_remove(i).1)
+    }
+
+    /// Takes every group request that ended.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn drain_groups(
+        &mut self,
+    ) -> std::vec::Drain<'_, (RequestHandle, Vec<GroupResponse>)> {
+        self.groups.drain(..)
+    }
+
     /// Takes every finished outcome.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
@@ -157,8 +184,10 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
         stream: bool,
         source: &mut Option<BlockSource>,
     ) -> Result<RequestHandle, Error> {
+        let group = req.group;
         let options = RequestOptions {
-            non_confirmable: req.non_confirmable,
+            non_confirmable: req.non_confirmable || group,
+            group,
             token: req.token.as_deref(),
             params: req.params,
             timeout: req.timeout,
@@ -184,12 +213,14 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
             Some(source) => Some(Upload::Source(source)),
             None => blockwise.then(|| Upload::Body(req.payload.clone())),
         };
-        let give_up_at = req.timeout.map(|t| now + t);
+        // A group request's timeout is its collection window, which the endpoint keeps.
+        let give_up_at = req.timeout.filter(|_| !group).map(|t| now + t);
         let max_body = req.max_body.unwrap_or(super::DEFAULT_MAX_BODY);
         self.requests
             .pending
             .insert(handle, Pending::new(upload, stream, give_up_at, max_body));
         if let Some(p) = self.requests.pending.get_mut(&handle) {
+            p.members = group.then(Vec::new);
             p.observe = req.observe;
             if req.observe {
                 p.origin = Some((peer, Box::new(req.clone())));
@@ -215,10 +246,12 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
         }
     }
 
-    /// Takes a response (or one block of it); returns the block for a streamed request.
+    /// Takes a response (or one block of it) from `from`; returns the block for a
+    /// streamed request.
     pub(crate) fn on_response<'b>(
         &mut self,
         now: crate::Instant,
+        from: P,
         handle: RequestHandle,
         message: &Message<'b>,
         block: Option<crate::block::Received>,
@@ -227,6 +260,35 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
             return self.on_stitch(handle, message, block);
         }
         let p = self.requests.pending.get_mut(&handle)?;
+        if let Some(members) = &mut p.members {
+            // A member's answer, or the next block of one: the endpoint keeps the blocks
+            // of each member apart and in order (RFC 7959 §2.8).
+            let (offset, last) = block.map_or((0, true), |b| (b.offset, b.last));
+            let known = members.iter().position(|m| m.from == from && !m.complete);
+            match known.filter(|_| offset > 0) {
+                Some(i) => {
+                    let m = &mut members[i];
+                    if m.response.payload.len() + message.payload().len() <= p.max_body {
+                        m.response
+                            .payload
+                            .to_mut()
+                            .extend_from_slice(message.payload());
+                        m.complete = last;
+                    }
+                }
+                None if offset == 0 => {
+                    let mut response = Response::from_message(message);
+                    response.payload = message.payload().to_vec().into();
+                    members.push(Member {
+                        from,
+                        response,
+                        complete: last,
+                    });
+                }
+                None => {}
+            }
+            return None;
+        }
         let mut response = Response::from_message(message);
         let first_of_many = p.observe
             && block.is_none()
@@ -434,6 +496,25 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
             Event::UploadFailed(h, e) => (h, Err(Error::Upload(e))),
             Event::Pong(h) => (h, Ok(Response::new(Code::EMPTY))),
             Event::ObservationEnded(h) => (h, Ok(Response::new(Code::EMPTY))),
+            Event::GroupEnded(h) => {
+                if let Some(p) = self.requests.pending.remove(&h) {
+                    let members = p.members.unwrap_or_default();
+                    let answers = members
+                        .into_iter()
+                        .filter_map(|m| {
+                            Some(GroupResponse {
+                                from: m.from.socket_addr()?,
+                                response: m.response,
+                                complete: m.complete,
+                            })
+                        })
+                        .collect();
+                    self.requests.groups.push((h, answers));
+                }
+                return None;
+            }
+            // The member's answer stays incomplete; the group request goes on.
+            Event::MemberFailed(_) => return None,
             Event::BlockNeeded {
                 handle,
                 offset,

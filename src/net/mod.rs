@@ -26,6 +26,8 @@ use core::time::Duration;
 
 pub mod blocking;
 mod client;
+mod group;
+pub use group::{Group, GroupResponse};
 mod transport;
 #[cfg(feature = "dtls")]
 pub use transport::Dtls;
@@ -102,6 +104,10 @@ pub struct Request {
     /// [`Error::BodyTooLarge`] as soon as Size2 or the bytes received say so. Bodies
     /// handed out block by block are not collected and not limited.
     pub max_body: Option<usize>,
+    /// Client only: the request goes to a group (RFC 7252 §8.1) — as NON, and
+    /// `timeout` is how long it collects answers. Set by the clients' `group_request`
+    /// calls.
+    pub group: bool,
     /// Handler only: the peer that sent the request.
     pub peer: Option<std::net::SocketAddr>,
     /// Handler only, over DTLS (feature `dtls`): the PSK identity of the peer's
@@ -151,6 +157,7 @@ impl Request {
             timeout: None,
             separate_timeout: None,
             max_body: None,
+            group: false,
             peer: None,
             identity: None,
         }

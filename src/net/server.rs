@@ -140,10 +140,39 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
         datagram: &'b [u8],
         handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
     ) -> Received<'b, L> {
+        self.dispatch(now, from, datagram, None, handler)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for a datagram that came to a group
+    /// address with this `leisure` (RFC 7252 §8.2).
+    pub(crate) fn handle_group_datagram<'b, L>(
+        &mut self,
+        now: crate::Instant,
+        from: P,
+        datagram: &'b [u8],
+        leisure: core::time::Duration,
+        handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
+    ) -> Received<'b, L> {
+        self.dispatch(now, from, datagram, Some(leisure), handler)
+    }
+
+    fn dispatch<'b, L>(
+        &mut self,
+        now: crate::Instant,
+        from: P,
+        datagram: &'b [u8],
+        leisure: Option<core::time::Duration>,
+        handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
+    ) -> Received<'b, L> {
         super::log_datagram("received from", from, datagram);
-        match self.ep.handle_datagram(now, from, datagram) {
+        let incoming = match leisure {
+            Some(leisure) => self.ep.handle_group_datagram(now, from, datagram, leisure),
+            None => self.ep.handle_datagram(now, from, datagram),
+        };
+        match incoming {
             Some(Incoming::Request { handle, message }) => {
-                match self.on_request(now, from, handle, message, handler) {
+                let group = leisure.is_some();
+                match self.on_request(now, from, handle, message, group, handler) {
                     Some((id, later)) => Received::Later(id, later),
                     None => Received::Nothing,
                 }
@@ -152,7 +181,7 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
                 handle,
                 message,
                 block,
-            }) => match self.on_response(now, handle, &message, block) {
+            }) => match self.on_response(now, from, handle, &message, block) {
                 Some(streamed) => Received::Block(streamed),
                 None => Received::Nothing,
             },
@@ -166,6 +195,7 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
         from: P,
         handle: IncomingHandle,
         message: Message<'_>,
+        group: bool,
         handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
     ) -> Option<(IncomingHandle, L)> {
         let resource = match route(&self.table, &message) {
@@ -173,6 +203,12 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
             Route::NotFound if self.has_fallback => None,
             Route::WellKnownCore => {
                 let doc = LinkFormat::for_request(&self.table, &message);
+                if group && doc.is_empty() {
+                    // RFC 6690 §4.1: a group query that matches no link is not
+                    // answered. (The endpoint sends no error answer to a group.)
+                    let _ = self.ep.abandon(now, handle);
+                    return None;
+                }
                 let _ = self.ep.respond_block2_with(
                     now,
                     handle,

@@ -34,7 +34,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::client::{BlockSource, Outcome};
 use super::server::{Handled, Node, Received};
-use super::{Error, Peer, Request, Response, Sent, Step, ToPeer, Transport, Udp, is_loss};
+use super::{
+    Error, Group, GroupResponse, Peer, Request, Response, Sent, Step, ToPeer, Transport, Udp,
+    is_loss,
+};
 use crate::resource::Resource;
 use crate::wire::Code;
 use crate::{Config, IncomingHandle, RequestHandle, Stats};
@@ -50,6 +53,8 @@ struct Start {
     blocks: Option<Blocks>,
     /// For an observation: where its notifications go.
     notifications: Option<mpsc::UnboundedSender<Response>>,
+    /// For a group request: where its members' answers go when it ends.
+    group: Option<oneshot::Sender<Vec<GroupResponse>>>,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -344,6 +349,7 @@ impl Client {
             source: None,
             blocks: None,
             notifications: Some(tx),
+            group: None,
             reply,
         };
         self.tx
@@ -369,6 +375,47 @@ impl Client {
         self.start(self.peer, req, Some(Box::new(next)), None).await
     }
 
+    /// Sends `req` to `group` as NON and resolves to every member's answer, with its
+    /// source, once the collection window (`req.timeout`, default 8 s) closed: the
+    /// blocking client's [`group_request`](super::blocking::Client::group_request). The
+    /// socket's multicast TTL and interface are set on the socket given to
+    /// [`from_socket`](Self::from_socket).
+    pub async fn group_request(
+        &self,
+        group: SocketAddr,
+        mut req: Request,
+    ) -> Result<Vec<GroupResponse>, Error> {
+        req.group = true;
+        req.non_confirmable = true;
+        req.observe = false;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, rx) = oneshot::channel();
+        let (answers_tx, answers) = oneshot::channel();
+        let start = Start {
+            id,
+            peer: group,
+            req: Box::new(req),
+            source: None,
+            blocks: None,
+            notifications: None,
+            group: Some(answers_tx),
+            reply,
+        };
+        self.tx
+            .send(Command::Start(start))
+            .map_err(|_| Error::Closed)?;
+        let cancel = CancelOnDrop(&self.tx, id, false);
+        let got = tokio::select! {
+            answers = answers => answers.map_err(|_| Error::Closed),
+            outcome = rx => match outcome {
+                Ok(Err(e)) => Err(e),
+                _ => Err(Error::Closed),
+            },
+        };
+        cancel.disarm();
+        got
+    }
+
     async fn start(
         &self,
         peer: SocketAddr,
@@ -385,24 +432,33 @@ impl Client {
             source,
             blocks,
             notifications: None,
+            group: None,
             reply,
         };
         self.tx
             .send(Command::Start(start))
             .map_err(|_| Error::Closed)?;
-        // Cancels the request if this future is dropped before it resolves.
-        struct Guard<'a>(&'a mpsc::UnboundedSender<Command>, u64, bool);
-        impl Drop for Guard<'_> {
-            fn drop(&mut self) {
-                if !self.2 {
-                    let _ = self.0.send(Command::Cancel(self.1));
-                }
-            }
-        }
-        let mut guard = Guard(&self.tx, id, false);
+        let cancel = CancelOnDrop(&self.tx, id, false);
         let outcome = rx.await.unwrap_or(Err(Error::Closed));
-        guard.2 = true;
+        cancel.disarm();
         outcome
+    }
+}
+
+/// Cancels request `.1` if the future waiting for it is dropped before it resolved.
+struct CancelOnDrop<'a>(&'a mpsc::UnboundedSender<Command>, u64, bool);
+
+impl CancelOnDrop<'_> {
+    fn disarm(mut self) {
+        self.2 = true;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.2 {
+            let _ = self.0.send(Command::Cancel(self.1));
+        }
     }
 }
 
@@ -564,6 +620,41 @@ impl<
     pub fn from_socket_sized(socket: UdpSocket, config: Config) -> Result<Self, Error> {
         Self::over(socket, config, Udp::default())
     }
+
+    /// Joins `group` (RFC 7252 §8), as the blocking server's
+    /// [`join_group`](super::blocking::Server::join_group) does: its datagrams are
+    /// served as group requests once [`run`](Self::run) runs, in a task of their own;
+    /// the server must be bound to a unicast address. Memberships are set before `run`
+    /// (which takes the server); they end with it.
+    pub fn join_group(&mut self, group: Group) -> Result<(), Error> {
+        if self
+            .driver
+            .groups
+            .iter()
+            .any(|(g, _)| g.address == group.address)
+        {
+            return Err(
+                std::io::Error::new(ErrorKind::AlreadyExists, "group joined already").into(),
+            );
+        }
+        let socket = group.bind(self.driver.socket.local_addr()?.port())?;
+        socket.set_nonblocking(true)?;
+        self.driver.groups.push((group, socket));
+        Ok(())
+    }
+
+    /// Leaves a group joined with [`join_group`](Self::join_group) before `run`.
+    /// `false` if it was not joined.
+    pub fn leave_group(&mut self, address: std::net::IpAddr) -> bool {
+        let before = self.driver.groups.len();
+        self.driver.groups.retain(|(g, _)| g.address != address);
+        self.driver.groups.len() != before
+    }
+
+    /// The groups joined.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.driver.groups.iter().map(|(g, _)| g)
+    }
 }
 
 #[cfg(feature = "dtls")]
@@ -724,6 +815,7 @@ struct InFlight {
     reply: oneshot::Sender<Outcome>,
     blocks: Option<Blocks>,
     notifications: Option<mpsc::UnboundedSender<Response>>,
+    group: Option<oneshot::Sender<Vec<GroupResponse>>>,
 }
 
 /// The loop both roles run in: one socket, one endpoint, the handlers, the client's
@@ -745,6 +837,8 @@ struct Driver<
     ids: HashMap<u64, RequestHandle>,
     /// Requests the endpoint had no room for yet, in the order they came.
     queued: VecDeque<Start>,
+    /// The groups joined, with their sockets, until `run` starts receiving on them.
+    groups: Vec<(Group, std::net::UdpSocket)>,
 }
 
 /// Where async handlers' answers go: `None` abandons the request.
@@ -769,6 +863,7 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
             in_flight: HashMap::new(),
             ids: HashMap::new(),
             queued: VecDeque::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -781,6 +876,14 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
         tokio::pin!(sleep);
         let mut armed: Option<crate::Instant> = None;
         let mut commands_open = true;
+        // Each group's datagrams come from a task of its own, which ends with the loop.
+        let (group_tx, mut group_rx) = mpsc::unbounded_channel();
+        let in_groups = !self.groups.is_empty();
+        for (group, socket) in self.groups.drain(..) {
+            let socket = UdpSocket::from_std(socket)?;
+            tokio::spawn(receive_group(socket, group.leisure, group_tx.clone()));
+        }
+        drop(group_tx);
         loop {
             self.settle(now);
             let deadline = flush(&self.socket, &mut self.node, &mut self.transport, now).await?;
@@ -825,6 +928,21 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
                 ready = self.socket.readable() => {
                     ready?;
                 }
+                Some((from, datagram, leisure)) = group_rx.recv(), if in_groups => {
+                    now = clock.now();
+                    if let Some(peer) = self.transport.peer_for(from) {
+                        self.node.set_origin(None, None);
+                        on_message(
+                            &mut self.node,
+                            &mut self.handlers,
+                            &self.in_flight,
+                            now,
+                            (peer, Some(leisure)),
+                            &datagram,
+                            &answer_tx,
+                        );
+                    }
+                }
                 () = &mut sleep, if armed.is_some() => {
                     now = clock.now();
                     armed = None;
@@ -851,7 +969,7 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
                 &mut self.handlers,
                 &self.in_flight,
                 now,
-                peer,
+                (peer, None),
                 bytes,
                 answer_tx,
             );
@@ -873,12 +991,12 @@ fn on_message<
     handlers: &mut Handlers,
     in_flight: &HashMap<RequestHandle, InFlight>,
     now: crate::Instant,
-    from: P,
+    (from, leisure): (P, Option<core::time::Duration>),
     datagram: &[u8],
     answer_tx: &AnswerSender,
 ) {
     {
-        let received = node.handle_datagram(now, from, datagram, |resource, request, _| {
+        let handler = |resource: Option<usize>, request: &Request, _: &crate::wire::Message<'_>| {
             let handler = match resource {
                 Some(i) => handlers.resources.get_mut(i),
                 None => handlers.fallback.as_mut(),
@@ -887,7 +1005,11 @@ fn on_message<
                 Reply::Now(response) => Handled::Now(response),
                 Reply::Later(future) => Handled::Later(future),
             })
-        });
+        };
+        let received = match leisure {
+            Some(leisure) => node.handle_group_datagram(now, from, datagram, leisure, handler),
+            None => node.handle_datagram(now, from, datagram, handler),
+        };
         match received {
             Received::Nothing => {}
             Received::Later(id, future) => {
@@ -957,6 +1079,7 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
                         reply: start.reply,
                         blocks: start.blocks,
                         notifications: start.notifications,
+                        group: start.group,
                     };
                     self.in_flight.insert(handle, in_flight);
                 }
@@ -1006,6 +1129,14 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
             if let Some(r) = self.in_flight.remove(&handle) {
                 self.ids.remove(&r.id);
                 let _ = r.reply.send(outcome);
+            }
+        }
+        for (handle, answers) in self.node.requests.drain_groups() {
+            if let Some(r) = self.in_flight.remove(&handle) {
+                self.ids.remove(&r.id);
+                if let Some(group) = r.group {
+                    let _ = group.send(answers);
+                }
             }
         }
         if !self.queued.is_empty() {
@@ -1080,6 +1211,30 @@ impl Answer {
 impl Drop for Answer {
     fn drop(&mut self) {
         self.send(None);
+    }
+}
+
+/// Receives a group's datagrams and hands them to the server loop, until the loop ends.
+async fn receive_group(
+    socket: UdpSocket,
+    leisure: core::time::Duration,
+    to_loop: mpsc::UnboundedSender<(SocketAddr, Vec<u8>, core::time::Duration)>,
+) {
+    let mut buf = std::vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            got = socket.recv_from(&mut buf) => match got {
+                Ok((0, _)) => {}
+                Ok((n, from)) => {
+                    if to_loop.send((from, buf[..n].to_vec(), leisure)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if is_loss(e.kind()) => {}
+                Err(_) => return,
+            },
+            () = to_loop.closed() => return,
+        }
     }
 }
 

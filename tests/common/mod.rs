@@ -101,4 +101,6 @@ pub fn t(ms: u64) -> Instant {
 #[cfg(feature = "std")]
 pub mod example;
 pub mod libcoap;
+#[cfg(feature = "std")]
+pub mod netns;
 pub mod sim;
