@@ -3,7 +3,7 @@
 //! task; `/async?N` waits in a task of its own.
 //!
 //! ```text
-//! cargo run --features tokio,log --example tokio_server -- [-A ADDRESS] [-p PORT] [-d MAX] [-v N] [-h]
+//! cargo run --features tokio,log --example tokio_server -- [-A ADDRESS] [-p PORT] [-d MAX] [-g GROUP]... [-G INTERFACE] [-v N] [-h]
 //! cargo run --features tokio,log,dtls --example tokio_server -- -k KEY [-h HINT] …
 //! ```
 //!

@@ -115,12 +115,23 @@ fn v4_our_client_collects_three_of_our_servers() {
     }
     let link = Link::new(3);
     let _servers = our_servers(&link.hosts, "224.0.1.187", false);
-    three_of_ours(
-        &link,
-        "10.9.0.1:0",
-        "224.0.1.187:5683".parse().unwrap(),
-        false,
-    );
+    let group: SocketAddr = "224.0.1.187:5683".parse().unwrap();
+    three_of_ours(&link, "10.9.0.1:0", group, false);
+    // The tokio client's group request too.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = runtime.block_on(async {
+        let socket = tokio::net::UdpSocket::bind("10.9.0.1:0").await.unwrap();
+        let client =
+            coap_proto::net::tokio::Client::from_socket(socket, group, default_config()).unwrap();
+        let req = Request::get("/example_data").timeout(WINDOW);
+        client.group_request(group, req).await.unwrap()
+    });
+    let got = by_source(&answers);
+    assert_eq!(got.len(), 3, "{answers:?}");
+    assert!(got.values().all(|a| a.complete && a.response.payload.len() == 1500));
 }
 
 #[test]
