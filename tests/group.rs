@@ -23,6 +23,24 @@ fn group_options() -> RequestOptions<'static> {
     }
 }
 
+/// Sends a group GET of `path` from client `c` at time 0; returns its handle and the
+/// datagram that went to the group.
+fn group_get<const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>(
+    c: &mut Endpoint<u8, E, B, M, D, R>,
+    path: &str,
+) -> (coap_proto::RequestHandle, Vec<u8>) {
+    let h = c
+        .request(t(0), GROUP, Code::GET, &group_options(), |b| {
+            b.uri_path(path).map(drop)
+        })
+        .unwrap();
+    let out = drain(c, t(0));
+    assert_eq!(out.sent.len(), 1);
+    let (to, request) = out.sent[0].clone();
+    assert_eq!((to, parse(&request).ty()), (GROUP, Type::Non));
+    (h, request)
+}
+
 /// Feeds a group datagram; answers a request it delivers with `code` and `body`.
 fn serve(s: &mut Ep, now: Instant, from: u8, datagram: &[u8], code: Code, body: &[u8]) -> bool {
     match s.handle_group_datagram(now, from, datagram, LEISURE) {
@@ -257,12 +275,7 @@ fn client_collects_answers_from_any_source_until_the_window_closes() {
 #[test]
 fn cancelling_a_group_request_ends_its_follow_ups_too() {
     let mut c = endpoint(7);
-    let h = c
-        .request(t(0), GROUP, Code::GET, &group_options(), |b| {
-            b.uri_path("/big").map(drop)
-        })
-        .unwrap();
-    let request = drain(&mut c, t(0)).sent[0].1.clone();
+    let (h, request) = group_get(&mut c, "/big");
     let token = parse(&request).token().to_vec();
     // Member 1 answers block-wise: a unicast CON for block 1 goes to it.
     let first = msg(Type::Non, Code::CONTENT, 0x100, &token, |b| {
@@ -296,12 +309,7 @@ fn member_challenge_is_answered_by_unicast_under_the_group_handle() {
     })
     .unwrap();
     let mut c = endpoint(9);
-    let h = c
-        .request(t(0), GROUP, Code::GET, &group_options(), |b| {
-            b.uri_path("/big").map(drop)
-        })
-        .unwrap();
-    let request = drain(&mut c, t(0)).sent[0].1.clone();
+    let (h, request) = group_get(&mut c, "/big");
     let big = [b'x'; 200];
     assert!(serve(&mut s, t(1), 0, &request, Code::CONTENT, &big));
     let out = drain(&mut s, t(1) + LEISURE);
@@ -344,12 +352,7 @@ fn member_without_room_for_its_follow_up_is_reported_before_the_end() {
         ..Config::default()
     })
     .unwrap();
-    let h = c
-        .request(t(0), GROUP, Code::GET, &group_options(), |b| {
-            b.uri_path("/big").map(drop)
-        })
-        .unwrap();
-    let request = drain(&mut c, t(0)).sent[0].1.clone();
+    let (h, request) = group_get(&mut c, "/big");
     let token = parse(&request).token().to_vec();
     let first = |mid: u16| {
         msg(Type::Non, Code::CONTENT, mid, &token, |b| {

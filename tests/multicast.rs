@@ -131,7 +131,10 @@ fn v4_our_client_collects_three_of_our_servers() {
     });
     let got = by_source(&answers);
     assert_eq!(got.len(), 3, "{answers:?}");
-    assert!(got.values().all(|a| a.complete && a.response.payload.len() == 1500));
+    assert!(
+        got.values()
+            .all(|a| a.complete && a.response.payload.len() == 1500)
+    );
 }
 
 #[test]

@@ -459,19 +459,7 @@ impl<
             Type::Con | Type::Non => self.on_response(now, from, msg),
         }
     }
-}
 
-impl<
-    P: Copy + Eq + core::hash::Hash,
-    const EXCHANGES: usize,
-    const BUFFERS: usize,
-    const MSG_BYTES: usize,
-    const DEDUP_ENTRIES: usize,
-    const REPLY_BYTES: usize,
-    const OBSERVERS: usize,
-    const VERIFIED: usize,
-> Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
-{
     /// Processes one datagram from `from` that arrived on a group address this
     /// endpoint joined (RFC 7252 §8), rather than on its own: `leisure` is that group's
     /// Leisure (§8.2; [`TransmissionParams::default_leisure`](crate::TransmissionParams)

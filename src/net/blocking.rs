@@ -1209,11 +1209,7 @@ fn dispatch<
             Reply::Later(f) => Handled::Later(f),
         })
     };
-    let later = match leisure {
-        Some(leisure) => core.handle_group_datagram(now, peer, bytes, leisure, handle),
-        None => core.handle_datagram(now, peer, bytes, handle),
-    };
-    if let Received::Later(id, f) = later {
+    if let Received::Later(id, f) = core.dispatch(now, peer, bytes, leisure, handle) {
         f(Responder {
             id,
             wake: waker.clone(),

@@ -143,20 +143,10 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
         self.dispatch(now, from, datagram, None, handler)
     }
 
-    /// [`handle_datagram`](Self::handle_datagram) for a datagram that came to a group
-    /// address with this `leisure` (RFC 7252 §8.2).
-    pub(crate) fn handle_group_datagram<'b, L>(
-        &mut self,
-        now: crate::Instant,
-        from: P,
-        datagram: &'b [u8],
-        leisure: core::time::Duration,
-        handler: impl FnOnce(Option<usize>, &Request, &Message<'_>) -> Option<Handled<L>>,
-    ) -> Received<'b, L> {
-        self.dispatch(now, from, datagram, Some(leisure), handler)
-    }
-
-    fn dispatch<'b, L>(
+    /// [`handle_datagram`](Self::handle_datagram) for a datagram that came to this
+    /// endpoint's address (`leisure` `None`) or to a group with that Leisure (RFC 7252
+    /// §8.2).
+    pub(crate) fn dispatch<'b, L>(
         &mut self,
         now: crate::Instant,
         from: P,

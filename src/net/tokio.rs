@@ -1006,11 +1006,7 @@ fn on_message<
                 Reply::Later(future) => Handled::Later(future),
             })
         };
-        let received = match leisure {
-            Some(leisure) => node.handle_group_datagram(now, from, datagram, leisure, handler),
-            None => node.handle_datagram(now, from, datagram, handler),
-        };
-        match received {
+        match node.dispatch(now, from, datagram, leisure, handler) {
             Received::Nothing => {}
             Received::Later(id, future) => {
                 let mut answer = Answer(Some((answer_tx.clone(), id)));
