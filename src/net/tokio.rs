@@ -405,7 +405,10 @@ impl Client {
             .send(Command::Start(start))
             .map_err(|_| Error::Closed)?;
         let cancel = CancelOnDrop(&self.tx, id, false);
+        // The answers are sent just before the request's reply sender is dropped: look
+        // at them first.
         let got = tokio::select! {
+            biased;
             answers = answers => answers.map_err(|_| Error::Closed),
             outcome = rx => match outcome {
                 Ok(Err(e)) => Err(e),
