@@ -308,8 +308,10 @@ impl<
             // §8.2: the answer goes at a random point within Leisure; until then the
             // request is in its handling call.
             Some(leisure) => {
-                let span = leisure.as_micros().min(u64::MAX as u128) as u64;
-                let delay = self.rng.next_u64() % span.max(1);
+                // A 32-bit random fraction of Leisure (at most 71 minutes in µs): one
+                // 32 × 32-bit multiplication, no 64-bit division.
+                let span = leisure.as_micros().min(u32::MAX as u128) as u64;
+                let delay = ((self.rng.next_u64() >> 32) * span) >> 32;
                 now + Duration::from_micros(delay)
             }
             None if con => now + self.config.empty_ack_delay,
