@@ -544,7 +544,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
                         self.forget(i);
                     }
                     _ => {
-                        self.arena.copy_within(from..from + len, to);
+                        crate::shift::shift(&mut self.arena, from..from + len, to);
                         if let Some(Some(e)) = self.entries.get_mut(i) {
                             if let Reply::Stored { at, .. } = &mut e.reply {
                                 *at = (to + HEADER) as u32;

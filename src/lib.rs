@@ -185,6 +185,7 @@ mod index;
 mod params;
 mod retransmit;
 mod rng;
+mod shift;
 mod time;
 
 pub use dedup::{DedupCache, DedupFull, Reply};

@@ -58,6 +58,9 @@ struct Input {
     amplification: bool,
     /// Leisure of the group, in ms.
     leisure_ms: u16,
+    /// How each endpoint takes its unicast datagrams: `handle_datagram` (0), or one
+    /// role's entry point (1: client, 2: server).
+    roles: (u8, u8),
     ops: Vec<Op>,
 }
 
@@ -77,6 +80,7 @@ struct World<const E: usize, const B: usize, const M: usize, const D: usize, con
     now: Instant,
     wire: Vec<(usize, u8, Vec<u8>, bool)>, // (to endpoint, from peer id, bytes, to a group)
     leisure: Duration,
+    roles: [u8; 2],
     requests: Vec<(usize, RequestHandle)>,
     incoming: Vec<(usize, IncomingHandle)>,
     /// POSTs delivered, by (endpoint, peer, message ID).
@@ -130,11 +134,19 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
 
     fn deliver(&mut self, to: usize, from: u8, bytes: &[u8], group: bool) {
         let now = self.now;
-        let incoming = if group {
-            self.eps[to].handle_group_datagram(now, from, bytes, self.leisure)
-        } else {
-            self.eps[to].handle_datagram(now, from, bytes)
+        let incoming = match (group, self.roles[to] % 3) {
+            (true, _) => self.eps[to].handle_group_datagram(now, from, bytes, self.leisure),
+            (false, 1) => self.eps[to].handle_client_datagram(now, from, bytes),
+            (false, 2) => self.eps[to].handle_server_datagram(now, from, bytes),
+            (false, _) => self.eps[to].handle_datagram(now, from, bytes),
         };
+        // (A group datagram goes to the server role whatever the unicast entry point.)
+        let role = if group { 0 } else { self.roles[to] % 3 };
+        match &incoming {
+            Some(Incoming::Request { .. }) => assert_ne!(role, 1, "a client-only endpoint took a request"),
+            Some(Incoming::Response { .. }) => assert_ne!(role, 2, "a server-only endpoint took a response"),
+            None => {}
+        }
         match incoming {
             Some(Incoming::Request { handle, message }) => {
                 let _ = message.to_string();
@@ -210,6 +222,7 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
         now: Instant::ZERO,
         wire: Vec::new(),
         leisure: Duration::from_millis(input.leisure_ms as u64 % 10_000),
+        roles: [input.roles.0, input.roles.1],
         requests: Vec::new(),
         incoming: Vec::new(),
         posts: HashMap::new(),

@@ -64,7 +64,7 @@ impl<
         if !matches!(slot.state, State::NeedsBlock | State::AwaitingBlock) {
             return Err(Error::NoBlockNeeded);
         }
-        let mut blocks = *self.blocks(index).ok_or(Error::NoBlockNeeded)?;
+        let blocks = self.blocks(index).ok_or(Error::NoBlockNeeded)?;
         let mut upload = blocks.upload.ok_or(Error::NoBlockNeeded)?;
         let block1 = upload.send(data.len(), more).map_err(Error::Upload)?;
         // An early Block2 rides on the last block (RFC 7959 Figure 11).
@@ -90,9 +90,9 @@ impl<
                 payload: BlockPayload::New(data),
             },
         )?;
-        blocks.upload = Some(upload);
+        // Only the upload's state changed.
         if let Some(b) = self.blocks_mut(index) {
-            *b = blocks;
+            b.upload = Some(upload);
         }
         Ok(())
     }
@@ -374,7 +374,7 @@ impl<
         let buf = self.pool.buf_mut(b);
         // Payload first (a kept one may move within the buffer), then header and options.
         match payload {
-            BlockPayload::Keep if data_len > 0 => buf.copy_within(kept, len + 1),
+            BlockPayload::Keep if data_len > 0 => crate::shift::shift(buf, kept, len + 1),
             BlockPayload::New(d) if data_len > 0 => buf[len + 1..total].copy_from_slice(d),
             _ => {}
         }

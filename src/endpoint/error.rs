@@ -45,6 +45,9 @@ pub enum Error {
     /// A group request must be NON (RFC 7252 §8.1: a CON to a group would draw ACKs
     /// from every member), and cannot observe or upload block-wise.
     NotForGroups,
+    /// [`Config::amplification`](super::Config::amplification) is set on an endpoint
+    /// without places for verified peers (`VERIFIED = 0`).
+    NoVerifiedPeers,
 }
 
 impl fmt::Display for Error {
@@ -62,6 +65,9 @@ impl fmt::Display for Error {
             Error::NotForGroups => {
                 f.write_str("a group request must be non-confirmable and cannot observe or upload")
             }
+            Error::NoVerifiedPeers => f.write_str(
+                "amplification mitigation needs places for verified peers (VERIFIED > 0)",
+            ),
         }
     }
 }

@@ -53,8 +53,14 @@ impl<
             index: index as u16,
             generation: self.gens[index],
         };
-        let Some(download) = self.blocks(index).map(|b| b.download) else {
+        // The group request's own download state is never fed (each member's answer
+        // has its own): it only says what block size the request asked for.
+        let Some(asked) = self.blocks(index).map(|b| b.download.next_request_block()) else {
             return Taken::Unmatched;
+        };
+        let download = match asked {
+            Some(block) => Block2Download::new().with_early(block.szx()),
+            None => Block2Download::new(),
         };
         if msg.code() == Code::UNAUTHORIZED {
             if let Ok(Some(echo)) = msg.echo() {

@@ -116,7 +116,10 @@ use slot::Slot;
 ///   [`respond_observe`](Self::respond_observe) and [`notify`](Self::notify)): a small
 ///   record each, no buffer while idle.
 /// - `VERIFIED` peers whose address an Echo proved (RFC 9175 §2.4; see
-///   [`Config::amplification`]): a peer and a timestamp each.
+///   [`Config::amplification`]): a peer and a timestamp each. With `VERIFIED = 0` the
+///   endpoint has no amplification mitigation (a configured one is refused with
+///   [`Error::NoVerifiedPeers`]) and its code is not linked — about 3.5 KB less on a
+///   Cortex-M4 (the client's repetition of challenged requests stays).
 ///
 /// The defaults suit a server or gateway on a host; [`SmallEndpoint`] is a
 /// configuration for a microcontroller. The crate docs give the `size_of` of both.
@@ -323,6 +326,9 @@ impl<
     pub fn new(config: Config) -> Result<Self, Error> {
         let () = Self::CHECK;
         config.params.validate().map_err(Error::Params)?;
+        if VERIFIED == 0 && config.amplification.is_some() {
+            return Err(Error::NoVerifiedPeers);
+        }
         let mut rng = Rng::new(config.seed);
         let next_mid = rng.next_u64() as u16;
         Ok(Endpoint {
@@ -408,11 +414,58 @@ impl<
     /// Processes one datagram from `from`. Returns the request or response it carries
     /// for the application, borrowing `datagram`; everything else (ACKs, RSTs,
     /// duplicates, pings, malformed input) is absorbed and answered as RFC 7252 says.
+    ///
+    /// An endpoint in one role only may take its datagrams with
+    /// [`handle_client_datagram`](Self::handle_client_datagram) or
+    /// [`handle_server_datagram`](Self::handle_server_datagram) instead: the other
+    /// role's code is then not linked.
     pub fn handle_datagram<'b>(
         &mut self,
         now: Instant,
         from: P,
         datagram: &'b [u8],
+    ) -> Option<Incoming<'b>> {
+        self.handle(now, from, datagram, true, true)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for an endpoint that only sends
+    /// requests: a request that comes is refused as one this endpoint cannot process
+    /// (RST for a CON, nothing for a NON; RFC 7252 §4.2, §4.3), and the server role's
+    /// code — request handling, deduplication of requests, refusals, Echo challenges —
+    /// is not linked (about 8 KB less on a Cortex-M4; see BENCHMARKS.md).
+    pub fn handle_client_datagram<'b>(
+        &mut self,
+        now: Instant,
+        from: P,
+        datagram: &'b [u8],
+    ) -> Option<Incoming<'b>> {
+        self.handle(now, from, datagram, true, false)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for an endpoint that only serves: a
+    /// response that comes matches nothing (RST for a CON, RFC 7252 §5.3.2), and the
+    /// client role's matching of responses, block-wise follow-ups and Echo repetitions
+    /// is not linked. ACKs and RSTs of the endpoint's own separate responses and
+    /// notifications are processed as ever.
+    pub fn handle_server_datagram<'b>(
+        &mut self,
+        now: Instant,
+        from: P,
+        datagram: &'b [u8],
+    ) -> Option<Incoming<'b>> {
+        self.handle(now, from, datagram, false, true)
+    }
+
+    /// The datagram dispatch, for the roles asked for (constants in each caller, so
+    /// that the other role's branches fold away).
+    #[inline(always)]
+    fn handle<'b>(
+        &mut self,
+        now: Instant,
+        from: P,
+        datagram: &'b [u8],
+        client: bool,
+        server: bool,
     ) -> Option<Incoming<'b>> {
         let now = self.clamp(now);
         let msg = match Message::parse(datagram) {
@@ -434,6 +487,9 @@ impl<
         match msg.ty() {
             Type::Ack => {
                 self.on_ack(now, from, &msg);
+                if !client {
+                    return None;
+                }
                 // An ACK is never acknowledged, stale or not.
                 match self.take_response(from, &msg, true) {
                     client::Taken::Response(incoming) => Some(incoming),
@@ -454,9 +510,22 @@ impl<
                 None
             }
             Type::Con | Type::Non if msg.code().is_request() => {
-                self.on_request(now, from, msg, None)
+                if server {
+                    return self.on_request(now, from, msg, None);
+                }
+                // A request to a client-only endpoint: nothing here can process it.
+                if msg.ty() == Type::Con {
+                    self.queue_control(from, ControlKind::Rst(msg.message_id()));
+                }
+                None
             }
-            Type::Con | Type::Non => self.on_response(now, from, msg),
+            Type::Con | Type::Non if client => self.on_response(now, from, msg),
+            // A response to a server-only endpoint matches nothing (§5.3.2).
+            Type::Con => {
+                self.queue_control(from, ControlKind::Rst(msg.message_id()));
+                None
+            }
+            Type::Non => None,
         }
     }
 

@@ -127,10 +127,19 @@ impl<const BUFFERS: usize, const MSG_BYTES: usize> BufferPool<BUFFERS, MSG_BYTES
     /// Copies the message in buffer `from` into buffer `to`.
     pub(super) fn copy(&mut self, from: u16, to: u16) {
         let (from, to) = (from as usize, to as usize);
-        if from < BUFFERS && to < BUFFERS {
-            self.bufs[to] = self.bufs[from];
-            self.lens[to] = self.lens[from];
+        if from >= BUFFERS || to >= BUFFERS || from == to {
+            return;
         }
+        // Two distinct buffers: a plain copy, which the compiler sees cannot overlap.
+        let (low, high) = self.bufs.split_at_mut(from.max(to));
+        let (src, dst) = if from < to {
+            (&low[from], &mut high[0])
+        } else {
+            (&high[0], &mut low[to])
+        };
+        let len = self.lens[from] as usize;
+        dst[..len].copy_from_slice(&src[..len]);
+        self.lens[to] = self.lens[from];
     }
 
     pub(super) fn set_len(&mut self, b: u16, len: usize) {

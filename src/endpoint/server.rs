@@ -198,7 +198,8 @@ impl<
                 return None;
             }
             Some(Code::BAD_OPTION)
-        } else if budget != u32::MAX
+        } else if VERIFIED > 0
+            && budget != u32::MAX
             && ((self.config.non_idempotent.allows(msg.code()) && !is_follow_up(&msg))
                 || is_registration(&msg))
             && !self.is_verified(now, from)

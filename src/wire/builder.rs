@@ -427,8 +427,7 @@ impl<'b> MessageBuilder<'b> {
         let new_len = self.len + run + next_header - old_header;
         self.ensure(new_len)?;
         if let Some(next) = next {
-            self.buf
-                .copy_within(at + old_header..self.len, at + run + next_header);
+            crate::shift::shift(self.buf, at + old_header..self.len, at + run + next_header);
             write_header(
                 &mut self.buf[at + run..],
                 next.number - number,
