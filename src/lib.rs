@@ -14,10 +14,13 @@
 //! | message layer | [`Retransmission`] (back-off of one CON), [`DedupCache`] (duplicates and replay), message IDs, NSTART | 7252 §4 |
 //! | exchanges | [`Endpoint`]: requests and responses in both roles, piggybacked and separate responses, pings, cancellation, No-Response | 7252 §5, 7967 |
 //! | block-wise | [`block`]: Block2 slicer and download, Block1 upload and assembly; the [`Endpoint`] follows Block2 responses and serves bodies block-wise | 7959, 9175 §3 |
+//! | group communication | [`Endpoint::handle_group_datagram`] (answers within Leisure, never errors or RST), [`RequestOptions::group`] (one request, every member's answer), [`multicast`] addresses | 7252 §8 |
 //!
 //! Each piece can be used alone: an embedded server that only wants the codec takes
 //! [`wire`] and nothing else; a custom stack can reuse [`Retransmission`] or
-//! [`DedupCache`].
+//! [`DedupCache`]. An endpoint in one role takes its datagrams with
+//! [`Endpoint::handle_client_datagram`] or [`Endpoint::handle_server_datagram`], and
+//! the other role's code is not linked.
 //!
 //! ## The run loop
 //!
