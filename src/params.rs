@@ -110,11 +110,13 @@ impl TransmissionParams {
     fn backoff_span(&self, n: u32) -> Duration {
         let steps = (1u64 << n.min(40)) - 1;
         let micros = self.ack_timeout.as_micros() as u64;
-        let total = micros
-            .saturating_mul(steps)
-            .saturating_mul(self.ack_random_factor_milli as u64)
-            / 1000;
-        Duration::from_micros(total)
+        let (total, _) = crate::time::div_rem_small(
+            micros
+                .saturating_mul(steps)
+                .saturating_mul(self.ack_random_factor_milli as u64),
+            1000,
+        );
+        crate::time::duration_from_micros(total)
     }
 
     /// MAX_TRANSMIT_SPAN: from the first transmission of a CON to its last

@@ -56,7 +56,7 @@ impl Retransmission {
     pub fn new(now: Instant, initial_timeout: Duration, max_retransmit: u8) -> Retransmission {
         let timeout_us = u32::try_from(initial_timeout.as_micros()).unwrap_or(u32::MAX);
         Retransmission {
-            deadline: now + Duration::from_micros(timeout_us as u64),
+            deadline: now.plus_micros(timeout_us as u64),
             timeout_us,
             left: max_retransmit,
         }
@@ -66,10 +66,12 @@ impl Retransmission {
     /// ACK_RANDOM_FACTOR]` by `random` (any value; it is reduced into the range).
     pub fn initial_timeout(params: &TransmissionParams, random: u64) -> Duration {
         let base = params.ack_timeout.as_micros() as u64;
-        let spread =
-            base.saturating_mul(params.ack_random_factor_milli.saturating_sub(1000) as u64) / 1000;
+        let (spread, _) = crate::time::div_rem_small(
+            base.saturating_mul(params.ack_random_factor_milli.saturating_sub(1000) as u64),
+            1000,
+        );
         let offset = ((random as u128 * (spread as u128 + 1)) >> 64) as u64;
-        Duration::from_micros(base.saturating_add(offset))
+        crate::time::duration_from_micros(base.saturating_add(offset))
     }
 
     /// When the record next wants [`on_timeout`](Self::on_timeout) to be called.
@@ -84,7 +86,7 @@ impl Retransmission {
 
     /// The timeout now running.
     pub fn timeout(&self) -> Duration {
-        Duration::from_micros(self.timeout_us as u64)
+        crate::time::duration_from_micros(self.timeout_us as u64)
     }
 
     /// Checks the timer at `now`: retransmit (and double the timeout), give up, or wait.
@@ -116,6 +118,6 @@ pub(crate) fn step(
     *timeout_us = timeout_us.saturating_mul(2);
     // From `now`, not the old deadline: a late caller retransmits late, and the
     // doubled timeout must run from when the message really left.
-    *deadline = now + Duration::from_micros(*timeout_us as u64);
+    *deadline = now.plus_micros(*timeout_us as u64);
     RetransmitAction::Retransmit
 }

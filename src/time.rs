@@ -61,8 +61,48 @@ impl Instant {
 
     /// The time from `earlier` to `self`, or zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+        duration_from_micros(self.micros.saturating_sub(earlier.micros))
     }
+
+    /// `micros` microseconds later (saturating), without making a `Duration`.
+    pub(crate) const fn plus_micros(self, micros: u64) -> Instant {
+        Instant {
+            micros: self.micros.saturating_add(micros),
+        }
+    }
+}
+
+/// `n / d` and `n % d` for a divisor below 2^16. A 64-bit target divides in hardware;
+/// a 32-bit one goes digit by 16-bit digit — four 32-bit divisions, which a Cortex-M
+/// does in hardware — instead of calling the ~900-byte 64-bit division routine. `d`
+/// must not be zero.
+pub(crate) const fn div_rem_small(n: u64, d: u16) -> (u64, u32) {
+    if cfg!(target_pointer_width = "64") {
+        return (n / d as u64, (n % d as u64) as u32);
+    }
+    div_rem_digits(n, d)
+}
+
+/// [`div_rem_small`] by 16-bit digits, on any target.
+const fn div_rem_digits(n: u64, d: u16) -> (u64, u32) {
+    let d = d as u32;
+    let (mut q, mut r) = (0u64, 0u32);
+    let mut digit = 4;
+    while digit > 0 {
+        digit -= 1;
+        // `r < d < 2^16`, so the partial dividend fits 32 bits.
+        let part = (r << 16) | ((n >> (16 * digit)) as u32 & 0xffff);
+        q = (q << 16) | (part / d) as u64;
+        r = part % d;
+    }
+    (q, r)
+}
+
+/// `Duration::from_micros` without a 64-bit division (1,000,000 = 2^6 × 15,625).
+pub(crate) const fn duration_from_micros(micros: u64) -> Duration {
+    let (secs, _) = div_rem_small(micros >> 6, 15_625);
+    let rest = (micros - secs * 1_000_000) as u32;
+    Duration::new(secs, rest * 1000)
 }
 
 fn micros(d: Duration) -> u64 {
@@ -103,5 +143,39 @@ impl fmt::Display for Instant {
             self.micros / 1_000_000,
             self.micros % 1_000_000
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_division_and_micros_agree_with_the_builtin_ones() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = std::vec![
+            0,
+            1,
+            999,
+            1000,
+            999_999,
+            1_000_000,
+            u32::MAX as u64,
+            u64::MAX
+        ];
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (x % 64));
+        }
+        for &n in &values {
+            for d in [1u16, 3, 1000, 15_625, u16::MAX] {
+                let expected = (n / d as u64, (n % d as u64) as u32);
+                assert_eq!(div_rem_small(n, d), expected);
+                assert_eq!(div_rem_digits(n, d), expected, "the 32-bit targets' way");
+            }
+            assert_eq!(duration_from_micros(n), Duration::from_micros(n), "{n}");
+        }
     }
 }

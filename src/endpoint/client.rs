@@ -61,7 +61,7 @@ impl StartParams {
 
     pub(super) fn initial_timeout(&self, random: u64) -> Duration {
         let p = TransmissionParams {
-            ack_timeout: Duration::from_micros(self.ack_timeout_us as u64),
+            ack_timeout: crate::time::duration_from_micros(self.ack_timeout_us as u64),
             ack_random_factor_milli: self.random_milli,
             ..TransmissionParams::RFC7252
         };
@@ -373,7 +373,7 @@ impl<
             slot.start_retransmission(now, start.initial_timeout(random), start.max_retransmit);
             slot.state = State::AwaitingAck;
         } else {
-            slot.deadline = now + Duration::from_millis(start.non_wait_ms as u64);
+            slot.deadline = now.plus_micros(start.non_wait_ms as u64 * 1000);
             slot.state = State::AwaitingNonResponse;
         }
         self.queued -= 1;

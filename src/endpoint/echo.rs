@@ -246,7 +246,7 @@ impl<
             .zip(value)
             .fold(0u8, |d, (a, b)| d | (a ^ b));
         // `age` ticks apart: between `age - 1` and `age + 1` ticks old.
-        (diff == 0).then(|| Duration::from_micros(age.saturating_sub(1) << TICK_SHIFT))
+        (diff == 0).then(|| crate::time::duration_from_micros(age.saturating_sub(1) << TICK_SHIFT))
     }
 
     /// The most bytes a response to a request of `request_len` bytes from `peer` may

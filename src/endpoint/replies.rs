@@ -1,8 +1,6 @@
 //! What accepted messages are owed (RFC 7252 §4.2, §4.5): ACKs, RSTs and replays, kept on
 //! the dedup entries.
 
-use core::time::Duration;
-
 use super::Endpoint;
 use super::output::ControlKind;
 use super::slot::{Outcome, State};
@@ -46,7 +44,7 @@ impl<
             return;
         };
         let separate_wait = self.blocks(index).map_or(self.separate_wait(), |b| {
-            Duration::from_millis(b.start.separate_wait_ms as u64)
+            crate::time::duration_from_micros(b.start.separate_wait_ms as u64 * 1000)
         });
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;

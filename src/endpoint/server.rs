@@ -313,7 +313,7 @@ impl<
                 // 32 × 32-bit multiplication, no 64-bit division.
                 let span = leisure.as_micros().min(u32::MAX as u128) as u64;
                 let delay = ((self.rng.next_u64() >> 32) * span) >> 32;
-                now + Duration::from_micros(delay)
+                now.plus_micros(delay)
             }
             None if con => now + self.config.empty_ack_delay,
             None => now,

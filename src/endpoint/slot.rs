@@ -305,7 +305,7 @@ impl<P> Slot<P> {
             // The remaining back-off: timeout · (2 + 4 + … + 2^left).
             let rest = (self.timeout_us as u64)
                 .saturating_mul((1u64 << (self.retransmits_left.min(32) + 1)) - 2);
-            self.deadline + core::time::Duration::from_micros(rest)
+            self.deadline.plus_micros(rest)
         };
         match self.state {
             State::Queued | State::Observing => None,
