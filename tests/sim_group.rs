@@ -388,8 +388,17 @@ fn answers_come_at_random_points_within_leisure() {
     }
 }
 
+/// Cases per run: 300 by default; `SIM_CASES=5000 cargo test --release --test
+/// sim_group` for a longer search.
+fn cases() -> u32 {
+    std::env::var("SIM_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn group_requests_survive_loss_duplication_and_reordering(
