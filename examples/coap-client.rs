@@ -55,6 +55,8 @@ use coap_proto::net::blocking::Client;
 use coap_proto::net::{Request, Response, ToPeer};
 use coap_proto::wire::{Code, ContentFormat, OptionNumber};
 
+#[path = "common/interface.rs"]
+mod interface;
 #[path = "common/logger.rs"]
 mod logger;
 
@@ -297,13 +299,7 @@ fn group(
         );
     }
     if let (SocketAddr::V6(a), Some(name)) = (&mut group, &o.interface) {
-        let index = match name.parse::<u32>() {
-            Ok(i) => i,
-            Err(_) => std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or(format!("-I {name}: no such interface"))?,
-        };
+        let index = interface::index(name).ok_or(format!("-I {name}: no such interface"))?;
         a.set_scope_id(index);
     }
     let window = if o.wait_given { o.wait } else { 8 };

@@ -38,6 +38,8 @@ use std::time::{Duration, Instant};
 use coap_proto::net::Transport;
 use coap_proto::net::blocking::{Reply, Responder, Server};
 
+#[path = "common/interface.rs"]
+mod interface;
 #[path = "common/logger.rs"]
 mod logger;
 #[path = "common/server.rs"]

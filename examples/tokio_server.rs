@@ -12,6 +12,8 @@
 use coap_proto::net::Transport;
 use coap_proto::net::tokio::{Reply, Server};
 
+#[path = "common/interface.rs"]
+mod interface;
 #[path = "common/logger.rs"]
 mod logger;
 #[path = "common/server.rs"]

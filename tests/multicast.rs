@@ -38,10 +38,16 @@ fn our_servers(hosts: &[Host], group: &str, v6: bool) -> Vec<Proc> {
                 "coap-server"
             };
             let address = if v6 { h.v6 } else { h.v4 }.to_string();
-            let index = h.index().to_string();
+            // The first server names its interface, the others give its index: both
+            // ways of `-G` are resolved inside the host's own namespace.
+            let interface = if i == 0 {
+                "eth0".to_string()
+            } else {
+                h.index().to_string()
+            };
             let mut args = vec!["-A", &address, "-g", group];
             if v6 {
-                args.extend(["-G", &index]);
+                args.extend(["-G", &interface]);
             }
             h.spawn(&example(name), &args, Some("listening"))
         })

@@ -114,14 +114,8 @@ impl Options {
         };
         let index = match interface {
             None => 0,
-            Some(i) => match i.parse::<u32>() {
-                Ok(n) => n,
-                Err(_) if i.parse::<Ipv4Addr>().is_ok() => 0,
-                Err(_) => std::fs::read_to_string(format!("/sys/class/net/{i}/ifindex"))
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or(format!("-G {i}: no such interface"))?,
-            },
+            Some(i) if i.parse::<Ipv4Addr>().is_ok() => 0,
+            Some(i) => crate::interface::index(i).ok_or(format!("-G {i}: no such interface"))?,
         };
         self.groups
             .iter()

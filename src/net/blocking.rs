@@ -926,12 +926,7 @@ impl<
     /// # Ok::<(), coap_proto::net::Error>(())
     /// ```
     pub fn join_group(&mut self, group: super::Group) -> Result<(), Error> {
-        if self.groups.iter().any(|(g, _)| g.address == group.address) {
-            return Err(
-                std::io::Error::new(ErrorKind::AlreadyExists, "group joined already").into(),
-            );
-        }
-        let socket = group.bind(self.local.port())?;
+        let socket = group.join_once(self.groups(), self.local.port())?;
         let stop = Arc::new(AtomicBool::new(false));
         let (waker, flag) = (self.waker.clone(), stop.clone());
         std::thread::Builder::new()

@@ -82,6 +82,22 @@ impl Group {
         self
     }
 
+    /// [`bind`](Self::bind), unless a group of `joined` has this address already: what
+    /// both servers' `join_group` do.
+    pub(crate) fn join_once<'g>(
+        &self,
+        mut joined: impl Iterator<Item = &'g Group>,
+        port: u16,
+    ) -> io::Result<UdpSocket> {
+        if joined.any(|g| g.address == self.address) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "group joined already",
+            ));
+        }
+        self.bind(port)
+    }
+
     /// A socket bound to the group address and `port`, joined to the group.
     pub(crate) fn bind(&self, port: u16) -> io::Result<UdpSocket> {
         if !self.address.is_multicast() {

@@ -630,17 +630,8 @@ impl<
     /// the server must be bound to a unicast address. Memberships are set before `run`
     /// (which takes the server); they end with it.
     pub fn join_group(&mut self, group: Group) -> Result<(), Error> {
-        if self
-            .driver
-            .groups
-            .iter()
-            .any(|(g, _)| g.address == group.address)
-        {
-            return Err(
-                std::io::Error::new(ErrorKind::AlreadyExists, "group joined already").into(),
-            );
-        }
-        let socket = group.bind(self.driver.socket.local_addr()?.port())?;
+        let port = self.driver.socket.local_addr()?.port();
+        let socket = group.join_once(self.groups(), port)?;
         socket.set_nonblocking(true)?;
         self.driver.groups.push((group, socket));
         Ok(())
