@@ -101,7 +101,7 @@ impl<P: Copy + Eq, const BODIES: usize, const BODY_BYTES: usize>
         i: usize,
         code: Code,
         body: &[u8],
-        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+        build: &mut crate::wire::Fill<'_>,
     ) -> Result<(), BuildError> {
         let Some(buf) = self.table.bufs.get_mut(i) else {
             return Err(BuildError::BufferTooSmall { needed: body.len() });

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::block::{Block1Upload, Block2Download};
 use crate::dedup::Reply;
-use crate::wire::{Block, BuildError, Code, Message, MessageBuilder, Type};
+use crate::wire::{Block, BuildError, Code, Fill, Message, MessageBuilder, Type, once};
 use crate::{Instant, Retransmission, TransmissionParams};
 
 /// What a client request keeps beside its slot: its start parameters and block-wise
@@ -121,7 +121,7 @@ impl<
         options: &RequestOptions<'_>,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<RequestHandle, Error> {
-        self.start_request(now, peer, method, options, None, build)
+        self.start_request(now, peer, method, options, None, &mut once(build))
     }
 
     /// Starts a request whose body goes in Block1 blocks of `2^(szx + 4)` bytes
@@ -142,7 +142,7 @@ impl<
         szx: u8,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<RequestHandle, Error> {
-        self.start_request(now, peer, method, options, Some(szx), build)
+        self.start_request(now, peer, method, options, Some(szx), &mut once(build))
     }
 
     pub(super) fn start_request(
@@ -152,7 +152,7 @@ impl<
         method: Code,
         options: &RequestOptions<'_>,
         upload: Option<u8>,
-        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+        build: &mut Fill<'_>,
     ) -> Result<RequestHandle, Error> {
         let now = self.clamp(now);
         if !method.is_request() {
@@ -202,7 +202,7 @@ impl<
         // The endpoint's own options go in first: `build` may end with a payload, and
         // the builder puts options added later where they belong.
         let observe = options.observe && matches!(method, Code::GET | Code::FETCH);
-        let built = self.pool.build(buf, (ty, method, 0), token, |b| {
+        let built = self.pool.build(buf, (ty, method, 0), token, &mut |b| {
             if observe {
                 b.observe(0)?;
             }

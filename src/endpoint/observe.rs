@@ -33,10 +33,10 @@
 use core::time::Duration;
 
 use super::slot::{CON, Outcome, Slot, State};
-use super::{Endpoint, Error, IncomingHandle, MAX_TOKEN_LEN};
+use super::{Endpoint, Error, IncomingHandle, MAX_TOKEN_LEN, ResponseMode};
 use crate::Instant;
 use crate::retransmit::Retransmission;
-use crate::wire::{BuildError, Code, MessageBuilder, Type};
+use crate::wire::{BuildError, Code, Fill, MessageBuilder, Type, once};
 
 /// Marks a server slot whose request asked to register (Observe: 0).
 pub(super) const OBSERVE_REGISTER: u8 = 0x08;
@@ -130,6 +130,18 @@ impl<
         code: Code,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<bool, Error> {
+        self.respond_observe_filled(now, handle, resource, code, &mut once(build))
+    }
+
+    /// [`respond_observe`](Self::respond_observe), one copy for every caller's closure.
+    fn respond_observe_filled(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        resource: u16,
+        code: Code,
+        build: &mut Fill<'_>,
+    ) -> Result<bool, Error> {
         let slot = *self
             .slot_mut(handle.index, handle.generation)
             .ok_or(Error::UnknownHandle)?;
@@ -144,7 +156,7 @@ impl<
             .then(|| self.observer_place(slot.peer, slot.token()))
             .flatten();
         let seq = place.map(|_| self.next_seq());
-        self.respond(now, handle, code, |b| {
+        self.respond_filled(now, handle, ResponseMode::Auto, code, &mut |b| {
             if let Some(seq) = seq {
                 b.observe(seq)?;
             }
@@ -210,6 +222,18 @@ impl<
         code: Code,
         build: impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<Notified, Error> {
+        self.notify_filled(now, resource, confirmable, code, &build)
+    }
+
+    /// [`notify_due`](Self::notify_due), one copy for every caller's closure.
+    fn notify_filled(
+        &mut self,
+        now: Instant,
+        resource: u16,
+        confirmable: bool,
+        code: Code,
+        build: &dyn Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<Notified, Error> {
         let now = self.clamp(now);
         if !code.is_response() {
             return Err(Error::WrongCode(code));
@@ -222,7 +246,7 @@ impl<
             if !due(&self.observers[i]) {
                 continue;
             }
-            match self.send_notification(now, i, confirmable, code, seq, &build) {
+            match self.send_notification(now, i, confirmable, code, seq, build) {
                 Ok(()) => done.sent += 1,
                 Err(Error::TableFull | Error::BuffersFull) => {
                     // No room for this one means none for the rest: count them, and
@@ -331,7 +355,7 @@ impl<
         confirmable: bool,
         code: Code,
         seq: u32,
-        build: &impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+        build: &dyn Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
         let Some(o) = self.observers[i] else {
             return Ok(());
@@ -362,7 +386,7 @@ impl<
             return Err(Error::BuffersFull);
         };
         let mid = self.new_mid();
-        let built = self.pool.build(buf, (ty, code, mid), o.token(), |b| {
+        let built = self.pool.build(buf, (ty, code, mid), o.token(), &mut |b| {
             if !last {
                 b.observe(seq)?;
             }
@@ -636,7 +660,7 @@ impl<
         handle: crate::RequestHandle,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
-        self.resend_observe(now, handle, 1, build)
+        self.resend_observe(now, handle, 1, &mut once(build))
     }
 
     /// Registers observation `handle` again (RFC 7641 §3.3.1: when Max-Age of the last
@@ -651,7 +675,7 @@ impl<
         handle: crate::RequestHandle,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
-        self.resend_observe(now, handle, 0, build)
+        self.resend_observe(now, handle, 0, &mut once(build))
     }
 
     /// Sends a GET with Observe `value` and the observation's token under its handle.
@@ -660,7 +684,7 @@ impl<
         now: Instant,
         handle: crate::RequestHandle,
         value: u32,
-        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+        build: &mut Fill<'_>,
     ) -> Result<(), Error> {
         let now = self.clamp(now);
         let slot = *self
@@ -673,7 +697,7 @@ impl<
         let buf = self.pool.take(true, reserve).ok_or(Error::BuffersFull)?;
         let ty = if slot.con() { Type::Con } else { Type::Non };
         self.pool
-            .build(buf, (ty, Code::GET, 0), slot.token(), |b| {
+            .build(buf, (ty, Code::GET, 0), slot.token(), &mut |b| {
                 b.observe(value)?;
                 build(b)
             })?;

@@ -104,7 +104,7 @@ impl<const BUFFERS: usize, const MSG_BYTES: usize> BufferPool<BUFFERS, MSG_BYTES
         b: u16,
         (ty, code, mid): (crate::wire::Type, crate::wire::Code, u16),
         token: &[u8],
-        build: impl FnOnce(&mut crate::wire::MessageBuilder<'_>) -> Result<(), crate::wire::BuildError>,
+        build: &mut crate::wire::Fill<'_>,
     ) -> Result<(), crate::wire::BuildError> {
         let built =
             crate::wire::MessageBuilder::new(self.buf_mut(b), ty, code, mid).and_then(|mut m| {

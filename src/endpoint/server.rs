@@ -8,7 +8,8 @@ use super::slot::{CON, GROUP_REQUEST, HELD, MUST_ANSWER, OVER_SHARE, Outcome, Sl
 use super::{Endpoint, Error, Incoming, IncomingHandle, MAX_TOKEN_LEN, NO_ENTRY, ResponseMode};
 use crate::dedup::Reply;
 use crate::wire::{
-    BuildError, Code, Message, MessageBuilder, NoResponse, OptionNumber, Type, encode_uint,
+    BuildError, Code, Fill, Message, MessageBuilder, NoResponse, OptionNumber, Type, encode_uint,
+    once,
 };
 use crate::{Instant, Retransmission};
 
@@ -35,7 +36,7 @@ impl<
         code: Code,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
-        self.respond_with(now, handle, ResponseMode::Auto, code, build)
+        self.respond_filled(now, handle, ResponseMode::Auto, code, &mut once(build))
     }
 
     /// [`respond`](Self::respond) with the way of sending chosen explicitly.
@@ -46,6 +47,18 @@ impl<
         mode: ResponseMode,
         code: Code,
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> Result<(), Error> {
+        self.respond_filled(now, handle, mode, code, &mut once(build))
+    }
+
+    /// [`respond_with`](Self::respond_with), one copy for every caller's closure.
+    pub(super) fn respond_filled(
+        &mut self,
+        now: Instant,
+        handle: IncomingHandle,
+        mode: ResponseMode,
+        code: Code,
+        build: &mut Fill<'_>,
     ) -> Result<(), Error> {
         let now = self.clamp(now);
         if !code.is_response() {
@@ -104,7 +117,7 @@ impl<
                 return Ok(());
             }
             self.pool
-                .build(buf, (ty, Code::UNAUTHORIZED, mid), slot.token(), |b| {
+                .build(buf, (ty, Code::UNAUTHORIZED, mid), slot.token(), &mut |b| {
                     challenge.write(b)
                 })?;
         }

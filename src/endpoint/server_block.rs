@@ -3,18 +3,22 @@
 
 use core::time::Duration;
 
-use super::{Block1Body, Endpoint, Error, IncomingHandle};
+use super::{Block1Body, Endpoint, Error, IncomingHandle, ResponseMode};
 use crate::Instant;
 use crate::block::kept::{copy_options, is_safe, kept_key};
 use crate::block::{
     AssembleError, Assembled, Block1Assembler, KeptResponses, block1_key, serve_block2,
 };
-use crate::wire::{Block, BuildError, Code, Message, MessageBuilder, OptionNumber};
+use crate::wire::{Block, BuildError, Code, Fill, Message, MessageBuilder, OptionNumber, once};
 
 /// Bodies up to this size get an ETag computed by [`Endpoint::respond_block2`] when
 /// they are served block-wise without one: hashing costs one pass over the body per
 /// block served, so larger bodies are left to the application's own ETag.
 pub const AUTO_ETAG_MAX: usize = 64 * 1024;
+
+/// What writes a body's bytes in `range` as a message's payload.
+type WriteBody<'f> =
+    dyn FnMut(core::ops::Range<usize>, &mut MessageBuilder<'_>) -> Result<(), BuildError> + 'f;
 
 impl<
     P: Copy + Eq + core::hash::Hash,
@@ -50,13 +54,14 @@ impl<
         body: &[u8],
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
-        let write = |range: core::ops::Range<usize>, b: &mut MessageBuilder<'_>| {
+        let mut write = |range: core::ops::Range<usize>, b: &mut MessageBuilder<'_>| {
             if body.len() <= AUTO_ETAG_MAX && range.len() < body.len() && !has_etag(b) {
                 b.etag(&etag_of(body))?;
             }
             b.payload(body.get(range).unwrap_or(&[])).map(drop)
         };
-        self.respond_body(now, handle, request, code, body.len(), write, build)
+        let build = &mut once(build);
+        self.respond_body(now, handle, request, code, body.len(), &mut write, build)
     }
 
     /// [`respond_block2`](Self::respond_block2) for the response to a request that must
@@ -93,13 +98,18 @@ impl<
             // Not kept: the first block goes out all the same; follow-ups get 4.08.
             return self.respond_block2(now, handle, request, code, body, build);
         };
-        kept.fill(place, code, body, |b| {
-            build(b)?;
-            if !has_etag(b) {
-                b.etag(&etag_of(body))?;
-            }
-            Ok(())
-        })?;
+        kept.fill(
+            place,
+            code,
+            body,
+            &mut once(|b: &mut MessageBuilder<'_>| {
+                build(b)?;
+                if !has_etag(b) {
+                    b.etag(&etag_of(body))?;
+                }
+                Ok(())
+            }),
+        )?;
         let Some(m) = kept.get(now, peer, key, idle) else {
             return Err(Error::UnknownHandle);
         };
@@ -184,11 +194,16 @@ impl<
         fill: impl FnOnce(usize, &mut [u8]),
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
-        let write = |range: core::ops::Range<usize>, b: &mut MessageBuilder<'_>| {
-            fill(range.start, b.payload_mut(range.len())?);
+        let mut fill = Some(fill);
+        let mut write = |range: core::ops::Range<usize>, b: &mut MessageBuilder<'_>| {
+            let out = b.payload_mut(range.len())?;
+            if let Some(fill) = fill.take() {
+                fill(range.start, out);
+            }
             Ok(())
         };
-        self.respond_body(now, handle, request, code, body_len, write, build)
+        let build = &mut once(build);
+        self.respond_body(now, handle, request, code, body_len, &mut write, build)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -199,8 +214,8 @@ impl<
         request: &Message<'_>,
         code: Code,
         body_len: usize,
-        write: impl FnOnce(core::ops::Range<usize>, &mut MessageBuilder<'_>) -> Result<(), BuildError>,
-        build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+        write: &mut WriteBody<'_>,
+        build: &mut Fill<'_>,
     ) -> Result<(), Error> {
         let Ok(requested) = request.block2() else {
             return self.respond(now, handle, Code::BAD_REQUEST, |_| Ok(()));
@@ -213,7 +228,7 @@ impl<
         let size2_requested =
             (requested.is_some() || body_len > 16) && matches!(request.size2(), Ok(Some(0)));
         let max_block_szx = self.config.max_block_szx;
-        self.respond(now, handle, code, |b| {
+        self.respond_filled(now, handle, ResponseMode::Auto, code, &mut |b| {
             build(b)?;
             // Room for the payload once Block2 (at most 4 bytes) and Size2 (5) are in.
             let room = b.payload_capacity().saturating_sub(9);

@@ -182,6 +182,20 @@ fn copy_value(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+/// What adds a message's options and payload once its header and token are written.
+/// The endpoint's internal paths take it as a trait object, so that each closure an
+/// application passes instantiates only a thin wrapper, not the whole path again (code
+/// size on firmware, where every `respond` call site would otherwise copy it).
+pub(crate) type Fill<'f> = dyn FnMut(&mut MessageBuilder<'_>) -> Result<(), BuildError> + 'f;
+
+/// A one-shot `build` closure as a [`Fill`]; called again, it adds nothing.
+pub(crate) fn once<'f>(
+    build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError> + 'f,
+) -> impl FnMut(&mut MessageBuilder<'_>) -> Result<(), BuildError> + 'f {
+    let mut build = Some(build);
+    move |b| build.take().map_or(Ok(()), |f| f(b))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     Token,

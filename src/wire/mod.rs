@@ -26,6 +26,7 @@ mod option;
 
 pub use block::Block;
 pub use builder::{BuildError, MAX_OPTION_LEN, MAX_TOKEN_LEN, MessageBuilder};
+pub(crate) use builder::{Fill, once};
 pub use code::{Code, Type};
 pub use content_format::ContentFormat;
 pub use message::{Header, Message, Options, ParseError, Values};
