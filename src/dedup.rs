@@ -69,11 +69,33 @@ pub enum Reply {
     Pending(u32),
 }
 
+/// What an entry keeps of its [`Reply`]. A stored reply's length is in the arena, in
+/// front of its bytes, so it is not kept twice: an entry takes 8 bytes less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kept {
+    Nothing,
+    EmptyAck,
+    /// Offset of the reply's bytes in the arena.
+    Stored(u32),
+    Pending(u32),
+}
+
+impl Kept {
+    /// A reply given from outside: only [`DedupCache::store`] stores bytes.
+    fn given(reply: Reply) -> Kept {
+        match reply {
+            Reply::EmptyAck => Kept::EmptyAck,
+            Reply::Pending(v) => Kept::Pending(v),
+            Reply::Nothing | Reply::Stored { .. } => Kept::Nothing,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Entry<P> {
     peer: P,
     expires: Instant,
-    reply: Reply,
+    reply: Kept,
     /// Reply bytes held back for this entry (protected entries, until they store).
     reserved: u16,
     mid: u16,
@@ -213,7 +235,9 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
     }
 
     /// Remembers `(peer, mid)` until `now + lifetime` in an evictable entry and returns
-    /// it; `None` when every entry is protected and live.
+    /// it; `None` when every entry is protected and live. `reply` is what a duplicate
+    /// gets meanwhile; a [`Reply::Stored`] is taken as [`Reply::Nothing`], since only
+    /// [`store`](Self::store) keeps bytes.
     pub fn insert(
         &mut self,
         now: Instant,
@@ -329,7 +353,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
                 Some(e) => e.expires <= now || (!e.protected && ok(e)),
             })
         };
-        let settled = |e: &Entry<P>| !matches!(e.reply, Reply::Pending(_));
+        let settled = |e: &Entry<P>| !matches!(e.reply, Kept::Pending(_));
         find(&|e| !e.sticky && settled(e))
             .or_else(|| find(&settled))
             .or_else(|| find(&|_| true))
@@ -359,7 +383,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         self.entries[i] = Some(Entry {
             peer,
             expires,
-            reply,
+            reply: Kept::given(reply),
             reserved,
             mid,
             pending: false,
@@ -383,8 +407,8 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         if e.protected {
             self.protected -= 1;
             self.reserved -= e.reserved as usize;
-            if let Reply::Stored { len, .. } = e.reply {
-                self.protected_bytes -= len as usize + HEADER;
+            if let Kept::Stored(at) = e.reply {
+                self.protected_bytes -= self.block_len(at as usize - HEADER);
             }
         }
         self.by_mid.remove(i);
@@ -410,7 +434,15 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
     /// What a duplicate of entry `i` gets.
     pub fn reply(&self, i: usize) -> Reply {
         match self.entries.get(i) {
-            Some(Some(e)) => e.reply,
+            Some(Some(e)) => match e.reply {
+                Kept::Nothing => Reply::Nothing,
+                Kept::EmptyAck => Reply::EmptyAck,
+                Kept::Stored(at) => Reply::Stored {
+                    at,
+                    len: (self.block_len(at as usize - HEADER) - HEADER) as u32,
+                },
+                Kept::Pending(v) => Reply::Pending(v),
+            },
             _ => Reply::Nothing,
         }
     }
@@ -422,10 +454,10 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         let Some(Some(e)) = self.entries.get_mut(i) else {
             return;
         };
-        if matches!(e.reply, Reply::Stored { .. }) || matches!(reply, Reply::Stored { .. }) {
+        if matches!(e.reply, Kept::Stored(_)) || matches!(reply, Reply::Stored { .. }) {
             return;
         }
-        e.reply = reply;
+        e.reply = Kept::given(reply);
         if !matches!(reply, Reply::Pending(_)) {
             self.reserved -= e.reserved as usize;
             e.reserved = 0;
@@ -441,7 +473,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         let Some(Some(e)) = self.entries.get(i) else {
             return false;
         };
-        if matches!(e.reply, Reply::Stored { .. }) {
+        if matches!(e.reply, Kept::Stored(_)) {
             return false;
         }
         let (protected, room) = (e.protected, e.reserved as usize);
@@ -468,10 +500,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
         self.arena[at + HEADER..at + need].copy_from_slice(bytes);
         self.end += need;
         if let Some(Some(e)) = self.entries.get_mut(i) {
-            e.reply = Reply::Stored {
-                at: (at + HEADER) as u32,
-                len: bytes.len() as u32,
-            };
+            e.reply = Kept::Stored((at + HEADER) as u32);
             if protected {
                 self.reserved -= e.reserved as usize;
                 e.reserved = 0;
@@ -485,9 +514,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
     fn owner(&self, at: usize) -> Option<usize> {
         let i = u16::from_be_bytes([self.arena[at], self.arena[at + 1]]) as usize;
         match self.entries.get(i) {
-            Some(Some(e)) if matches!(e.reply, Reply::Stored { at: a, .. } if a as usize == at + HEADER) => {
-                Some(i)
-            }
+            Some(Some(e)) if e.reply == Kept::Stored((at + HEADER) as u32) => Some(i),
             _ => None,
         }
     }
@@ -546,7 +573,7 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
                     _ => {
                         crate::shift::shift(&mut self.arena, from..from + len, to);
                         if let Some(Some(e)) = self.entries.get_mut(i) {
-                            if let Reply::Stored { at, .. } = &mut e.reply {
+                            if let Kept::Stored(at) = &mut e.reply {
                                 *at = (to + HEADER) as u32;
                             }
                         }
@@ -683,14 +710,13 @@ impl<P: Copy + Eq, const DEDUP_ENTRIES: usize, const REPLY_BYTES: usize>
             } else {
                 assert_eq!(e.reserved, 0);
             }
-            if let Reply::Stored { at, len } = e.reply {
+            if let Reply::Stored { at, len } = self.reply(i) {
                 let at = at as usize;
                 assert!(
                     at >= HEADER && at + len as usize <= self.end,
                     "reply {i} out of the arena"
                 );
                 assert_eq!(self.owner(at - HEADER), Some(i), "reply {i} not owned");
-                assert_eq!(self.block_len(at - HEADER), len as usize + HEADER);
                 if e.protected {
                     bytes += len as usize + HEADER;
                 }
