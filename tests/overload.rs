@@ -865,6 +865,51 @@ fn expired_request_is_answered_5_00() {
 }
 
 #[test]
+fn many_requests_expiring_at_once_all_get_5_00() {
+    // Twelve deferred requests from four clients expire at the same instant: more
+    // refusals than the control queue has places for (4). Timers wait for a place
+    // instead of dropping a refusal, so one drain sends all twelve and drops nothing.
+    let mut server = Default8::new(config(2)).unwrap();
+    let mut handles = Vec::new();
+    for i in 0..12u8 {
+        let from = 10 + i % 4;
+        let h = deliver(
+            &mut server,
+            t(0),
+            from,
+            &con(Code::GET, i as u16, &[i], "x"),
+        )
+        .unwrap();
+        handles.push(h);
+        assert!(server.may_defer(h));
+        drain(&mut server, t(0));
+    }
+    let out = drain(&mut server, t(LIFETIME_S * 1000));
+    let expired = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::RequestExpired(_)))
+        .count();
+    assert_eq!(expired, 12);
+    // Besides the empty ACKs of the deferral, which fired in the same drain:
+    let mut answered: Vec<(u8, u8)> = out
+        .sent
+        .iter()
+        .filter(|(_, d)| parse(d).code() != Code::EMPTY)
+        .map(|(to, d)| {
+            let r = parse(d);
+            assert_eq!((r.ty(), r.code()), (Type::Non, Code::INTERNAL_SERVER_ERROR));
+            (*to, r.token()[0])
+        })
+        .collect();
+    answered.sort();
+    let mut expected: Vec<(u8, u8)> = (0..12u8).map(|i| (10 + i % 4, i)).collect();
+    expected.sort();
+    assert_eq!(answered, expected);
+    assert_eq!(server.stats().control_dropped, 0);
+}
+
+#[test]
 fn blockwise_get_gets_an_etag_from_the_endpoint() {
     let mut server = Default8::new(config(2)).unwrap();
     let body = [5u8; 3000];

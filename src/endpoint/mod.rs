@@ -60,7 +60,7 @@
 //! | observations (`OBSERVERS`) | nothing: a registration that finds no place is declined (answered without Observe, RFC 7641 §4.1) | a notification that finds no exchange record (beyond `immediate_reserve`) or buffer leaves its observer *due*; [`Event::NotificationsDue`] says when one frees, and [`Endpoint::notify_due`] sends the current state — an observer never gets an older one | — |
 //! | verified peers (`VERIFIED`, RFC 9175 §2.4) | the peer verified longest ago (or expired): its next response over the amplification factor is challenged again, one more round trip; only a peer that echoed a value from its own address gets a place, so spoofed floods cannot churn it | — | — |
 //! | group requests (RFC 7252 §8) | server: a group request that finds no record or protected entry is dropped, unanswered (§8.2: no 5.03 to a group); client: a member's follow-up (next block, Echo repetition) takes a record and a buffer like any request, and one that finds none leaves that member's answer as it came, reported as [`Event::MemberFailed`] before [`Event::GroupEnded`] | — | — |
-//! | control queue (8 RST / NON refusals) | the newest is dropped and counted ([`Stats::control_dropped`]); answers owed to accepted messages do not live here but on their dedup entries | — | — |
+//! | control queue (8 RSTs and refusals; at most 4 refusals, 48 bytes each, built when queued) | the newest is dropped and counted ([`Stats::control_dropped`]); timers that could refuse wait for a free place (the next [`poll_output`](Endpoint::poll_output) sends the queued ones first), so many deadlines at once lose nothing; answers owed to accepted messages do not live here but on their dedup entries | — | — |
 
 mod api;
 mod client;
@@ -96,7 +96,7 @@ use crate::dedup::DedupCache;
 use crate::index::{ChainIndex, ItemQueue, TimerHeap};
 use crate::rng::Rng;
 use crate::wire::{Header, Message, ParseError, Type};
-use output::{CONTROL_BYTES, CONTROL_QUEUE, Control, ControlKind};
+use output::{CONTROL_BYTES, CONTROL_QUEUE, Control, ControlKind, REFUSALS};
 use pool::BufferPool;
 use slot::Slot;
 
@@ -235,7 +235,11 @@ pub struct Endpoint<
     control: [Option<Control<P>>; CONTROL_QUEUE],
     control_head: usize,
     control_len: usize,
-    scratch: [u8; CONTROL_BYTES],
+    /// Refusals the control queue points to, and their lengths (0: a free place).
+    refusals: [[u8; CONTROL_BYTES]; REFUSALS],
+    refusal_lens: [u8; REFUSALS],
+    /// An empty ACK or RST while it is being sent.
+    scratch: [u8; 4],
     stats: Stats,
     /// Observations of this endpoint's resources (RFC 7641), in `observe.rs`.
     observers: [Option<observe::Observer<P>>; OBSERVERS],
@@ -364,7 +368,9 @@ impl<
             control: [None; CONTROL_QUEUE],
             control_head: 0,
             control_len: 0,
-            scratch: [0; CONTROL_BYTES],
+            refusals: [[0; CONTROL_BYTES]; REFUSALS],
+            refusal_lens: [0; REFUSALS],
+            scratch: [0; 4],
             stats: Stats::default(),
             observers: [None; OBSERVERS],
             observe_seq: 0,

@@ -13,6 +13,10 @@ use crate::wire::Type;
 /// A stateless answer waiting to be sent: RST for what matched nothing, or an error
 /// response to a NON request. Answers owed to accepted messages are not queued here but
 /// marked on their dedup entries, so they cannot be crowded out.
+///
+/// A queue entry is a few bytes; the refusals it may point to are built when queued
+/// into `REFUSALS` places of `CONTROL_BYTES`, so that eight 48-byte places are not
+/// kept for what is mostly 4-byte RSTs.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Control<P> {
     pub(super) to: P,
@@ -23,14 +27,15 @@ pub(super) struct Control<P> {
 pub(super) enum ControlKind {
     EmptyAck(u16),
     Rst(u16),
-    /// A short message built when queued (error responses to NON requests).
-    Bytes {
-        len: u8,
-        bytes: [u8; CONTROL_BYTES],
-    },
+    /// An error response built when queued, in this place of `refusals`.
+    Refusal(u8),
 }
 
 pub(super) const CONTROL_QUEUE: usize = 8;
+/// Places for refusals waiting to be sent. One input queues at most two (its own and
+/// the refusal of a request admitted over the quota); more wait only when several
+/// deferred NON requests expire at once or inputs are not drained between them.
+pub(super) const REFUSALS: usize = 4;
 pub(super) const CONTROL_BYTES: usize = 48;
 
 impl<
@@ -54,6 +59,25 @@ impl<
         self.control_len += 1;
     }
 
+    /// Queues a refusal built by the caller (at most `CONTROL_BYTES`); dropped and
+    /// counted like any control message when there is no room.
+    pub(super) fn queue_refusal(&mut self, to: P, bytes: &[u8]) {
+        let place = self.refusal_lens.iter().position(|&len| len == 0);
+        match place {
+            Some(i) if self.refusal_room() && bytes.len() <= CONTROL_BYTES => {
+                self.refusals[i][..bytes.len()].copy_from_slice(bytes);
+                self.refusal_lens[i] = bytes.len() as u8;
+                self.queue_control(to, ControlKind::Refusal(i as u8));
+            }
+            _ => self.stats.control_dropped += 1,
+        }
+    }
+
+    /// Whether one more refusal can be queued.
+    pub(super) fn refusal_room(&self) -> bool {
+        self.control_len < CONTROL_QUEUE && self.refusal_lens.contains(&0)
+    }
+
     pub(super) fn pop_control(&mut self) -> Option<Control<P>> {
         if self.control_len == 0 {
             return None;
@@ -71,7 +95,7 @@ impl<
         self.handle_timeout(now);
         // Control messages first: they are small and answer what the peer just sent.
         if let Some(control) = self.pop_control() {
-            let len = match control.kind {
+            let data = match control.kind {
                 ControlKind::EmptyAck(mid) | ControlKind::Rst(mid) => {
                     let ty = if matches!(control.kind, ControlKind::Rst(_)) {
                         Type::Rst
@@ -79,17 +103,20 @@ impl<
                         Type::Ack
                     };
                     let [m0, m1] = mid.to_be_bytes();
-                    self.scratch[..4].copy_from_slice(&[0x40 | (ty.bits() << 4), 0, m0, m1]);
-                    4
+                    self.scratch = [0x40 | (ty.bits() << 4), 0, m0, m1];
+                    &self.scratch[..]
                 }
-                ControlKind::Bytes { len, bytes } => {
-                    self.scratch = bytes;
-                    len as usize
+                ControlKind::Refusal(i) => {
+                    let i = i as usize % REFUSALS;
+                    // The place is free again; its bytes stay while the transmit
+                    // borrows the endpoint.
+                    let len = core::mem::take(&mut self.refusal_lens[i]) as usize;
+                    &self.refusals[i][..len]
                 }
             };
             return Output::Transmit(Transmit {
                 to: control.to,
-                data: &self.scratch[..len],
+                data,
             });
         }
         // Then the answers owed to accepted messages: ACKs and replays (§4.2, §4.5).
@@ -97,10 +124,10 @@ impl<
             match self.dedup.reply(entry) {
                 Reply::EmptyAck => {
                     let [m0, m1] = mid.to_be_bytes();
-                    self.scratch[..4].copy_from_slice(&[0x40 | (Type::Ack.bits() << 4), 0, m0, m1]);
+                    self.scratch = [0x40 | (Type::Ack.bits() << 4), 0, m0, m1];
                     return Output::Transmit(Transmit {
                         to,
-                        data: &self.scratch[..4],
+                        data: &self.scratch,
                     });
                 }
                 // A reply overwritten in the arena since is lost, as if on the way.

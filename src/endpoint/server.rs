@@ -501,13 +501,7 @@ impl<
         if r.piggyback && ours && self.dedup.store(now, r.entry, &bytes[..len]) {
             self.dedup.mark_pending(r.entry);
         } else {
-            self.queue_control(
-                r.to,
-                ControlKind::Bytes {
-                    len: len as u8,
-                    bytes,
-                },
-            );
+            self.queue_refusal(r.to, &bytes[..len]);
         }
     }
 

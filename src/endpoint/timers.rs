@@ -21,13 +21,18 @@ impl<
 {
     /// Fires every timer due at `now`: retransmissions, give-ups, empty ACKs and
     /// expiries. [`poll_output`](Self::poll_output) calls it too.
+    ///
+    /// While the refusals it may queue (5.00 for an expired deferred request, 5.03 for
+    /// one deferred over the quota) have no free place, the remaining timers wait for
+    /// the next `poll_output`, which sends the queued ones first: many deadlines at one
+    /// instant thus lose no refusal.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
         // Every firing moves its timer later or removes it; the bound only guards
         // against a bug turning into a hang.
         for _ in 0..4 * EXCHANGES + 4 {
             match self.next_timer() {
-                Some((at, index)) if at <= now => self.fire(now, index),
+                Some((at, index)) if at <= now && self.refusal_room() => self.fire(now, index),
                 _ => return,
             }
         }
