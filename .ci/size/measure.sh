@@ -45,6 +45,7 @@ PY
 }
 echo "codec-parse $(image codec-parse)"
 echo "codec-build $(image codec-build)"
+echo "codec $(image codec)"
 echo "codec-fmt $(image fmt)"
 echo "endpoint-client $(image endpoint-client)"
 echo "endpoint-server $(image endpoint-server)"
