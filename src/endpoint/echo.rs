@@ -217,14 +217,15 @@ impl<
     /// The timestamp as sent: offset by a secret, so that it does not tell how long
     /// the endpoint has been up (RFC 9175 §7).
     fn stamp(&self, t: u64) -> u16 {
-        (t as u16).wrapping_add((self.echo_key.0 >> 48) as u16)
+        (t as u16).wrapping_add((echo_key(self.config.seed).0 >> 48) as u16)
     }
 
+    // SipHash-2-4 is a keyed PRF made for short inputs; core still ships it
+    // (deprecated only as a HashMap default, which is not how it is used here).
+    #[allow(deprecated)]
     fn mac(&self, peer: P, t: u64) -> u64 {
-        // SipHash-2-4 is a keyed PRF made for short inputs; core still ships it
-        // (deprecated only as a HashMap default, which is not how it is used here).
-        #[allow(deprecated)]
-        let mut h = core::hash::SipHasher::new_with_keys(self.echo_key.0, self.echo_key.1);
+        let (k0, k1) = echo_key(self.config.seed);
+        let mut h = core::hash::SipHasher::new_with_keys(k0, k1);
         peer.hash(&mut h);
         h.write_u64(t);
         h.finish()
@@ -342,8 +343,9 @@ impl<
 }
 
 /// The Echo key: two words from its own stream of the seed, so that the message IDs
-/// and tokens a seed gives stay what they were.
-pub(super) fn echo_key(seed: u64) -> (u64, u64) {
+/// and tokens a seed gives stay what they were. Derived where it is used rather than
+/// kept (16 bytes of RAM for a few multiplications per Echo value).
+fn echo_key(seed: u64) -> (u64, u64) {
     let mut rng = crate::rng::Rng::new(seed ^ 0x4563_686f_2052_4643);
     (rng.next_u64(), rng.next_u64())
 }

@@ -251,8 +251,6 @@ pub struct Endpoint<
     observe_room: bool,
     /// Peers whose address an Echo verified (RFC 9175 §2.4), in `echo.rs`.
     verified: [Option<echo::Verified<P>>; VERIFIED],
-    /// The key of this endpoint's Echo values.
-    echo_key: (u64, u64),
 }
 
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
@@ -377,7 +375,6 @@ impl<
             observe_waiting: false,
             observe_room: false,
             verified: [None; VERIFIED],
-            echo_key: echo::echo_key(config.seed),
         })
     }
 
