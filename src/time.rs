@@ -120,6 +120,8 @@ fn micros(d: Duration) -> u64 {
 
 impl Add<Duration> for Instant {
     type Output = Instant;
+    // Out of line on 32-bit targets: a deadline is computed in many places.
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     fn add(self, d: Duration) -> Instant {
         Instant {
             micros: self.micros.saturating_add(micros(d)),

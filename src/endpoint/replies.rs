@@ -110,7 +110,11 @@ impl<
                 let (index, generation) = ((tag >> 16) as u16, tag as u16);
                 match self.slot_mut(index, generation).map(|s| s.state) {
                     Some(State::Piggybacked) => {}
-                    Some(State::Handling) => self.defer(now, index as usize),
+                    Some(State::Handling) => {
+                        if let Some(server_timer) = self.server_timer {
+                            server_timer(self, now, index as usize);
+                        }
+                    }
                     _ => self.owe(entry, to, mid, Reply::EmptyAck),
                 }
             }

@@ -169,6 +169,7 @@ impl<
         let group = leisure.is_some();
         let con = msg.ty() == Type::Con;
         let mid = msg.message_id();
+        self.server_timer = Some(Self::server_timer);
         // A new input ends the handling call of a request admitted over the quota.
         if let Some((index, generation)) = self.must_answer.take() {
             if self.slot_mut(index, generation).is_some() {
@@ -555,6 +556,48 @@ impl<
         self.config
             .deferred_response_timeout
             .unwrap_or(self.exchange_lifetime)
+    }
+
+    /// The timer of server slot `index` fired (through `Endpoint::server_timer`): a
+    /// request still with its handling call is deferred, a deferred one expires.
+    pub(super) fn server_timer(&mut self, now: Instant, index: usize) {
+        match self
+            .slots
+            .get(index)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.state)
+        {
+            // §5.2.2: no answer in time; acknowledge now, answer later.
+            Some(State::Handling) => self.defer(now, index),
+            Some(State::Deferred) => self.expire(now, index),
+            _ => {}
+        }
+    }
+
+    /// Deferred request `index` was never answered: a late duplicate gets the empty ACK
+    /// it already had, and the room set aside for a reply is free again. The client,
+    /// which may still be waiting, hears 5.00 in a NON response rather than nothing.
+    fn expire(&mut self, now: Instant, index: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        slot.state = State::Done(Outcome::Expired);
+        let slot = *slot;
+        self.sync(index);
+        let (entry, peer, mid) = (slot.dedup as usize, slot.peer, slot.mid);
+        if self.dedup.key(entry) == Some((peer, mid)) {
+            self.dedup.set_reply(entry, Reply::EmptyAck);
+        }
+        let request = Refused {
+            to: peer,
+            piggyback: false,
+            mid,
+            token: slot.token(),
+            no_response: slot.answer_filter(),
+            entry,
+            budget: slot.timeout_us,
+        };
+        self.refuse(now, request, Code::INTERNAL_SERVER_ERROR, None);
     }
 
     /// Slot `index`'s request was not answered within its handling call (§5.2.2): a CON

@@ -1,12 +1,9 @@
 //! What the deadlines mean and what firing them does (RFC 7252 §4.2, §5.2.2).
 
 use super::Endpoint;
-use super::server::Refused;
 use super::slot::{GROUP, Outcome, State};
 use crate::Instant;
-use crate::dedup::Reply;
 use crate::retransmit::{RetransmitAction, step};
-use crate::wire::Code;
 
 impl<
     P: Copy + Eq + core::hash::Hash,
@@ -43,7 +40,6 @@ impl<
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;
         };
-        let mut expired = None;
         match slot.state {
             State::AwaitingAck | State::RespondingCon => {
                 match step(
@@ -81,33 +77,15 @@ impl<
                 slot.state = State::SendingNon;
                 slot.set_sending(true);
             }
-            // §5.2.2: no answer in time; acknowledge now, answer later.
-            State::Handling => return self.defer(now, index),
-            State::Deferred => {
-                slot.state = State::Done(Outcome::Expired);
-                expired = Some(*slot);
-            }
+            // A server slot: see `server_timer`.
+            State::Handling | State::Deferred => match self.server_timer {
+                Some(server_timer) => return server_timer(self, now, index),
+                // Cannot happen (server slots come with a request, which sets it);
+                // ending the slot keeps its timer from staying due.
+                None => slot.state = State::Done(Outcome::Expired),
+            },
             _ => {}
         }
         self.sync(index);
-        if let Some(slot) = expired {
-            // Never answered: a late duplicate gets the empty ACK it already had, and the
-            // room set aside for a reply is free again. The client, which may still be
-            // waiting, hears 5.00 in a NON response rather than nothing.
-            let (entry, peer, mid) = (slot.dedup as usize, slot.peer, slot.mid);
-            if self.dedup.key(entry) == Some((peer, mid)) {
-                self.dedup.set_reply(entry, Reply::EmptyAck);
-            }
-            let request = Refused {
-                to: peer,
-                piggyback: false,
-                mid,
-                token: slot.token(),
-                no_response: slot.answer_filter(),
-                entry,
-                budget: slot.timeout_us,
-            };
-            self.refuse(now, request, Code::INTERNAL_SERVER_ERROR, None);
-        }
     }
 }
