@@ -785,9 +785,9 @@ fn default_endpoint_size_is_as_documented() {
     use coap_proto::SmallEndpoint;
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 94_192);
-    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_456);
-    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_688);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 94_184);
+    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_448);
+    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_680);
     // One verified peer (RFC 9175 §2.4): the peer and a 32-bit timestamp.
     let verified = |small: usize, large: usize| (large - small) / 64;
     assert_eq!(

@@ -326,6 +326,7 @@ impl<
     /// Sends queued slot `index` if NSTART allows (§4.7), with the request's own
     /// transmission parameters; otherwise it stays queued.
     pub(super) fn try_start(&mut self, now: Instant, index: usize) {
+        self.client = Some(Self::start_queued_now);
         let Some(Some(slot)) = self
             .slots
             .get(index)
@@ -380,8 +381,17 @@ impl<
         self.sync(index);
     }
 
-    /// Starts queued requests to `peer` (oldest first) while NSTART allows.
+    /// Starts queued requests to `peer` (oldest first) while NSTART allows. Paths both
+    /// roles take reach it through `Endpoint::client`, which `try_start` sets.
     pub(super) fn start_queued(&mut self, now: Instant, peer: P) {
+        if self.queued > 0 {
+            if let Some(client) = self.client {
+                client(self, now, peer);
+            }
+        }
+    }
+
+    fn start_queued_now(&mut self, now: Instant, peer: P) {
         while self.queued > 0 {
             let next = self
                 .slots

@@ -233,8 +233,8 @@ pub struct Endpoint<
     pool: BufferPool<BUFFERS, MSG_BYTES>,
     dedup: DedupCache<P, DEDUP_ENTRIES, REPLY_BYTES>,
     control: [Option<Control<P>>; CONTROL_QUEUE],
-    control_head: usize,
-    control_len: usize,
+    control_head: u8,
+    control_len: u8,
     /// Refusals the control queue points to, and their lengths (0: a free place).
     refusals: [[u8; CONTROL_BYTES]; REFUSALS],
     refusal_lens: [u8; REFUSALS],
@@ -251,12 +251,26 @@ pub struct Endpoint<
     observe_room: bool,
     /// Peers whose address an Echo verified (RFC 9175 §2.4), in `echo.rs`.
     verified: [Option<echo::Verified<P>>; VERIFIED],
-    /// The server role's timer actions (deferring a request that outlived its handling
-    /// call, refusing one deferred too long), set when the first request arrives. They
-    /// are reached only through this pointer, so that an endpoint used as a client only
-    /// (`handle_client_datagram`) links neither them nor the refusals they build.
-    server_timer: Option<
-        ServerTimer<
+    /// What the server role does on paths both roles take ([`server::ServerAction`]),
+    /// set when the first request arrives. It is reached only through this pointer, so
+    /// that an endpoint used as a client only (`handle_client_datagram`) does not link
+    /// it, nor the refusals and reply storage it uses.
+    server: Option<
+        ServerHook<
+            P,
+            EXCHANGES,
+            BUFFERS,
+            MSG_BYTES,
+            DEDUP_ENTRIES,
+            REPLY_BYTES,
+            OBSERVERS,
+            VERIFIED,
+        >,
+    >,
+    /// Starting requests that wait for NSTART, set when the first one is started: for
+    /// the same reason, an endpoint used as a server only does not link it.
+    client: Option<
+        ClientHook<
             P,
             EXCHANGES,
             BUFFERS,
@@ -269,8 +283,8 @@ pub struct Endpoint<
     >,
 }
 
-/// See `Endpoint::server_timer`.
-type ServerTimer<
+/// See `Endpoint::server`.
+type ServerHook<
     P,
     const EXCHANGES: usize,
     const BUFFERS: usize,
@@ -282,7 +296,23 @@ type ServerTimer<
 > = fn(
     &mut Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>,
     Instant,
-    usize,
+    server::ServerAction,
+);
+
+/// See `Endpoint::client`.
+type ClientHook<
+    P,
+    const EXCHANGES: usize,
+    const BUFFERS: usize,
+    const MSG_BYTES: usize,
+    const DEDUP_ENTRIES: usize,
+    const REPLY_BYTES: usize,
+    const OBSERVERS: usize,
+    const VERIFIED: usize,
+> = fn(
+    &mut Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>,
+    Instant,
+    P,
 );
 
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
@@ -407,7 +437,8 @@ impl<
             observe_waiting: false,
             observe_room: false,
             verified: [None; VERIFIED],
-            server_timer: None,
+            server: None,
+            client: None,
         })
     }
 

@@ -3,6 +3,7 @@
 
 use super::client_block::BlockFailure;
 use super::observe::NOTIFICATION;
+use super::server::ServerAction;
 use super::slot::{Outcome, State};
 use super::{Endpoint, Event, IncomingHandle, Output, RequestHandle, Transmit};
 use crate::Instant;
@@ -50,12 +51,12 @@ impl<
 > Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>
 {
     pub(super) fn queue_control(&mut self, to: P, kind: ControlKind) {
-        if self.control_len == CONTROL_QUEUE {
+        let (head, len) = (self.control_head as usize, self.control_len as usize);
+        if len == CONTROL_QUEUE {
             self.stats.control_dropped += 1;
             return;
         }
-        self.control[(self.control_head + self.control_len) % CONTROL_QUEUE] =
-            Some(Control { to, kind });
+        self.control[(head + len) % CONTROL_QUEUE] = Some(Control { to, kind });
         self.control_len += 1;
     }
 
@@ -75,15 +76,16 @@ impl<
 
     /// Whether one more refusal can be queued.
     pub(super) fn refusal_room(&self) -> bool {
-        self.control_len < CONTROL_QUEUE && self.refusal_lens.contains(&0)
+        (self.control_len as usize) < CONTROL_QUEUE && self.refusal_lens.contains(&0)
     }
 
     pub(super) fn pop_control(&mut self) -> Option<Control<P>> {
         if self.control_len == 0 {
             return None;
         }
-        let c = self.control[self.control_head].take();
-        self.control_head = (self.control_head + 1) % CONTROL_QUEUE;
+        let head = self.control_head as usize % CONTROL_QUEUE;
+        let c = self.control[head].take();
+        self.control_head = ((head + 1) % CONTROL_QUEUE) as u8;
         self.control_len -= 1;
         c
     }
@@ -153,7 +155,11 @@ impl<
             if state == State::Piggybacked && self.dedup.key(entry) == Some((to, mid)) {
                 // Keep the reply for duplicates of the request (§4.5) — if the dedup
                 // entry still belongs to it. A protected entry has its room reserved.
-                self.dedup.store(now, entry, self.pool.message(buf));
+                // (Set: only a request makes a piggybacked answer.)
+                debug_assert!(self.server.is_some());
+                if let Some(server) = self.server {
+                    server(self, now, ServerAction::KeepReply { entry, buf });
+                }
             }
             if matches!(state, State::Piggybacked | State::SendingNon) {
                 // Sent once and done. The buffer goes back to the pool, but its bytes

@@ -3,6 +3,7 @@
 
 use super::Endpoint;
 use super::output::ControlKind;
+use super::server::ServerAction;
 use super::slot::{Outcome, State};
 use crate::Instant;
 use crate::dedup::Reply;
@@ -111,8 +112,8 @@ impl<
                 match self.slot_mut(index, generation).map(|s| s.state) {
                     Some(State::Piggybacked) => {}
                     Some(State::Handling) => {
-                        if let Some(server_timer) = self.server_timer {
-                            server_timer(self, now, index as usize);
+                        if let Some(server) = self.server {
+                            server(self, now, ServerAction::Timer(index as usize));
                         }
                     }
                     _ => self.owe(entry, to, mid, Reply::EmptyAck),

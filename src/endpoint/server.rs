@@ -169,7 +169,7 @@ impl<
         let group = leisure.is_some();
         let con = msg.ty() == Type::Con;
         let mid = msg.message_id();
-        self.server_timer = Some(Self::server_timer);
+        self.server = Some(Self::server_action);
         // A new input ends the handling call of a request admitted over the quota.
         if let Some((index, generation)) = self.must_answer.take() {
             if self.slot_mut(index, generation).is_some() {
@@ -558,19 +558,26 @@ impl<
             .unwrap_or(self.exchange_lifetime)
     }
 
-    /// The timer of server slot `index` fired (through `Endpoint::server_timer`): a
-    /// request still with its handling call is deferred, a deferred one expires.
-    pub(super) fn server_timer(&mut self, now: Instant, index: usize) {
-        match self
-            .slots
-            .get(index)
-            .and_then(|s| s.as_ref())
-            .map(|s| s.state)
-        {
-            // §5.2.2: no answer in time; acknowledge now, answer later.
-            Some(State::Handling) => self.defer(now, index),
-            Some(State::Deferred) => self.expire(now, index),
-            _ => {}
+    /// What the server role does on a path both roles take (through
+    /// `Endpoint::server`).
+    pub(super) fn server_action(&mut self, now: Instant, action: ServerAction) {
+        match action {
+            ServerAction::Timer(index) => {
+                match self
+                    .slots
+                    .get(index)
+                    .and_then(|s| s.as_ref())
+                    .map(|s| s.state)
+                {
+                    // §5.2.2: no answer in time; acknowledge now, answer later.
+                    Some(State::Handling) => self.defer(now, index),
+                    Some(State::Deferred) => self.expire(now, index),
+                    _ => {}
+                }
+            }
+            ServerAction::KeepReply { entry, buf } => {
+                self.dedup.store(now, entry, self.pool.message(buf));
+            }
         }
     }
 
@@ -723,6 +730,18 @@ pub(super) struct Refused<'t, P> {
     pub(super) entry: usize,
     /// The most bytes the answer may have unless the peer is verified (RFC 9175 §2.4).
     pub(super) budget: u32,
+}
+
+/// The server role's part of a path both roles take.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum ServerAction {
+    /// The timer of server slot `index` fired: a request still with its handling call
+    /// is deferred, a deferred one expires. (Also a retransmitted request that is
+    /// still with its handling call: it is acknowledged now.)
+    Timer(usize),
+    /// A piggybacked answer in buffer `buf` is being sent: dedup entry `entry` keeps it
+    /// for duplicates of the request (§4.5).
+    KeepReply { entry: usize, buf: u16 },
 }
 
 /// A request for a Block2 block past the first: answered from what its exchange kept,

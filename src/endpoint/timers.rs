@@ -1,6 +1,7 @@
 //! What the deadlines mean and what firing them does (RFC 7252 §4.2, §5.2.2).
 
 use super::Endpoint;
+use super::server::ServerAction;
 use super::slot::{GROUP, Outcome, State};
 use crate::Instant;
 use crate::retransmit::{RetransmitAction, step};
@@ -77,12 +78,15 @@ impl<
                 slot.state = State::SendingNon;
                 slot.set_sending(true);
             }
-            // A server slot: see `server_timer`.
-            State::Handling | State::Deferred => match self.server_timer {
-                Some(server_timer) => return server_timer(self, now, index),
+            // A server slot: see `Endpoint::server`.
+            State::Handling | State::Deferred => match self.server {
+                Some(server) => return server(self, now, ServerAction::Timer(index)),
                 // Cannot happen (server slots come with a request, which sets it);
                 // ending the slot keeps its timer from staying due.
-                None => slot.state = State::Done(Outcome::Expired),
+                None => {
+                    debug_assert!(false, "a server slot without the server hook");
+                    slot.state = State::Done(Outcome::Expired);
+                }
             },
             _ => {}
         }
