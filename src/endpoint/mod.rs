@@ -118,8 +118,9 @@ use slot::Slot;
 /// - `VERIFIED` peers whose address an Echo proved (RFC 9175 §2.4; see
 ///   [`Config::amplification`]): a peer and a timestamp each. With `VERIFIED = 0` the
 ///   endpoint has no amplification mitigation (a configured one is refused with
-///   [`Error::NoVerifiedPeers`]) and its code is not linked — about 3.5 KB less on a
-///   Cortex-M4 (the client's repetition of challenged requests stays).
+///   [`Error::NoVerifiedPeers`]) and its code is not linked — 1.5 KB less on a
+///   Cortex-M4 for both roles or a server (the client's repetition of challenged
+///   requests stays; see BENCHMARKS.md).
 ///
 /// The defaults suit a server or gateway on a host; [`SmallEndpoint`] is a
 /// configuration for a microcontroller. The crate docs give the `size_of` of both.
@@ -256,7 +257,8 @@ pub struct Endpoint<
     /// that an endpoint used as a client only (`handle_client_datagram`) does not link
     /// it, nor the refusals and reply storage it uses.
     server: Option<
-        ServerHook<
+        Hook<
+            server::ServerAction,
             P,
             EXCHANGES,
             BUFFERS,
@@ -267,24 +269,17 @@ pub struct Endpoint<
             VERIFIED,
         >,
     >,
-    /// Starting requests that wait for NSTART, set when the first one is started: for
-    /// the same reason, an endpoint used as a server only does not link it.
+    /// Starting requests to a peer that wait for NSTART, set when the first request is
+    /// started: for the same reason, an endpoint used as a server only does not link it.
     client: Option<
-        ClientHook<
-            P,
-            EXCHANGES,
-            BUFFERS,
-            MSG_BYTES,
-            DEDUP_ENTRIES,
-            REPLY_BYTES,
-            OBSERVERS,
-            VERIFIED,
-        >,
+        Hook<P, P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>,
     >,
 }
 
-/// See `Endpoint::server`.
-type ServerHook<
+/// One role's part of a path both roles take, with its argument `A` (see
+/// `Endpoint::server` and `Endpoint::client`).
+type Hook<
+    A,
     P,
     const EXCHANGES: usize,
     const BUFFERS: usize,
@@ -296,23 +291,7 @@ type ServerHook<
 > = fn(
     &mut Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>,
     Instant,
-    server::ServerAction,
-);
-
-/// See `Endpoint::client`.
-type ClientHook<
-    P,
-    const EXCHANGES: usize,
-    const BUFFERS: usize,
-    const MSG_BYTES: usize,
-    const DEDUP_ENTRIES: usize,
-    const REPLY_BYTES: usize,
-    const OBSERVERS: usize,
-    const VERIFIED: usize,
-> = fn(
-    &mut Endpoint<P, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES, OBSERVERS, VERIFIED>,
-    Instant,
-    P,
+    A,
 );
 
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
@@ -502,7 +481,8 @@ impl<
     /// requests: a request that comes is refused as one this endpoint cannot process
     /// (RST for a CON, nothing for a NON; RFC 7252 §4.2, §4.3), and the server role's
     /// code — request handling, deduplication of requests, refusals, Echo challenges —
-    /// is not linked (about 8 KB less on a Cortex-M4; see BENCHMARKS.md).
+    /// is not linked (the size probe on a Cortex-M4: 24.9 KB instead of 44.3 KB for both
+    /// roles; see BENCHMARKS.md).
     pub fn handle_client_datagram<'b>(
         &mut self,
         now: Instant,
@@ -515,7 +495,7 @@ impl<
     /// [`handle_datagram`](Self::handle_datagram) for an endpoint that only serves: a
     /// response that comes matches nothing (RST for a CON, RFC 7252 §5.3.2), and the
     /// client role's matching of responses, block-wise follow-ups and Echo repetitions
-    /// is not linked. ACKs and RSTs of the endpoint's own separate responses and
+    /// is not linked (the size probe: 32.8 KB instead of 44.3 KB). ACKs and RSTs of the endpoint's own separate responses and
     /// notifications are processed as ever.
     pub fn handle_server_datagram<'b>(
         &mut self,
