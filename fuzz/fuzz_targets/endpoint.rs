@@ -109,10 +109,14 @@ impl<const E: usize, const B: usize, const M: usize, const D: usize, const R: us
                     }
                     if (t.to as usize) < 2 && self.wire.len() < 64 {
                         self.wire.push((t.to as usize, i as u8, t.data.to_vec(), false));
-                    } else if t.to == GROUP && self.wire.len() < 64 {
+                    } else if t.to == GROUP && m.code().is_request() {
                         assert_eq!(m.ty(), Type::Non, "a group request is NON");
-                        self.wire.push((1 - i, i as u8, t.data.to_vec(), true));
+                        if self.wire.len() < 64 {
+                            self.wire.push((1 - i, i as u8, t.data.to_vec(), true));
+                        }
                     }
+                    // Anything else to GROUP answers a datagram the input sent as peer
+                    // GROUP (an RST or ACK, say): that peer is fictitious, so it is lost.
                 }
                 Output::Event(e) => {
                     let _ = e.to_string();
