@@ -1,6 +1,7 @@
 //! Observe, server role (RFC 7641), scripted with exact bytes and instants: registration
 //! and its replacement, every way an observation ends, sequence numbers across the
-//! 24-bit wrap, the 24-hour CON rule, and a CON notification replaced in flight.
+//! 24-bit wrap, the 24-hour CON rule, and a CON notification replaced in flight (and a
+//! late RST to the replaced one).
 
 mod common;
 
@@ -261,6 +262,33 @@ fn a_newer_notification_replaces_the_con_one_in_flight() {
     drain(&mut ep, t(4200));
     assert_eq!(ep.exchanges_in_flight(), 0);
     assert_eq!(ep.observers(TEMP), 1, "still observing");
+}
+
+/// A client that acknowledged the newest notification and then forgot the observation
+/// rejects the replaced one arriving late; its RST matches no exchange any more but still
+/// names this observation's notification (RFC 7641 §3.6). Found by `sim_observe` (seed
+/// 14372 of 20,000).
+#[test]
+fn a_rst_to_a_replaced_notification_ends_the_observation() {
+    let mut ep = endpoint(1);
+    register(&mut ep, t(0), 0x0100, 0xaa);
+    let old = notify(&mut ep, t(1000), true, b"old");
+    let new = notify(&mut ep, t(1010), true, b"new");
+    let mid = |bytes: &[u8]| Message::parse(bytes).unwrap().message_id().to_be_bytes();
+    let (old, new) = (mid(&old[0]), mid(&new[0]));
+    assert_ne!(old, new);
+    ep.handle_datagram(t(1020), CLIENT, &[0x60, 0, new[0], new[1]]);
+    drain(&mut ep, t(1020));
+    assert_eq!((ep.observers(TEMP), ep.exchanges_in_flight()), (1, 0));
+    ep.handle_datagram(t(1300), CLIENT, &[0x70, 0, old[0], old[1]]);
+    assert_eq!(ep.observers(TEMP), 0);
+    assert_eq!(ep.stats().unmatched, 0, "the RST was the observer's");
+    // Only this observation's: a RST naming another ID leaves the next one alone.
+    register(&mut ep, t(2000), 0x0101, 0xbb);
+    let [m0, m1] = (u16::from_be_bytes(new) ^ 0x8000).to_be_bytes();
+    ep.handle_datagram(t(2100), CLIENT, &[0x70, 0, m0, m1]);
+    assert_eq!(ep.observers(TEMP), 1);
+    assert_eq!(ep.stats().unmatched, 1);
 }
 
 #[test]

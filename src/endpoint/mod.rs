@@ -118,8 +118,8 @@ use slot::Slot;
 /// - `VERIFIED` peers whose address an Echo proved (RFC 9175 §2.4; see
 ///   [`Config::amplification`]): a peer and a timestamp each. With `VERIFIED = 0` the
 ///   endpoint has no amplification mitigation (a configured one is refused with
-///   [`Error::NoVerifiedPeers`]) and its code is not linked — 1.5 KB less on a
-///   Cortex-M4 for both roles or a server (the client's repetition of challenged
+///   [`Error::NoVerifiedPeers`]) and its code is not linked — 1.3 KB less on a
+///   Cortex-M4 for both roles, 1.9 KB for a server (the client's repetition of challenged
 ///   requests stays; see BENCHMARKS.md).
 ///
 /// The defaults suit a server or gateway on a host; [`SmallEndpoint`] is a
@@ -481,7 +481,7 @@ impl<
     /// requests: a request that comes is refused as one this endpoint cannot process
     /// (RST for a CON, nothing for a NON; RFC 7252 §4.2, §4.3), and the server role's
     /// code — request handling, deduplication of requests, refusals, Echo challenges —
-    /// is not linked (the size probe on a Cortex-M4: 24.9 KB instead of 44.3 KB for both
+    /// is not linked (the size probe on a Cortex-M4: 25.0 KB instead of 44.1 KB for both
     /// roles; see BENCHMARKS.md).
     pub fn handle_client_datagram<'b>(
         &mut self,
@@ -495,8 +495,8 @@ impl<
     /// [`handle_datagram`](Self::handle_datagram) for an endpoint that only serves: a
     /// response that comes matches nothing (RST for a CON, RFC 7252 §5.3.2), and the
     /// client role's matching of responses, block-wise follow-ups and Echo repetitions
-    /// is not linked (the size probe: 32.8 KB instead of 44.3 KB). ACKs and RSTs of the endpoint's own separate responses and
-    /// notifications are processed as ever.
+    /// is not linked (the size probe: 32.9 KB instead of 44.1 KB). ACKs and RSTs of the
+    /// endpoint's own separate responses and notifications are processed as ever.
     pub fn handle_server_datagram<'b>(
         &mut self,
         now: Instant,

@@ -56,17 +56,31 @@ pub(super) struct Observer<P> {
     pub(super) resource: u16,
     /// Whether the resource changed since this observer's last notification was built.
     due: bool,
-    /// Message ID of the last notification sent: a RST names it (§3.6).
+    /// Message IDs of the last notification sent and of the one before it: a RST
+    /// naming either ends the observation (§3.6). The one before matters when a newer
+    /// notification replaced a CON one in flight (§4.5.2) or overtook a NON one: a
+    /// client that forgot the observation rejects the late one with a RST that matches
+    /// no exchange any more.
     last_mid: u16,
-    /// The exchange record of the CON notification in flight: index and generation.
-    in_flight: Option<(u16, u16)>,
+    prev_mid: u16,
+    /// The exchange record of the CON notification in flight: index and generation, or
+    /// `NO_FLIGHT` (an index no table reaches, as `EXCHANGES < u16::MAX`; an `Option`
+    /// would take the room the second message ID fits in).
+    in_flight: (u16, u16),
     /// When a CON notification (or the registration) last got through.
     last_con: Instant,
 }
 
+/// `Observer::in_flight` when no CON notification is in flight.
+const NO_FLIGHT: (u16, u16) = (u16::MAX, 0);
+
 impl<P> Observer<P> {
     fn token(&self) -> &[u8] {
         &self.token[..self.token_len as usize]
+    }
+
+    fn in_flight(&self) -> Option<(u16, u16)> {
+        (self.in_flight.0 != NO_FLIGHT.0).then_some(self.in_flight)
     }
 }
 
@@ -174,7 +188,8 @@ impl<
             resource,
             due: false,
             last_mid: slot.mid,
-            in_flight: None,
+            prev_mid: slot.mid,
+            in_flight: NO_FLIGHT,
             last_con: now,
         });
         Ok(true)
@@ -362,7 +377,7 @@ impl<
         };
         let last = !code.is_success();
         let replacing = o
-            .in_flight
+            .in_flight()
             .filter(|&(index, generation)| {
                 self.slot_mut(index, generation)
                     .is_some_and(|s| s.state == State::RespondingCon)
@@ -443,7 +458,12 @@ impl<
             Some(Observer {
                 due: false,
                 last_mid: mid,
-                in_flight: con.then_some((index as u16, generation)),
+                prev_mid: o.last_mid,
+                in_flight: if con {
+                    (index as u16, generation)
+                } else {
+                    NO_FLIGHT
+                },
                 ..o
             })
         };
@@ -476,12 +496,12 @@ impl<
         }
     }
 
-    /// §3.6: a RST that matched no exchange may name a NON notification.
+    /// §3.6: a RST that matched no exchange may name a NON notification, or one that a
+    /// newer notification replaced.
     pub(super) fn on_unmatched_rst(&mut self, peer: P, mid: u16) -> bool {
-        let found = self
-            .observers
-            .iter()
-            .position(|o| o.is_some_and(|o| o.peer == peer && o.last_mid == mid));
+        let found = self.observers.iter().position(|o| {
+            o.is_some_and(|o| o.peer == peer && (o.last_mid == mid || o.prev_mid == mid))
+        });
         if let Some(i) = found {
             self.observers[i] = None;
         }
@@ -502,12 +522,12 @@ impl<
         let Some(Some(o)) = self.observers.get_mut(observer) else {
             return;
         };
-        if o.in_flight != Some((index as u16, generation)) {
+        if o.in_flight != (index as u16, generation) {
             return; // an observation that ended, or a newer one in its place
         }
         match outcome {
             Outcome::Acknowledged => {
-                o.in_flight = None;
+                o.in_flight = NO_FLIGHT;
                 o.last_con = now;
             }
             _ => self.observers[observer] = None,
