@@ -477,7 +477,7 @@ fn run<const E: usize, const B: usize, const M: usize, const D: usize, const R: 
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+        std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(320)
     ))]
 
     #[test]

@@ -204,7 +204,7 @@ fn len() -> impl Strategy<Value = usize> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(60)
+        std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
     ))]
 
     #[test]
@@ -477,7 +477,7 @@ mod uploads {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(60)
+        std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
     ))]
 
     #[test]

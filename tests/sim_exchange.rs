@@ -286,13 +286,13 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         )
 }
 
-/// Cases per run: 300 by default; `SIM_CASES=5000 cargo test --release --test
+/// Cases per run: 3,000 by default; `SIM_CASES=200000 cargo test --release --test
 /// sim_exchange` for a longer search.
 fn cases() -> u32 {
     std::env::var("SIM_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or(3000)
 }
 
 proptest! {

@@ -388,13 +388,13 @@ fn answers_come_at_random_points_within_leisure() {
     }
 }
 
-/// Cases per run: 300 by default; `SIM_CASES=5000 cargo test --release --test
+/// Cases per run: 2,000 by default; `SIM_CASES=200000 cargo test --release --test
 /// sim_group` for a longer search.
 fn cases() -> u32 {
     std::env::var("SIM_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or(2000)
 }
 
 proptest! {
