@@ -295,8 +295,8 @@ type Hook<
 );
 
 /// An endpoint for a microcontroller: 8 exchange records, 4 message buffers of 256
-/// bytes, 16 dedup entries, 1 KiB of stored replies, 4 observers and 4 verified peers. The crate docs give its
-/// `size_of`.
+/// bytes, 16 dedup entries, 1 KiB of stored replies, 4 observers and 4 verified peers.
+/// The crate docs give its `size_of`.
 ///
 /// ```
 /// use coap_proto::{Config, SmallEndpoint};

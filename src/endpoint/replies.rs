@@ -112,6 +112,8 @@ impl<
                 match self.slot_mut(index, generation).map(|s| s.state) {
                     Some(State::Piggybacked) => {}
                     Some(State::Handling) => {
+                        // Set: a slot with its handling call came with a request.
+                        debug_assert!(self.server.is_some());
                         if let Some(server) = self.server {
                             server(self, now, ServerAction::Timer(index as usize));
                         }
