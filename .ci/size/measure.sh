@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Prints one line per item, `NAME BYTES`: what the linker keeps (.text + .rodata) of a
 # Cortex-M4 image (thumbv7em-none-eabihf, opt-level "z", LTO, panic = "abort",
-# --gc-sections) that uses one part of the crate, and the size_of of two endpoint
+# --gc-sections) that uses one part of the crate, and the size_of of three endpoint
 # configurations on that target (see src/main.rs). The `*-own` lines leave out of the
 # image before them what is not the crate's code: compiler_builtins (`memcpy`, `memset`,
 # `memcmp`, which a C firmware takes from its libc, as nanocoap does) and the probe's
-# `_start`. The largest functions of each image go to stderr. `.ci/size/check.sh` compares the figures with `budget`.
+# `_start`. The largest functions of each image go to stderr. `.ci/size/check.sh`
+# compares the figures with `budget`.
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
@@ -72,4 +73,5 @@ echo "endpoint-no-echo $(image endpoint,no-echo)"
 echo "endpoint-client-no-echo $(image endpoint-client,no-echo)"
 echo "endpoint-server-no-echo $(image endpoint-server,no-echo)"
 echo "ram-small $(elf symbol RAM_SMALL)"
+echo "ram-one $(elf symbol RAM_ONE)"
 echo "ram-default $(elf symbol RAM_DEFAULT)"

@@ -495,7 +495,7 @@ impl<
     /// [`handle_datagram`](Self::handle_datagram) for an endpoint that only serves: a
     /// response that comes matches nothing (RST for a CON, RFC 7252 §5.3.2), and the
     /// client role's matching of responses, block-wise follow-ups and Echo repetitions
-    /// is not linked (the size probe: 32.9 KB instead of 44.1 KB). ACKs and RSTs of the
+    /// is not linked (the size probe: 33.0 KB instead of 44.1 KB). ACKs and RSTs of the
     /// endpoint's own separate responses and notifications are processed as ever.
     pub fn handle_server_datagram<'b>(
         &mut self,

@@ -9,8 +9,8 @@
 //!   with `no-echo`, an endpoint without places for verified peers (no amplification
 //!   mitigation, RFC 9175 §2.4).
 //! `_start` calls the probe with inputs the optimizer cannot see through
-//! (`black_box`); `probe.x` places the sections. The image's `RAM_SMALL` and
-//! `RAM_DEFAULT` statics hold the `size_of` of two endpoint configurations on the
+//! (`black_box`); `probe.x` places the sections. The image's `RAM_SMALL`, `RAM_ONE`
+//! and `RAM_DEFAULT` statics hold the `size_of` of three endpoint configurations on the
 //! target. Edition 2021, so `no_mangle` needs no `unsafe` marker (the probe is a
 //! measuring tool, not part of the crate).
 #![no_std]
@@ -33,6 +33,15 @@ pub type Small = coap_proto::Endpoint<u8, 4, 2, 256, 8, 260, 2, 2>;
 #[no_mangle]
 #[used]
 pub static RAM_SMALL: u32 = core::mem::size_of::<Small>() as u32;
+/// The small configuration with nanocoap_sock's capacities: one buffer (one CON
+/// request, notification or separate response in flight at a time), 4 dedup entries,
+/// one observer, no verified peers (no amplification mitigation); stored replies and
+/// exchange records as in `Small`.
+pub type One = coap_proto::Endpoint<u8, 4, 1, 256, 4, 260, 1, 0>;
+
+#[no_mangle]
+#[used]
+pub static RAM_ONE: u32 = core::mem::size_of::<One>() as u32;
 #[no_mangle]
 #[used]
 pub static RAM_DEFAULT: u32 = core::mem::size_of::<coap_proto::Endpoint>() as u32;
@@ -55,7 +64,7 @@ pub extern "C" fn _start() -> ! {
         black_box(endpoint::probe_endpoint(black_box(&[input, input]), black_box(5), &mut buf));
         black_box(&buf);
     }
-    black_box((&RAM_SMALL, &RAM_DEFAULT));
+    black_box((&RAM_SMALL, &RAM_ONE, &RAM_DEFAULT));
     loop {}
 }
 
