@@ -26,8 +26,9 @@
 //!   -G COUNT       send the request COUNT times, a second apart
 //!   -a ADDRESS     local address to send from
 //!   -p PORT        local port to send from
-//!   -s SECONDS     observe the resource (RFC 7641) for that long, printing each
-//!                  notification as it comes
+//!   -s SECONDS     observe the resource (RFC 7641) for that long from its first answer,
+//!                  printing each notification as it comes (appended with -o); exits 1
+//!                  if none came; the end is sent to the server (GET with Observe: 1)
 //!   -k KEY         pre-shared key for coaps:// (DTLS, feature dtls)
 //!   -u IDENTITY    the identity that key belongs to (default "coap-proto")
 //!   -v N           verbosity: 6 and more print every message sent and received
@@ -334,9 +335,16 @@ fn exchange<T: coap_proto::net::Transport>(
     if let Some(secs) = o.observe {
         // Observe (RFC 7641) for that long: each notification as it comes, as
         // libcoap's `-s` prints them.
+        // As libcoap's: SECONDS count from the first answer, `-o` gets every
+        // notification appended, and nothing arriving at all is a failure.
         let mut failed = None;
+        let mut arrived = 0;
+        if let Some(file) = &o.output {
+            std::fs::write(file, b"")?;
+        }
         client.observe(req, Some(Duration::from_secs(secs)), |n| {
-            match print(o, n) {
+            arrived += 1;
+            match print(o, n, true) {
                 Ok(w) => {
                     written |= w;
                     true
@@ -352,6 +360,9 @@ fn exchange<T: coap_proto::net::Transport>(
         }
         if written {
             std::io::stdout().write_all(b"\n")?;
+        }
+        if arrived == 0 {
+            return Err("the observation ended before any notification arrived".into());
         }
         return Ok(());
     }
@@ -371,7 +382,7 @@ fn exchange<T: coap_proto::net::Transport>(
             }
             _ => client.request(req)?,
         };
-        written |= print(o, &response)?;
+        written |= print(o, &response, false)?;
     }
     // libcoap's client ends what it wrote to stdout with a newline.
     if written {
@@ -380,9 +391,10 @@ fn exchange<T: coap_proto::net::Transport>(
     Ok(())
 }
 
-/// libcoap's output: a 2.xx body as received, any other code on stderr with its
-/// diagnostic payload. Returns whether it wrote to stdout.
-fn print(o: &Options, response: &Response) -> std::io::Result<bool> {
+/// libcoap's output: a 2.xx body as received (to the `-o` file, appended to it when
+/// `append`), any other code on stderr with its diagnostic payload. Returns whether it
+/// wrote to stdout.
+fn print(o: &Options, response: &Response, append: bool) -> std::io::Result<bool> {
     if !response.code.is_success() {
         let (class, detail) = (response.code.class(), response.code.detail());
         let mut line = format!("{class}.{detail:02}");
@@ -404,6 +416,12 @@ fn print(o: &Options, response: &Response) -> std::io::Result<bool> {
         body.push(b'\n');
     }
     match &o.output {
+        Some(file) if append => std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(&body))
+            .map(|()| false),
         Some(file) => std::fs::write(file, &body).map(|()| false),
         None if body.is_empty() => Ok(false),
         None => {

@@ -25,7 +25,7 @@
 //! |---|---|---|
 //! | `/` | GET | a line of text about this server |
 //! | `/time` | GET, observable | the current UTC time; observers get it every second |
-//! | `/async?N` | GET | "Async Complete!" as a separate response after N seconds (default 2, at most 60); one timer thread answers them all |
+//! | `/async?N` | GET | "done" (libcoap's text) as a separate response after N seconds (default 2, at most 60); one timer thread answers them all |
 //! | `/example_data` | GET, PUT, POST, DELETE | 1500 bytes; PUT replaces them |
 //! | any other | PUT, POST | creates the resource (2.01; POST adds Location-Path) |
 //! | created ones | GET, PUT, POST, DELETE | 2.05 / 2.04 / 2.04 / 2.02, then 4.04 |

@@ -774,8 +774,15 @@ pub struct DtlsEndpoint {
 }
 
 impl DtlsEndpoint {
-    /// An endpoint over `sessions`, with CoAP configuration `config`.
+    /// An endpoint over `sessions`, with CoAP configuration `config`. Its peers are
+    /// established sessions, whose handshake (the cookie exchange of RFC 6347 §4.2.1
+    /// first) proved the address: `config.amplification` is not applied to them (RFC
+    /// 9175 §2.4 asks only for addresses not known to be the peer's).
     pub fn new(sessions: Sessions, config: crate::Config) -> Result<Self, crate::Error> {
+        let config = crate::Config {
+            amplification: None,
+            ..config
+        };
         Ok(DtlsEndpoint {
             sessions,
             endpoint: Box::new(Endpoint::new(config)?),

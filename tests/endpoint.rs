@@ -785,9 +785,9 @@ fn default_endpoint_size_is_as_documented() {
     use coap_proto::SmallEndpoint;
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 94_184);
-    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_448);
-    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_680);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 94_120);
+    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_432);
+    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_664);
     // One verified peer (RFC 9175 §2.4): the peer and a 32-bit timestamp.
     let verified = |small: usize, large: usize| (large - small) / 64;
     assert_eq!(
@@ -804,7 +804,7 @@ fn default_endpoint_size_is_as_documented() {
             size_of::<Endpoint<SocketAddr, 64, 16, 1152, 128, 8192, 16>>(),
             size_of::<Endpoint<SocketAddr, 64, 16, 1152, 128, 8192, 80>>()
         ),
-        64
+        60
     );
     assert_eq!(
         observer(
@@ -812,6 +812,13 @@ fn default_endpoint_size_is_as_documented() {
             size_of::<Endpoint<u32, 64, 16, 1152, 128, 8192, 80>>()
         ),
         32
+    );
+    assert_eq!(
+        observer(
+            size_of::<Endpoint<u8, 64, 16, 1152, 128, 8192, 16>>(),
+            size_of::<Endpoint<u8, 64, 16, 1152, 128, 8192, 80>>()
+        ),
+        28
     );
     // One exchange record, indexes included, averaged over 64 more; a request waiting
     // for its answer costs this and nothing else. At most 64 bytes beyond the peer.
@@ -1091,4 +1098,55 @@ fn duplicate_whose_idempotent_reply_made_room_is_processed_again() {
     let replay = drain(&mut server, t(2));
     assert_eq!(replay.sent.len(), 1);
     assert_eq!(replay.sent[0].1, first[0]);
+}
+
+#[test]
+fn upload_block_size_larger_than_the_buffer_holds_is_lowered_at_the_call() {
+    // 256-byte buffers cannot carry 256-byte blocks beside header and options: the
+    // upload starts with 128-byte blocks instead of failing at its first block.
+    let mut c = coap_proto::SmallEndpoint::<u8>::new(config(3)).unwrap();
+    let h = c
+        .request_upload(
+            t(0),
+            SERVER,
+            Code::PUT,
+            &RequestOptions::default(),
+            4,
+            |b| b.uri_path("/firmware").map(drop),
+        )
+        .unwrap();
+    let body = vec![0x5a; 1000];
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        match c.poll_output(t(0)) {
+            coap_proto::Output::Event(Event::BlockNeeded { handle, .. }) => {
+                assert_eq!(handle, h);
+                c.send_body_block(t(0), h, &body).unwrap();
+            }
+            coap_proto::Output::Transmit(tr) => sent.push(tr.data.to_vec()),
+            _ => break,
+        }
+    }
+    let first = parse(&sent[0]);
+    let block1 = first.block1().unwrap().unwrap();
+    assert_eq!((block1.num(), block1.size(), block1.more()), (0, 128, true));
+    assert_eq!(first.payload().len(), 128);
+
+    // With options that leave no room for even 16 bytes, the call itself fails.
+    let long = "x".repeat(240);
+    let e = c
+        .request_upload(
+            t(0),
+            SERVER,
+            Code::PUT,
+            &RequestOptions::default(),
+            4,
+            |b| b.uri_path(&long).map(drop),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, coap_proto::Error::Build(coap_proto::wire::BuildError::BufferTooSmall { needed }) if needed > 256),
+        "{e}"
+    );
+    assert_eq!(c.exchanges_in_flight(), 1, "the failed call took nothing");
 }

@@ -140,6 +140,7 @@ fn run(c: &Case) -> (Downloads, Sim<E, B, M, D, R>) {
         amplification: c.verified_for_s.map(|s| coap_proto::Amplification {
             factor: 3,
             verified_for: Duration::from_secs(s),
+            ..coap_proto::Amplification::RFC9175
         }),
         ..Config::default()
     })

@@ -206,13 +206,15 @@ pub fn tick() -> Duration {
 }
 
 pub fn async_done() -> Response {
-    Response::content("Async Complete!")
+    Response::content("done")
 }
 
 /// The bodies of `/example_data` and of created resources.
 #[derive(Clone)]
 pub struct Store {
     map: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// The ETag key: SipHash with random keys, new for every run of the server.
+    etags: std::hash::RandomState,
     max_dynamic: usize,
     log: bool,
 }
@@ -223,6 +225,7 @@ impl Store {
         let map = HashMap::from([("/example_data".to_string(), example)]);
         Store {
             map: Arc::new(Mutex::new(map)),
+            etags: std::hash::RandomState::new(),
             max_dynamic: options.max_dynamic,
             log: options.log_requests(),
         }
@@ -233,7 +236,7 @@ impl Store {
         let mut map = self.map.lock().unwrap();
         let exists = map.contains_key(&req.path);
         // If-Match / If-None-Match against the stored body's ETag (RFC 7252 §5.10.8).
-        let etag = map.get(&req.path).map(|body| etag_of(body));
+        let etag = map.get(&req.path).map(|body| self.etag_of(body));
         if let Some(code) = req.preconditions(etag.as_ref().map(|e| &e[..])) {
             return Response::new(code);
         }
@@ -245,7 +248,7 @@ impl Store {
             (Code::GET, true) => {
                 let body = map[&req.path].clone();
                 let mut r = Response::content(body);
-                r.etag = Some(etag_of(&r.payload).to_vec());
+                r.etag = Some(self.etag_of(&r.payload).to_vec());
                 r
             }
             (Code::PUT, _) | (Code::POST, _) => {
@@ -270,12 +273,17 @@ impl Store {
     }
 }
 
-/// A stored body's ETag: a hash of its bytes.
-fn etag_of(body: &[u8]) -> [u8; 4] {
-    let h = body.iter().fold(0x811c_9dc5u32, |h, &b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    (h ^ body.len() as u32).to_be_bytes()
+impl Store {
+    /// A stored body's ETag: 8 bytes of a keyed hash of its length and bytes, so that
+    /// no client can make two bodies of one length share an ETag (and so get blocks of
+    /// both joined into one body by a client, RFC 7959 §2.4).
+    fn etag_of(&self, body: &[u8]) -> [u8; 8] {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.etags.build_hasher();
+        h.write_usize(body.len());
+        h.write(body);
+        h.finish().to_be_bytes()
+    }
 }
 
 /// "YYYY-MM-DD hh:mm:ss UTC" without a date library (civil-from-days).

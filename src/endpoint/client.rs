@@ -133,6 +133,10 @@ impl<
     /// if it carries Block2, continues as a download (§3.3). A smaller block size
     /// preferred by the server is adopted. A random Request-Tag is added (RFC 9175 §3),
     /// so that concurrent uploads to one resource stay apart.
+    ///
+    /// A block size larger than a message buffer holds beside the request's options is
+    /// lowered to the largest that fits; if not even 16 bytes fit, the call fails with
+    /// [`Error::Build`] naming the size needed.
     pub fn request_upload(
         &mut self,
         now: Instant,
@@ -218,6 +222,24 @@ impl<
             self.free.push(index);
             return Err(e.into());
         }
+        // An upload's blocks must fit the buffer beside the request's options, Block1
+        // and a late Block2 (5 bytes each at most) and the payload marker: a larger
+        // block size than fits is lowered now (the server could lower it too, §2.5),
+        // and a request with no room even for 16 bytes fails here, not at a block.
+        let upload = match upload {
+            Some(szx) => {
+                let used = self.pool.message(buf).len() + 11;
+                let Some(fits) = Block::szx_at_most(MSG_BYTES.saturating_sub(used)) else {
+                    self.pool.give_back(buf);
+                    self.free.push(index);
+                    return Err(Error::Build(BuildError::BufferTooSmall {
+                        needed: used + 16,
+                    }));
+                };
+                Some(szx.min(fits))
+            }
+            None => None,
+        };
         let state = if upload.is_some() {
             State::NeedsBlock
         } else {

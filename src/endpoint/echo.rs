@@ -2,19 +2,39 @@
 //! (RFC 9175 §2.4 item 3, RFC 7252 §11.3).
 //!
 //! Server, when [`Config::amplification`](super::Config::amplification) is set:
-//! - §2.4 item 3: a response more than `factor` times the size of its request goes only
-//!   to a peer whose address is verified. To any other peer the endpoint answers 4.01
-//!   Unauthorized with an Echo value instead, itself within the factor. A safe or
-//!   idempotent request (GET, FETCH, PUT, DELETE) is answered so after its handler ran
-//!   (running it again for the repeated request changes nothing, RFC 7252 §5.1); a
-//!   non-idempotent one ([`Config::non_idempotent`](super::Config::non_idempotent)) is
-//!   challenged before it is delivered, since its handler must not run twice. So is an
-//!   Observe registration, whose notifications would go to the address for as long as
-//!   the observation lasts.
+//! - §2.4 item 3: no answer to a peer whose address is not verified is more than
+//!   `factor` times its request, counted over the wire ([`Amplification::overhead`]).
+//!   The rule is kept per answer, without per-address state: each answer is built
+//!   within its request's budget, so nothing a spoofer sends can fill a table, and
+//!   every block-wise follow-up brings its own budget. Legitimate clients are not
+//!   asked to do anything (principle 8 of the design): a block-wise answer
+//!   (`respond_block2`, `respond_block2_kept`, `respond_observe_body`, `notify_body`)
+//!   picks a Block2 size that fits (RFC 7959 §2.2 lets the server choose; RFC 9175 §2.4
+//!   names limiting the response as the alternative to Echo), and the client continues
+//!   with it. Requests of every method are delivered at once, Observe registrations
+//!   too; a per-peer byte budget (QUIC's anti-amplification limit, RFC 9000 §8.1) was
+//!   not chosen because it needs a record per unverified address, which spoofed
+//!   sources would churn, and because a first answer must fit one request's budget
+//!   anyway.
+//! - What still gets 4.01 Unauthorized with an Echo value (itself within the factor):
+//!   an answer built with plain [`respond`](Endpoint::respond) that does not fit (see
+//!   [`Endpoint::answer_limit`]), and one whose options alone leave no room for a
+//!   16-byte block. For a non-idempotent request
+//!   ([`Config::non_idempotent`](super::Config::non_idempotent)) the repeated request
+//!   runs its handler again: answer such requests block-wise
+//!   ([`respond_block2_kept`](Endpoint::respond_block2_kept), as the `net` servers do),
+//!   whose first block always fits.
+//! - Observe (RFC 7641): the registration is answered within its budget; until the
+//!   observer acknowledges a notification its notifications are CON and within the
+//!   registration's budget. Only the client that registered acknowledges a
+//!   notification of its token (anyone else rejects it, §3.6), so a registration from
+//!   a spoofed address ends with its first notification.
+//! - Peers behind a DTLS session are not limited: the handshake proved the address
+//!   ([`crate::dtls`]).
 //! - §2.2, §2.3: a request carrying an Echo value this endpoint made for that peer, at
 //!   most [`Amplification::verified_for`] ago, verifies the peer for that long. Verified
-//!   peers are remembered in a table with one place per exchange record; when it is
-//!   full, the peer verified longest ago gives way. Only a peer that answered a
+//!   peers are remembered in a table in the order they were verified; when it is full,
+//!   the peer verified longest ago gives way (an expired place first). Only a peer that answered a
 //!   challenge from its address gets in, so spoofed floods cannot fill it, and a peer
 //!   that lost its place pays one more round trip for its next large response: nothing
 //!   is lost, nobody is locked out.
@@ -62,14 +82,30 @@ pub struct Amplification {
     /// its repetition that long, and a value that expires in transit ends the request
     /// with the 4.01.
     pub verified_for: Duration,
+    /// Bytes every datagram carries below CoAP, counted on both sides of the factor:
+    /// what the request cost its sender and the response costs the address it goes to
+    /// on the wire. 28 is the least a UDP datagram takes over IPv4 (20 bytes of IP
+    /// header, 8 of UDP; over IPv6 it is 48, so 28 errs on the safe side); 0 counts
+    /// CoAP bytes only. See [`RFC9175`](Self::RFC9175) for why the wire is what counts.
+    pub overhead: u8,
 }
 
 impl Amplification {
-    /// The factor RFC 9175 §2.4 and RFC 7252 §11.3 name (3), and 10 minutes of
+    /// The factor RFC 9175 §2.4 and RFC 7252 §11.3 name (3), counted over the datagrams
+    /// as they travel (an IPv4 and UDP header of 28 bytes on each), and 10 minutes of
     /// verification.
+    ///
+    /// Why the wire: an attacker pays for, and a victim's link carries, whole
+    /// datagrams. Counted over CoAP bytes alone, a 6-byte GET (a 2-byte token, as
+    /// aiocoap sends it) would allow 18 bytes, less than the smallest block RFC 7959
+    /// can send (16 bytes of payload after 8 of header, token and Block2), so every
+    /// answer longer than a few bytes would need a 4.01 round trip that clients
+    /// without RFC 9175 support cannot make. Over the wire the same request allows
+    /// 74 bytes of CoAP: a first block of 32, and the client continues block-wise.
     pub const RFC9175: Amplification = Amplification {
         factor: 3,
         verified_for: Duration::from_secs(600),
+        overhead: 28,
     };
 }
 
@@ -194,6 +230,23 @@ impl<
         })
     }
 
+    /// The most bytes an answer to request `handle` may take while its peer's address
+    /// is not verified (RFC 9175 §2.4): `None` when there is no such limit (no
+    /// mitigation, a verified peer, or a request large enough that any answer fits).
+    /// [`respond`](Self::respond) answers with 4.01 and Echo what does not fit; the
+    /// block-wise answers ([`respond_block2`](Self::respond_block2),
+    /// [`respond_observe_body`](Self::respond_observe_body) …) fit by taking smaller
+    /// blocks, so use them for an answer that may be longer.
+    pub fn answer_limit(&self, now: Instant, handle: super::IncomingHandle) -> Option<usize> {
+        let slot = self
+            .slots
+            .get(handle.index as usize)?
+            .as_ref()
+            .filter(|_| self.gens.get(handle.index as usize) == Some(&handle.generation))?;
+        let limit = self.send_limit(now, slot.peer, slot.timeout_us);
+        (limit < MSG_BYTES).then_some(limit)
+    }
+
     /// Whether `peer` has echoed a value within [`Amplification::verified_for`] and
     /// still has its place among the verified peers.
     pub fn is_verified(&self, now: Instant, peer: P) -> bool {
@@ -282,12 +335,27 @@ impl<
         if VERIFIED == 0 {
             return u32::MAX;
         }
-        match self.config.amplification {
+        let Some(a) = self.config.amplification else {
+            return u32::MAX;
+        };
+        let overhead = a.overhead as usize;
+        let wire = len
+            .saturating_add(overhead)
+            .saturating_mul(a.factor as usize);
+        match wire.saturating_sub(overhead) {
             // Nothing this endpoint sends is larger than a message buffer.
-            Some(a) if len.saturating_mul(a.factor as usize) < MSG_BYTES => {
-                (len * a.factor as usize) as u32
-            }
+            budget if budget < MSG_BYTES => budget as u32,
             _ => u32::MAX,
+        }
+    }
+
+    /// The most bytes a message to `peer` may take under `budget`: all of a message
+    /// buffer without a budget or once the peer is verified.
+    pub(super) fn send_limit(&self, now: Instant, peer: P, budget: u32) -> usize {
+        if self.within_budget(now, peer, budget, usize::MAX) {
+            MSG_BYTES
+        } else {
+            budget as usize
         }
     }
 
@@ -296,25 +364,28 @@ impl<
         VERIFIED == 0 || len <= budget as usize || self.is_verified(now, peer)
     }
 
-    /// Remembers `peer` as verified; a full table gives up the place verified longest
-    /// ago (or expired).
+    /// Remembers `peer` as verified. The table is kept in the order of verification,
+    /// the longest verified first: an expired place, else that first one, gives way,
+    /// so a burst of verifications within one clock tick evicts in arrival order too.
     fn verify(&mut self, now: Instant, peer: P, verified_for: Duration) {
+        if VERIFIED == 0 {
+            return;
+        }
         let t = ticks(now);
         let until = (t + ticks_of(verified_for)).min(u64::from(u32::MAX)) as u32;
+        let gone = |v: &Option<Verified<P>>| v.is_none_or(|v| u64::from(v.until) <= t);
         let place = self
             .verified
             .iter()
             .position(|v| v.is_some_and(|v| v.peer == peer))
-            .or_else(|| {
-                self.verified
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, v)| v.map_or(0, |v| v.until))
-                    .map(|(i, _)| i)
-            });
-        if let Some(i) = place {
-            self.verified[i] = Some(Verified { peer, until });
+            .or_else(|| self.verified.iter().position(gone))
+            .unwrap_or(0);
+        // The freed place moves to the end and the others keep their order (swaps, not
+        // a `rotate`, which would link `memmove` into firmware).
+        for i in place..VERIFIED - 1 {
+            self.verified.swap(i, i + 1);
         }
+        self.verified[VERIFIED - 1] = Some(Verified { peer, until });
     }
 
     /// A challenge for `peer` that fits `budget` with a token of `token_len` bytes:

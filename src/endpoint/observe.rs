@@ -43,8 +43,18 @@ pub(super) const OBSERVE_REGISTER: u8 = 0x08;
 /// Marks a slot that carries a notification (its `dedup` field names the observer).
 pub(super) const NOTIFICATION: u8 = 0x10;
 
-/// How long NON notifications may go without a CON one (§4.5).
-const CON_AT_LEAST_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// `Observer::budget` of an observer whose address is known to be its own.
+const CONFIRMED: u16 = u16::MAX;
+
+/// How long NON notifications may go without a CON one (§4.5), in units of
+/// `Observer::last_con` (rounded down: a few tenths of a second early).
+const CON_AT_LEAST_EVERY: u32 = ((24 * 3600 * 1_000_000u64) >> COARSE_SHIFT) as u32;
+const COARSE_SHIFT: u32 = 20;
+
+/// `now` in units of `Observer::last_con`.
+fn coarse(now: Instant) -> u32 {
+    (now.as_micros() >> COARSE_SHIFT) as u32
+}
 
 /// One observation: a peer and token watching a resource of the application.
 #[derive(Clone, Copy, Debug)]
@@ -52,10 +62,10 @@ pub(super) struct Observer<P> {
     pub(super) peer: P,
     token: [u8; MAX_TOKEN_LEN],
     token_len: u8,
-    /// The application's number for the resource.
-    pub(super) resource: u16,
     /// Whether the resource changed since this observer's last notification was built.
     due: bool,
+    /// The application's number for the resource.
+    pub(super) resource: u16,
     /// Message IDs of the last notification sent and of the one before it: a RST
     /// naming either ends the observation (§3.6). The one before matters when a newer
     /// notification replaced a CON one in flight (§4.5.2) or overtook a NON one: a
@@ -67,8 +77,15 @@ pub(super) struct Observer<P> {
     /// `NO_FLIGHT` (an index no table reaches, as `EXCHANGES < u16::MAX`; an `Option`
     /// would take the room the second message ID fits in).
     in_flight: (u16, u16),
-    /// When a CON notification (or the registration) last got through.
-    last_con: Instant,
+    /// When a CON notification (or the registration) last got through, in units of
+    /// 2^20 µs (about a second; 32 bits of them span 142 years): the 24-hour rule
+    /// needs no finer clock, and 4 bytes less keep the record small.
+    last_con: u32,
+    /// The most bytes a notification to this observer may take (RFC 9175 §2.4): the
+    /// amplification budget of its registration until its address is known to be its
+    /// own, [`CONFIRMED`] once it was verified when it registered or acknowledged a
+    /// notification since.
+    budget: u16,
 }
 
 /// `Observer::in_flight` when no CON notification is in flight.
@@ -160,12 +177,17 @@ impl<
             .slot_mut(handle.index, handle.generation)
             .ok_or(Error::UnknownHandle)?;
         let registering = slot.quota & OBSERVE_REGISTER != 0 && code.is_success();
-        if registering && slot.timeout_us != u32::MAX && !self.is_verified(now, slot.peer) {
-            // RFC 9175 §2.4: notifications would go to this address for as long as the
-            // observation lasts, however large: it must prove to be the peer's first.
-            self.challenge(now, handle)?;
-            return Ok(false);
-        }
+        // RFC 9175 §2.4: an address not known to be the peer's gets its answer within
+        // the request's budget (`respond_filled`), and its notifications within the
+        // budget of the smallest registration, CON until one is acknowledged: only the
+        // client that registered acknowledges a notification of its token (anyone else
+        // rejects it, §3.6), which ends a spoofed observation after one notification.
+        let limit = self.send_limit(now, slot.peer, slot.timeout_us);
+        let budget = if limit < MSG_BYTES {
+            limit.min(CONFIRMED as usize - 1) as u16
+        } else {
+            CONFIRMED
+        };
         let place = registering
             .then(|| self.observer_place(slot.peer, slot.token()))
             .flatten();
@@ -185,12 +207,13 @@ impl<
             peer: slot.peer,
             token,
             token_len: slot.token().len() as u8,
-            resource,
             due: false,
+            resource,
             last_mid: slot.mid,
             prev_mid: slot.mid,
             in_flight: NO_FLIGHT,
-            last_con: now,
+            last_con: coarse(now),
+            budget,
         });
         Ok(true)
     }
@@ -278,7 +301,7 @@ impl<
 
     /// [`notify`](Self::notify) with a representation `body` that may take more than
     /// one block (RFC 7959 §2.6): a body larger than a block goes out as its first block,
-    /// with Block2, Size2 and an ETag (the body's hash unless `build` gives one); each
+    /// with Block2, Size2 and an ETag (the body's keyed hash unless `build` gives one); each
     /// observer fetches the rest with GET and Block2, which the application serves with
     /// [`respond_block2`](Self::respond_block2) from the same current body. A body that
     /// fits one block is notified whole. `build` adds the other options.
@@ -307,7 +330,7 @@ impl<
         build: impl Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<Notified, Error> {
         let szx = self.first_block_szx();
-        let etag = super::server_block::etag_of(body);
+        let etag = super::server_block::etag_of(self.config.seed, body);
         self.notify_due(now, resource, confirmable, code, |b| {
             build(b)?;
             first_block(b, body, szx, &etag)
@@ -328,7 +351,7 @@ impl<
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<bool, Error> {
         let szx = self.first_block_szx();
-        let etag = super::server_block::etag_of(body);
+        let etag = super::server_block::etag_of(self.config.seed, body);
         self.respond_observe(now, handle, resource, code, |b| {
             build(b)?;
             first_block(b, body, szx, &etag)
@@ -385,7 +408,12 @@ impl<
             .map(|(index, _)| index as usize);
         let con = replacing.is_some()
             || confirmable
-            || now.saturating_duration_since(o.last_con) >= CON_AT_LEAST_EVERY;
+            || o.budget != CONFIRMED
+            || coarse(now).wrapping_sub(o.last_con) >= CON_AT_LEAST_EVERY;
+        let limit = match o.budget {
+            CONFIRMED => MSG_BYTES,
+            budget => budget as usize,
+        };
         let ty = if con { Type::Con } else { Type::Non };
         let reserve = self.config.immediate_reserve as usize;
         let index = match replacing {
@@ -401,15 +429,25 @@ impl<
             return Err(Error::BuffersFull);
         };
         let mid = self.new_mid();
-        let built = self.pool.build(buf, (ty, code, mid), o.token(), &mut |b| {
-            if !last {
-                b.observe(seq)?;
-            }
-            build(b)
-        });
+        let built = self
+            .pool
+            .build_within(buf, (ty, code, mid), o.token(), limit, &mut |b| {
+                if !last {
+                    b.observe(seq)?;
+                }
+                build(b)
+            });
         if let Err(e) = built {
             if replacing.is_none() {
                 self.free.push(index);
+            }
+            if limit < MSG_BYTES && matches!(e, BuildError::BufferTooSmall { .. }) {
+                // Not even a first block fits what an unconfirmed address may get: the
+                // observation ends (its client re-registers when Max-Age runs out,
+                // RFC 7641 §3.3.1), the other observers are notified.
+                log_info!("ending an unconfirmed observation: its notification exceeds the budget");
+                self.observers[i] = None;
+                return Ok(());
             }
             return Err(e.into());
         }
@@ -528,7 +566,8 @@ impl<
         match outcome {
             Outcome::Acknowledged => {
                 o.in_flight = NO_FLIGHT;
-                o.last_con = now;
+                o.last_con = coarse(now);
+                o.budget = CONFIRMED;
             }
             _ => self.observers[observer] = None,
         }
@@ -553,13 +592,18 @@ fn first_block(
     szx: u8,
     etag: &[u8],
 ) -> Result<(), BuildError> {
-    let size = 16usize << szx;
-    if body.len() <= size {
+    if body.len() <= 16usize << szx && body.len() <= b.payload_capacity() {
         return b.payload(body).map(drop);
     }
+    let mut room = b.payload_capacity();
     if !super::server_block::has_etag(b) {
         b.etag(etag)?;
+        room = room.saturating_sub(2 + etag.len());
     }
+    // Room for the payload once Block2 (at most 4 bytes) and Size2 (5) are in: smaller
+    // than the buffer when the answer must stay within an amplification budget.
+    let szx = szx.min(crate::wire::Block::szx_at_most(room.saturating_sub(9)).unwrap_or(0));
+    let size = 16usize << szx;
     let first = crate::wire::Block::new(0, true, szx).ok_or(BuildError::OptionTooLong)?;
     b.block2(first)?;
     b.size2(u32::try_from(body.len()).unwrap_or(u32::MAX))?;

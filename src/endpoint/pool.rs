@@ -102,12 +102,28 @@ impl<const BUFFERS: usize, const MSG_BYTES: usize> BufferPool<BUFFERS, MSG_BYTES
     pub(super) fn build(
         &mut self,
         b: u16,
-        (ty, code, mid): (crate::wire::Type, crate::wire::Code, u16),
+        header: (crate::wire::Type, crate::wire::Code, u16),
         token: &[u8],
         build: &mut crate::wire::Fill<'_>,
     ) -> Result<(), crate::wire::BuildError> {
+        self.build_within(b, header, token, MSG_BYTES, build)
+    }
+
+    /// [`build`](Self::build) into the first `limit` bytes of the buffer only: a
+    /// message that must stay within an amplification budget sees that as the
+    /// builder's capacity, so block sizes chosen from it fit.
+    pub(super) fn build_within(
+        &mut self,
+        b: u16,
+        (ty, code, mid): (crate::wire::Type, crate::wire::Code, u16),
+        token: &[u8],
+        limit: usize,
+        build: &mut crate::wire::Fill<'_>,
+    ) -> Result<(), crate::wire::BuildError> {
+        let buf = self.buf_mut(b);
+        let limit = limit.min(buf.len());
         let built =
-            crate::wire::MessageBuilder::new(self.buf_mut(b), ty, code, mid).and_then(|mut m| {
+            crate::wire::MessageBuilder::new(&mut buf[..limit], ty, code, mid).and_then(|mut m| {
                 m.token(token)?;
                 build(&mut m)?;
                 Ok(m.len())

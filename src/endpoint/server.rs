@@ -94,32 +94,44 @@ impl<
             .take(ty == Type::Con, reserve)
             .ok_or(Error::BuffersFull)?;
         let mid = if piggyback { slot.mid } else { self.new_mid() };
-        self.pool.build(buf, (ty, code, mid), slot.token(), build)?;
-        let len = self.pool.message(buf).len();
-        if !self.within_budget(now, slot.peer, slot.timeout_us, len) {
-            // RFC 9175 §2.4: too large for an address not known to be the peer's. The
-            // request is safe or idempotent (others were challenged before they ran),
-            // so the client's repetition with the Echo value may run it again.
-            log_info!(
-                "answering MID {:#06x} with 4.01 and Echo instead of {len} bytes: more than \
-                 the request's {} times to an unverified peer (RFC 9175)",
-                slot.mid,
-                self.config.amplification.map_or(0, |a| a.factor)
-            );
-            let challenge =
-                self.make_challenge(now, slot.peer, slot.timeout_us, slot.token().len());
-            if NoResponse(slot.no_response).suppresses(Code::UNAUTHORIZED) {
-                self.pool.give_back(buf);
-                if slot.state == State::Handling && slot.con() {
-                    self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
+        // RFC 9175 §2.4: to an address not known to be the peer's, the answer is built
+        // within the amplification budget: block-wise answers (`respond_body`,
+        // `first_block`) pick a block size that fits.
+        let limit = self.send_limit(now, slot.peer, slot.timeout_us);
+        let mut buf = buf;
+        match self
+            .pool
+            .build_within(buf, (ty, code, mid), slot.token(), limit, build)
+        {
+            Ok(()) => {}
+            Err(BuildError::BufferTooSmall { needed }) if limit < MSG_BYTES => {
+                // Not even a first block fits: the peer proves its address with Echo
+                // first (what remains of the 4.01 challenges; see `echo.rs`).
+                log_info!(
+                    "answering MID {:#06x} with 4.01 and Echo instead of {needed} bytes: more \
+                     than the request's budget of {limit} to an unverified peer (RFC 9175)",
+                    slot.mid,
+                );
+                let challenge =
+                    self.make_challenge(now, slot.peer, slot.timeout_us, slot.token().len());
+                if NoResponse(slot.no_response).suppresses(Code::UNAUTHORIZED) {
+                    if slot.state == State::Handling && slot.con() {
+                        self.owe(slot.dedup as usize, slot.peer, slot.mid, Reply::EmptyAck);
+                    }
+                    self.release(index);
+                    return Ok(());
                 }
-                self.release(index);
-                return Ok(());
+                // The failed build gave the buffer back: the same one is free again.
+                buf = self
+                    .pool
+                    .take(ty == Type::Con, reserve)
+                    .ok_or(Error::BuffersFull)?;
+                self.pool
+                    .build(buf, (ty, Code::UNAUTHORIZED, mid), slot.token(), &mut |b| {
+                        challenge.write(b)
+                    })?;
             }
-            self.pool
-                .build(buf, (ty, Code::UNAUTHORIZED, mid), slot.token(), &mut |b| {
-                    challenge.write(b)
-                })?;
+            Err(e) => return Err(e.into()),
         }
         if !piggyback && slot.state == State::Handling && slot.con() {
             // A separate response to a CON not yet acknowledged: ACK it first (§5.2.2).
@@ -212,17 +224,6 @@ impl<
                 return None;
             }
             Some(Code::BAD_OPTION)
-        } else if VERIFIED > 0
-            && budget != u32::MAX
-            && ((self.config.non_idempotent.allows(msg.code()) && !is_follow_up(&msg))
-                || is_registration(&msg))
-            && !self.is_verified(now, from)
-        {
-            // RFC 9175 §2.4: the answer could be too large for an unverified address,
-            // and a non-idempotent handler must not run twice; an observation would
-            // send notifications there for as long as it lasts. The peer proves itself
-            // before anything runs.
-            Some(Code::UNAUTHORIZED)
         } else {
             None
         };
@@ -748,11 +749,6 @@ pub(super) enum ServerAction {
 /// never by running its handler again.
 fn is_follow_up(msg: &Message<'_>) -> bool {
     matches!(msg.block2(), Ok(Some(b)) if b.num() > 0)
-}
-
-/// A request to register an observation (RFC 7641 §3.1).
-fn is_registration(msg: &Message<'_>) -> bool {
-    matches!(msg.code(), Code::GET | Code::FETCH) && matches!(msg.observe(), Ok(Some(0)))
 }
 
 /// The methods RFC 7252 and RFC 8132 assign (0.01–0.07); others get 4.05 (§5.8).

@@ -34,11 +34,14 @@ impl<
     /// Answers `request` with `body`, block-wise when the body does not fit one message
     /// or the request asked for a block (RFC 7959 §2.4). The endpoint takes the slice
     /// the request's Block2 names, at the smaller of the requested block size and the
-    /// largest that fits the message buffer, and adds Block2 and Size2 (when the request
-    /// asked with Size2 = 0, and with every first block). It keeps no state: each block
-    /// request is answered on its own, so the body must stay the same between them. An
-    /// ETag lets clients notice if it did not (§2.4): give one from `build`, or the
-    /// endpoint adds a 4-byte hash of bodies up to [`AUTO_ETAG_MAX`] bytes. A block past
+    /// largest that fits the message buffer (and, to a peer whose address is not
+    /// verified, the amplification budget: see [`Amplification`](crate::Amplification)),
+    /// and adds Block2 and Size2 (when the request asked with Size2 = 0, and with every
+    /// first block). It keeps no state: each block request is answered on its own, so
+    /// the body must stay the same between them. An ETag lets clients notice if it did
+    /// not (§2.4): give one from `build`, or the endpoint adds an 8-byte hash of bodies up
+    /// to [`AUTO_ETAG_MAX`] bytes, keyed from [`Config::seed`](crate::Config::seed) so
+    /// that nobody can make two bodies share one. A block past
     /// the end gets 4.02 Bad Option, a Block2 with the reserved SZX 7 4.00 Bad Request.
     ///
     /// This is for safe requests (GET, FETCH), which may run again for each block. For
@@ -54,14 +57,18 @@ impl<
         body: &[u8],
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
+        let seed = self.config.seed;
         let mut write = |range: core::ops::Range<usize>, b: &mut MessageBuilder<'_>| {
             if body.len() <= AUTO_ETAG_MAX && range.len() < body.len() && !has_etag(b) {
-                b.etag(&etag_of(body))?;
+                b.etag(&etag_of(seed, body))?;
             }
             b.payload(body.get(range).unwrap_or(&[])).map(drop)
         };
         let build = &mut once(build);
-        self.respond_body(now, handle, request, code, body.len(), &mut write, build)
+        // Room for the auto-ETag (its option header and 8 bytes) when it may be added.
+        let etag_room = if body.len() <= AUTO_ETAG_MAX { 9 } else { 0 };
+        let body_len = (body.len(), etag_room);
+        self.respond_body(now, handle, request, code, body_len, &mut write, build)
     }
 
     /// [`respond_block2`](Self::respond_block2) for the response to a request that must
@@ -85,19 +92,27 @@ impl<
         build: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> Result<(), Error> {
         let now = self.clamp(now);
-        if is_safe(request.code()) || body.len() <= self.smallest_block(request) {
+        let slot = *self
+            .slot_mut(handle.index, handle.generation)
+            .ok_or(Error::UnknownHandle)?;
+        let peer = slot.peer;
+        // An answer within an amplification budget may take blocks smaller than the
+        // smallest this function foresees: kept whenever it is longer than 16 bytes.
+        let smallest = if self.send_limit(now, peer, slot.timeout_us) < MSG_BYTES {
+            16
+        } else {
+            self.smallest_block(request)
+        };
+        if is_safe(request.code()) || body.len() <= smallest {
             return self.respond_block2(now, handle, request, code, body, build);
         }
-        let peer = self
-            .slot_mut(handle.index, handle.generation)
-            .map(|s| s.peer)
-            .ok_or(Error::UnknownHandle)?;
         let key = kept_key(request);
         let (idle, share) = (self.block_idle(), self.config.peer_share(BODIES));
         let Ok(place) = kept.place(now, peer, key, idle, share) else {
             // Not kept: the first block goes out all the same; follow-ups get 4.08.
             return self.respond_block2(now, handle, request, code, body, build);
         };
+        let seed = self.config.seed;
         kept.fill(
             place,
             code,
@@ -105,7 +120,7 @@ impl<
             &mut once(|b: &mut MessageBuilder<'_>| {
                 build(b)?;
                 if !has_etag(b) {
-                    b.etag(&etag_of(body))?;
+                    b.etag(&etag_of(seed, body))?;
                 }
                 Ok(())
             }),
@@ -133,10 +148,9 @@ impl<
         kept: &mut KeptResponses<P, BODIES, BODY_BYTES>,
     ) -> Result<bool, Error> {
         let now = self.clamp(now);
-        let follow_up = match request.block2() {
-            Ok(Some(b)) if b.num() > 0 => b,
-            _ => return Ok(false),
-        };
+        if !matches!(request.block2(), Ok(Some(b)) if b.num() > 0) {
+            return Ok(false);
+        }
         if is_safe(request.code()) {
             return Ok(false);
         }
@@ -146,16 +160,21 @@ impl<
             .ok_or(Error::UnknownHandle)?;
         let key = kept_key(request);
         let idle = self.block_idle();
-        let smallest = self.smallest_block(request);
         let Some(m) = kept.get(now, peer, key, idle) else {
             self.respond(now, handle, Code::REQUEST_ENTITY_INCOMPLETE, |_| Ok(()))?;
             return Ok(true);
         };
-        let done = follow_up.offset() + smallest >= m.payload().len();
         self.respond_block2(now, handle, request, m.code(), m.payload(), |b| {
             copy_options(&m, b)
         })?;
-        if done {
+        // Forgotten once the last block is on its way, whatever size the blocks took.
+        let buf = self
+            .slot_mut(handle.index, handle.generation)
+            .map_or(super::pool::NO_BUFFER, |s| s.buf);
+        let last = Message::parse(self.pool.message(buf))
+            .ok()
+            .is_some_and(|m| matches!(m.block2(), Ok(Some(b)) if !b.more()));
+        if last {
             kept.forget(now, peer, key);
         }
         Ok(true)
@@ -203,7 +222,7 @@ impl<
             Ok(())
         };
         let build = &mut once(build);
-        self.respond_body(now, handle, request, code, body_len, &mut write, build)
+        self.respond_body(now, handle, request, code, (body_len, 0), &mut write, build)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -213,7 +232,7 @@ impl<
         handle: IncomingHandle,
         request: &Message<'_>,
         code: Code,
-        body_len: usize,
+        (body_len, etag_room): (usize, usize),
         write: &mut WriteBody<'_>,
         build: &mut Fill<'_>,
     ) -> Result<(), Error> {
@@ -230,8 +249,9 @@ impl<
         let max_block_szx = self.config.max_block_szx;
         self.respond_filled(now, handle, ResponseMode::Auto, code, &mut |b| {
             build(b)?;
-            // Room for the payload once Block2 (at most 4 bytes) and Size2 (5) are in.
-            let room = b.payload_capacity().saturating_sub(9);
+            // Room for the payload once Block2 (at most 4 bytes), Size2 (5) and the
+            // ETag `write` may add are in.
+            let room = b.payload_capacity().saturating_sub(9 + etag_room);
             let max_szx = Block::szx_at_most(room).unwrap_or(0).min(max_block_szx);
             match serve_block2(requested, size2_requested, body_len, max_szx) {
                 Ok(None) => write(0..body_len, b),
@@ -341,10 +361,17 @@ pub(super) fn has_etag(b: &MessageBuilder<'_>) -> bool {
     Message::parse(b.as_bytes()).is_ok_and(|m| m.has_option(OptionNumber::ETAG))
 }
 
-/// A 4-byte ETag for `body`: FNV-1a over its bytes and length.
-pub(super) fn etag_of(body: &[u8]) -> [u8; 4] {
-    let h = body.iter().fold(0x811c_9dc5u32, |h, &b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    });
-    (h ^ body.len() as u32).to_be_bytes()
+/// An 8-byte ETag for `body`: SipHash-2-4 over its length and bytes, keyed from the
+/// endpoint's seed (its own stream of it), so that a peer cannot make two bodies with
+/// one ETag and have a client join blocks of both (RFC 7959 §2.4; an unkeyed 32-bit
+/// hash gives a same-length collision in a fraction of a second).
+// SipHash is still in core; it is deprecated only as a HashMap default.
+#[allow(deprecated)]
+pub(super) fn etag_of(seed: u64, body: &[u8]) -> [u8; 8] {
+    use core::hash::Hasher;
+    let mut rng = crate::rng::Rng::new(seed ^ 0x4554_6167_2052_4643);
+    let mut h = core::hash::SipHasher::new_with_keys(rng.next_u64(), rng.next_u64());
+    h.write_usize(body.len());
+    h.write(body);
+    h.finish().to_be_bytes()
 }

@@ -402,9 +402,11 @@ impl<
 
     /// Observes `req`'s resource (RFC 7641): sends it with Observe: 0 and hands every
     /// notification — the first answer included, the newest state only — to
-    /// `on_notification`, until it returns `false`, `duration` passes (then the
-    /// observation is forgotten: its next notification gets RST), or the observation
-    /// ends (the server declined it, sent a final response, or stopped answering).
+    /// `on_notification`, until it returns `false`, `duration` passes (counted from the
+    /// first answer, as libcoap's `coap-client -s` counts), or the observation ends (the
+    /// server declined it, sent a final response, or stopped answering). When the
+    /// caller ends it, the server is told so with a GET with Observe: 1 (RFC 7641 §3.6),
+    /// whose answer this call waits for (5 s at most).
     ///
     /// ```no_run
     /// use coap_proto::net::Request;
@@ -426,7 +428,9 @@ impl<
         req.observe = true;
         let clock = self.core.clock();
         let mut now = clock.now();
-        let end = duration.map(|d| now + d);
+        // As libcoap's `-s`: the duration counts from the first answer, the
+        // registration's own retransmissions bound the wait for it.
+        let mut end = None;
         let handle = self.core.start(now, self.peer, &req, false, &mut None)?;
         loop {
             let deadline = flush(&self.socket, &mut self.core, &mut self.transport, now)?;
@@ -437,24 +441,49 @@ impl<
             }
             let notifications: Vec<Response> =
                 self.core.requests.take_notifications(handle).collect();
+            if !notifications.is_empty() && end.is_none() {
+                end = Some(duration.map(|d| now + d));
+            }
+            let mut done = end.flatten().is_some_and(|e| now >= e);
             for n in &notifications {
                 if !on_notification(n) {
-                    self.core.cancel(now, handle);
-                    let _ = self.core.requests.take(handle);
-                    return Ok(());
+                    done = true;
+                    break;
                 }
+            }
+            if done {
+                return self.end_observation(now, handle);
             }
             if let Some(outcome) = self.core.requests.take(handle) {
                 return outcome.map(drop);
             }
-            if end.is_some_and(|e| now >= e) {
-                self.core.cancel(now, handle);
-                let _ = self.core.requests.take(handle);
-                return Ok(());
-            }
-            let until = super::server::earliest(deadline, end);
+            let until = super::server::earliest(deadline, end.flatten());
             now = self.receive(until, deadline, &mut |_| {})?;
         }
+    }
+
+    /// Ends observation `handle` with a GET with Observe: 1 (RFC 7641 §3.6) and waits
+    /// for its answer, 5 s at most: the observation is over for the caller either way.
+    fn end_observation(
+        &mut self,
+        now: crate::Instant,
+        handle: crate::RequestHandle,
+    ) -> Result<(), Error> {
+        let clock = self.core.clock();
+        let mut now = now;
+        if self.core.cancel_observation(now, handle) {
+            let give_up = now + Duration::from_secs(5);
+            while self.core.requests.take(handle).is_none() && now < give_up {
+                let deadline = flush(&self.socket, &mut self.core, &mut self.transport, now)?;
+                let until = super::server::earliest(deadline, Some(give_up));
+                now = self.receive(until, deadline, &mut |_| {})?;
+                let _ = self.core.requests.take_notifications(handle).count();
+            }
+            now = clock.now();
+        }
+        self.core.cancel(now, handle);
+        let _ = self.core.requests.take(handle);
+        flush(&self.socket, &mut self.core, &mut self.transport, now).map(drop)
     }
 
     /// Waits for a datagram until `until` and hands what it carries to the core (each

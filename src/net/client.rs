@@ -238,6 +238,44 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
         Ok(handle)
     }
 
+    /// Ends an observation on the wire (RFC 7641 §3.6), as libcoap's and aiocoap's
+    /// clients do: a GET with Observe: 1, the observation's token and its request's
+    /// options, so that the server stops at once rather than at its next notification's
+    /// RST (or, for a client that went away, a CON notification given up a day later).
+    /// The observation is over for the caller now; the server's answer ends the record.
+    /// An observation not registered yet (or for which no buffer is free) is forgotten
+    /// as [`cancel`](Self::cancel) does. Returns whether the deregistration went out.
+    pub(crate) fn cancel_observation(
+        &mut self,
+        now: crate::Instant,
+        handle: RequestHandle,
+    ) -> bool {
+        let origin = self
+            .requests
+            .pending
+            .get(&handle)
+            .filter(|p| p.observe)
+            .and_then(|p| p.origin.as_ref())
+            .map(|(_, req)| req.clone());
+        let sent = origin.is_some_and(|req| {
+            self.ep
+                .cancel_observe(now, handle, |b| req.write(b, false))
+                .is_ok()
+        });
+        if !sent {
+            self.cancel(now, handle);
+            return false;
+        }
+        // The answer to the deregistration is the observation's last response: kept
+        // out of the notifications, it finishes the request.
+        if let Some(p) = self.requests.pending.get_mut(&handle) {
+            p.observe = false;
+            p.refresh_at = None;
+        }
+        self.requests.notifications.retain(|(h, _)| *h != handle);
+        true
+    }
+
     /// Gives up on a request; it finishes with [`Error::Closed`].
     pub(crate) fn cancel(&mut self, now: crate::Instant, handle: RequestHandle) {
         let _ = self.ep.cancel(now, handle);

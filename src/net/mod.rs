@@ -1008,9 +1008,10 @@ pub(crate) fn is_loss(kind: std::io::ErrorKind) -> bool {
 /// The adapters' default configuration: [`Config::default`](crate::Config) with a
 /// random seed (from the OS's hash randomness and the clock), so that tokens, message
 /// IDs and Echo values differ from run to run and cannot be guessed, and with
-/// amplification mitigation on ([`Amplification::RFC9175`](crate::Amplification)): a
-/// response more than 3 times its request's size goes only to a peer that proved its
-/// address by echoing an Echo value. Start from it for the `from_socket` constructors.
+/// amplification mitigation on ([`Amplification::RFC9175`](crate::Amplification)): no
+/// answer to an address not known to be the peer's is more than 3 times its request on
+/// the wire; larger bodies go in smaller blocks, which every block-wise client follows
+/// without knowing why. Start from it for the `from_socket` constructors.
 ///
 /// ```
 /// let config = coap_proto::Config {

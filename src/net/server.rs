@@ -360,8 +360,15 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
         // A response that fits one message, to a request that asked for no block: sent
         // as it is, without the block-wise machinery (which would come to the same).
         // For an observable resource it may register the client (RFC 7641).
+        // To an address not known to be the peer's, the block-wise paths choose a block
+        // size within the amplification budget (RFC 9175 §2.4) where this one would
+        // have to answer 4.01 with Echo.
         let single = 16 << self.ep.config().max_block_szx.min(6);
-        if echo.is_none() && response.payload.len() <= single && !is_blockwise(request) {
+        if echo.is_none()
+            && response.payload.len() <= single
+            && !is_blockwise(request)
+            && self.ep.answer_limit(now, id).is_none()
+        {
             let build = |b: &mut crate::wire::MessageBuilder<'_>| {
                 response.write_options(b)?;
                 b.payload(&response.payload).map(drop)

@@ -466,7 +466,8 @@ impl Drop for CancelOnDrop<'_> {
 }
 
 /// An observation started by [`Client::observe`]: its notifications, newest state
-/// only. Dropped, the observation is forgotten.
+/// only. Dropped, the observation ends: the server is sent a GET with Observe: 1 and the
+/// observation's token (RFC 7641 §3.6), as libcoap's and aiocoap's clients do.
 pub struct Observation {
     notifications: mpsc::UnboundedReceiver<Response>,
     done: oneshot::Receiver<Outcome>,
@@ -1035,7 +1036,9 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
             Command::Cancel(id) => {
                 if let Some(handle) = self.ids.remove(&id) {
                     self.in_flight.remove(&handle);
-                    self.node.cancel(now, handle);
+                    // An observation is ended on the wire (RFC 7641 §3.6); the driver
+                    // sends the deregistration and absorbs its answer.
+                    self.node.cancel_observation(now, handle);
                 } else {
                     self.queued.retain(|s| s.id != id);
                 }

@@ -79,35 +79,6 @@ pub fn start_example_server(name: &str, args: &[&str]) -> ExampleServer {
     panic!("{name} did not start: {line}");
 }
 
-/// Proves `s`'s address to the server at `to` (RFC 9175 §2.4): a GET of
-/// `/example_data`, too large for an unverified peer, is answered 4.01 with an Echo
-/// value; the same GET with that value gets the content, and the server counts the
-/// address as verified from then on. Returns the Echo value.
-pub fn prove_address(s: &UdpSocket, to: SocketAddr) -> Vec<u8> {
-    use coap_proto::wire::{Code, Message, MessageBuilder, OptionNumber, Type};
-    let get = |mid: u16, echo: Option<&[u8]>| {
-        let mut buf = [0u8; 64];
-        let mut b = MessageBuilder::new(&mut buf, Type::Con, Code::GET, mid).unwrap();
-        b.token(&[0xec]).unwrap();
-        b.option(OptionNumber::URI_PATH, b"example_data").unwrap();
-        if let Some(v) = echo {
-            b.echo(v).unwrap();
-        }
-        b.finish().to_vec()
-    };
-    let first = exchange(s, to, &get(0xec00, None), 0xec00);
-    let m = Message::parse(&first).unwrap();
-    assert_eq!(
-        m.code(),
-        Code::UNAUTHORIZED,
-        "an unverified peer is challenged"
-    );
-    let echo = m.echo().unwrap().expect("with an Echo value").to_vec();
-    let again = exchange(s, to, &get(0xec01, Some(&echo)), 0xec01);
-    assert_eq!(Message::parse(&again).unwrap().code(), Code::CONTENT);
-    echo
-}
-
 /// Sends `bytes` from `s` to `to` and returns the answer to message ID `mid` (other
 /// datagrams skipped; the socket's read timeout bounds the wait).
 pub fn exchange(s: &UdpSocket, to: SocketAddr, bytes: &[u8], mid: u16) -> Vec<u8> {
