@@ -66,9 +66,17 @@ struct Log(std::sync::mpsc::Receiver<String>);
 
 impl Log {
     fn new(stderr: std::process::ChildStderr) -> Log {
+        Log::lines_of(stderr)
+    }
+
+    fn new_out(stdout: std::process::ChildStdout) -> Log {
+        Log::lines_of(stdout)
+    }
+
+    fn lines_of(from: impl Read + Send + 'static) -> Log {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
+            for line in BufReader::new(from).lines() {
                 let Ok(line) = line else { return };
                 if tx.send(line).is_err() {
                     return;
@@ -610,6 +618,22 @@ fn observe_interop_with_libcoap_both_ways() {
     );
     let distinct: std::collections::HashSet<_> = times.iter().collect();
     assert_eq!(distinct.len(), times.len(), "each a newer state: {times:?}");
+    // With -o, as libcoap's: every notification appended to the file.
+    let file = std::env::temp_dir().join(format!("coap-proto-observe-{port}.txt"));
+    let out = Command::new(example("coap-client"))
+        .args(["-s", "2", "-o"])
+        .arg(&file)
+        .arg(format!("coap://127.0.0.1:{port}/time"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let written = std::fs::read(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let times = notifications_of(&written, &month);
+    assert!(
+        (2..=4).contains(&times.len()),
+        "-s 2 -o: every notification in the file: {times:?}"
+    );
 
     // libcoap's coap-client -s against our coap-server and tokio_server.
     for name in ["coap-server", "tokio_server"] {
@@ -651,4 +675,98 @@ fn our_client_observes_an_aiocoap_resource() {
         counts.windows(2).all(|w| w[0] < w[1]),
         "newer and newer: {counts:?}"
     );
+}
+
+#[test]
+fn ended_observations_are_deregistered_at_libcoaps_server() {
+    // RFC 7641 §3.6: however an observation of ours ends, libcoap's server is told with
+    // a GET with Observe: 1 and removes the subscription at once (it logs so at -v 7),
+    // rather than keeping it until a notification is rejected.
+    if !available(
+        "libcoap (coap-server-notls)",
+        "which",
+        &["coap-server-notls"],
+    ) {
+        return;
+    }
+    let port = free_port();
+    let mut child = Command::new("coap-server-notls")
+        .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-v", "7"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut log = Log::new_out(child.stdout.take().unwrap());
+    let _server = Peer(child);
+    wait_for_server(port);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // The server logs each request it gets; a deregistration, not a RST to a
+    // notification, must be what removed the subscription.
+    let removed = |log: &mut Log| {
+        let start = Instant::now();
+        let mut lines = Vec::new();
+        while start.elapsed() < Duration::from_secs(3) {
+            if let Ok(l) = log.0.recv_timeout(Duration::from_millis(100)) {
+                lines.push(l);
+            }
+            let dereg = lines
+                .iter()
+                .position(|l| l.contains("c:GET") && l.contains("Observe:1,"));
+            if dereg.is_some_and(|i| {
+                lines[i..]
+                    .iter()
+                    .any(|l| l.contains("removed subscription"))
+            }) {
+                return true;
+            }
+        }
+        false
+    };
+    // 1. The blocking client's duration ends.
+    let mut c = Client::connect(addr).unwrap();
+    let mut n = 0;
+    c.observe(
+        &Request::get("/time"),
+        Some(Duration::from_millis(1500)),
+        |_| {
+            n += 1;
+            true
+        },
+    )
+    .unwrap();
+    assert!(n >= 2, "{n} notifications");
+    assert!(removed(&mut log), "duration end: subscription removed");
+    // 2. Its callback returns false.
+    let mut n = 0;
+    c.observe(
+        &Request::get("/time"),
+        Some(Duration::from_secs(10)),
+        |_| {
+            n += 1;
+            n < 2
+        },
+    )
+    .unwrap();
+    assert!(removed(&mut log), "callback false: subscription removed");
+    // 3. A tokio `Observation` is dropped.
+    #[cfg(feature = "tokio")]
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = coap_proto::net::tokio::Client::connect(addr).await.unwrap();
+            let mut o = c.observe(Request::get("/time")).await.unwrap();
+            assert!(o.next().await.is_some());
+            assert!(o.next().await.is_some());
+            drop(o);
+            // The client's driver sends the deregistration and takes its answer.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        });
+        assert!(
+            removed(&mut log),
+            "Observation dropped: subscription removed"
+        );
+    }
 }
