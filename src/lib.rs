@@ -97,8 +97,8 @@
 //! | one dedup entry, indexes included | 64 with `SocketAddr`, 32 with a 1-byte peer |
 //! | one observation (RFC 7641; an idle one holds no buffer) | 60 with `SocketAddr`, 32 with a 4-byte peer, 28 with a 1-byte one |
 //! | one verified peer (RFC 9175 §2.4) | 36 with `SocketAddr`, 12 with a 1-byte peer |
-//! | `size_of::<Endpoint>()`: `SocketAddr`, 64 records, 16 buffers of 1152 bytes, 512 dedup entries, 32 KiB of stored replies, 16 observations, 16 verified peers | **94,120** |
-//! | `size_of::<SmallEndpoint<u8>>()`: 8 records, 4 buffers of 256 bytes, 16 entries, 1 KiB of replies, 4 observations, 4 verified peers | **4,432** |
+//! | `size_of::<Endpoint>()`: `SocketAddr`, 64 records, 16 buffers of 1152 bytes, 512 dedup entries, 32 KiB of stored replies, 16 observations, 16 verified peers | **94,128** |
+//! | `size_of::<SmallEndpoint<u8>>()`: 8 records, 4 buffers of 256 bytes, 16 entries, 1 KiB of replies, 4 observations, 4 verified peers | **4,440** |
 //!
 //! A thousand requests waiting for late answers cost a thousand records: 91 KB with
 //! socket addresses. Every index (timer heap, queues, lookups by message ID and token)

@@ -785,9 +785,9 @@ fn default_endpoint_size_is_as_documented() {
     use coap_proto::SmallEndpoint;
     use std::mem::size_of;
     use std::net::SocketAddr;
-    assert_eq!(size_of::<coap_proto::Endpoint>(), 94_120);
-    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_432);
-    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_664);
+    assert_eq!(size_of::<coap_proto::Endpoint>(), 94_128);
+    assert_eq!(size_of::<SmallEndpoint<u8>>(), 4_440);
+    assert_eq!(size_of::<SmallEndpoint<SocketAddr>>(), 5_672);
     // One verified peer (RFC 9175 §2.4): the peer and a 32-bit timestamp.
     let verified = |small: usize, large: usize| (large - small) / 64;
     assert_eq!(

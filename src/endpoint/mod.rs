@@ -57,7 +57,7 @@
 //! | stored replies (`REPLY_BYTES`) | the oldest evictable replies (their entries go too, so duplicates are processed again), refusals last; a protected reply never: its room is set aside before the request runs | a new non-idempotent CON request gets 5.03 before it runs | — |
 //! | Block1 assemblies ([`crate::block::Block1Assembler`]) | the stalest partial body (its client gets 4.08 and may restart); bodies idle for [`Config::block_idle_timeout`] are dropped, and repeating an old block is no progress | — | [`Config::peer_share_percent`]; over it 4.29 with the time until its stalest idles out |
 //! | kept Block2 responses ([`crate::block::KeptResponses`]) | the stalest; a follow-up that finds nothing gets 4.08, never a second run of the handler | the first block goes out unkept | as for assemblies |
-//! | observations (`OBSERVERS`) | nothing: a registration that finds no place is declined (answered without Observe, RFC 7641 §4.1) | a notification that finds no exchange record (beyond `immediate_reserve`) or buffer leaves its observer *due*; [`Event::NotificationsDue`] says when one frees, and [`Endpoint::notify_due`] sends the current state — an observer never gets an older one | — |
+//! | observations (`OBSERVERS`) | the oldest place of a peer holding two more than the registering one, else the oldest observer that did not confirm its address within MAX_TRANSMIT_WAIT; else the registration is declined (answered without Observe, RFC 7641 §4.1) and the observer confirmed longest ago gets a CON notification next, which reclaims its place if it vanished | a notification that finds no exchange record (beyond `immediate_reserve`) or buffer leaves its observer *due*; [`Event::NotificationsDue`] says when one frees, and [`Endpoint::notify_due`] sends the current state — an observer never gets an older one | [`Config::peer_share_percent`]; over it a registration is declined |
 //! | verified peers (`VERIFIED`, RFC 9175 §2.4) | an expired place, else the peer verified longest ago (kept in order of verification, so a burst within one clock tick evicts in arrival order): its next answers are kept within the amplification factor again (smaller blocks), or challenged where they cannot be; only a peer that echoed a value from its own address gets a place, so spoofed floods cannot churn it | — | — |
 //! | group requests (RFC 7252 §8) | server: a group request that finds no record or protected entry is dropped, unanswered (§8.2: no 5.03 to a group); client: a member's follow-up (next block, Echo repetition) takes a record and a buffer like any request, and one that finds none leaves that member's answer as it came, reported as [`Event::MemberFailed`] before [`Event::GroupEnded`] | — | — |
 //! | control queue (8 RSTs and refusals; at most 4 refusals, 48 bytes each, built when queued) | the newest is dropped and counted ([`Stats::control_dropped`]); timers that could refuse wait for a free place (the next [`poll_output`](Endpoint::poll_output) sends the queued ones first), so many deadlines at once lose nothing; answers owed to accepted messages do not live here but on their dedup entries | — | — |
@@ -481,7 +481,7 @@ impl<
     /// requests: a request that comes is refused as one this endpoint cannot process
     /// (RST for a CON, nothing for a NON; RFC 7252 §4.2, §4.3), and the server role's
     /// code — request handling, deduplication of requests, refusals, Echo challenges —
-    /// is not linked (the size probe on a Cortex-M4: 25.1 KB instead of 45.4 KB for both
+    /// is not linked (the size probe on a Cortex-M4: 25.1 KB instead of 46.4 KB for both
     /// roles; see BENCHMARKS.md).
     pub fn handle_client_datagram<'b>(
         &mut self,
@@ -495,7 +495,7 @@ impl<
     /// [`handle_datagram`](Self::handle_datagram) for an endpoint that only serves: a
     /// response that comes matches nothing (RST for a CON, RFC 7252 §5.3.2), and the
     /// client role's matching of responses, block-wise follow-ups and Echo repetitions
-    /// is not linked (the size probe: 33.7 KB instead of 45.4 KB). ACKs and RSTs of the
+    /// is not linked (the size probe: 34.8 KB instead of 46.4 KB). ACKs and RSTs of the
     /// endpoint's own separate responses and notifications are processed as ever.
     pub fn handle_server_datagram<'b>(
         &mut self,

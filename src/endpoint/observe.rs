@@ -23,6 +23,16 @@
 //!   a new message ID, the old retransmission counter and timeout — so an observer never
 //!   has more than one notification outstanding.
 //!
+//! Places (`OBSERVERS`) are shared fairly (DESIGN principle 8): a peer holds at most
+//! [`Config::peer_share_percent`](super::Config::peer_share_percent) of them (more
+//! registrations are declined); when the table is full, a registration takes the oldest
+//! place of a peer holding two or more places than its own peer, else that of the
+//! oldest observer that never confirmed its address within MAX_TRANSMIT_WAIT (see
+//! `echo.rs`); else it is declined, and the observer confirmed longest ago gets its
+//! next notification as CON (§4.5 allows it at any time), so that one that vanished
+//! gives its place up when that is not acknowledged. A displaced observer is not told;
+//! its client registers again when Max-Age runs out (§3.3.1).
+//!
 //! Overflow: an observer is a record of this table (`OBSERVERS`); a CON notification in
 //! flight takes an exchange record and a message buffer, a NON one a record and a buffer
 //! until the next poll sends it. When none is free, the observer stays *due*:
@@ -189,7 +199,7 @@ impl<
             CONFIRMED
         };
         let place = registering
-            .then(|| self.observer_place(slot.peer, slot.token()))
+            .then(|| self.observer_place(now, slot.peer, slot.token()))
             .flatten();
         let seq = place.map(|_| self.next_seq());
         self.respond_filled(now, handle, ResponseMode::Auto, code, &mut |b| {
@@ -508,11 +518,71 @@ impl<
         Ok(())
     }
 
-    /// The place for an observation by `peer` and `token`: its own if it has one, else
-    /// a free one.
-    fn observer_place(&self, peer: P, token: &[u8]) -> Option<usize> {
-        self.find_observer(peer, token)
-            .or_else(|| self.observers.iter().position(Option::is_none))
+    /// The place for an observation by `peer` and `token`, by the table's overflow
+    /// policy (see the module docs): its own if it has one; none for a peer that holds
+    /// its share ([`Config::peer_share_percent`](super::Config::peer_share_percent));
+    /// else a free one; else the oldest place of a peer that holds more than this one
+    /// by two or more (a flood costs its sender, never the others); else the oldest
+    /// observer that never confirmed its address and had `max_transmit_wait` to do so.
+    /// When none of these is found the registration is declined, and the observer
+    /// confirmed longest ago is due a CON notification with the next change (RFC 7641
+    /// §4.5), so that a vanished one gives its place up.
+    fn observer_place(&mut self, now: Instant, peer: P, token: &[u8]) -> Option<usize> {
+        if OBSERVERS == 0 {
+            return None;
+        }
+        if let Some(own) = self.find_observer(peer, token) {
+            return Some(own);
+        }
+        let holds = |observers: &[Option<Observer<P>>], p: P| {
+            observers.iter().flatten().filter(|o| o.peer == p).count()
+        };
+        let mine = holds(&self.observers, peer);
+        if mine >= self.config.peer_share(OBSERVERS) {
+            self.stats.observers_declined += 1;
+            return None;
+        }
+        if let Some(free) = self.observers.iter().position(Option::is_none) {
+            return Some(free);
+        }
+        // The table is full. The peers of a few places spread over it are weighed: one
+        // that holds an eighth of the table or more is among them, and the cost stays
+        // linear in OBSERVERS.
+        let heaviest = (0..8)
+            .filter_map(|k| self.observers[k * OBSERVERS / 8].map(|o| o.peer))
+            .map(|p| (holds(&self.observers, p), p))
+            .max_by_key(|&(n, _)| n)
+            .filter(|&(n, _)| n >= mine + 2);
+        let oldest_of = |observers: &[Option<Observer<P>>], keep: &dyn Fn(&Observer<P>) -> bool| {
+            let t = coarse(now);
+            observers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| {
+                    o.filter(|o| keep(o))
+                        .map(|o| (i, t.wrapping_sub(o.last_con)))
+                })
+                .max_by_key(|&(_, age)| age)
+                .map(|(i, _)| i)
+        };
+        if let Some((_, heavy)) = heaviest {
+            return oldest_of(&self.observers, &|o| o.peer == heavy);
+        }
+        let patience = (self.max_transmit_wait.as_micros() >> COARSE_SHIFT) as u32;
+        let t = coarse(now);
+        let stale = oldest_of(&self.observers, &|o| {
+            o.budget != CONFIRMED && t.wrapping_sub(o.last_con) >= patience
+        });
+        if stale.is_some() {
+            return stale;
+        }
+        self.stats.observers_declined += 1;
+        if let Some(i) = oldest_of(&self.observers, &|o| o.budget == CONFIRMED) {
+            if let Some(o) = self.observers[i].as_mut() {
+                o.last_con = t.wrapping_sub(CON_AT_LEAST_EVERY);
+            }
+        }
+        None
     }
 
     fn find_observer(&self, peer: P, token: &[u8]) -> Option<usize> {

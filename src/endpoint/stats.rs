@@ -23,6 +23,9 @@ pub struct Stats {
     /// 4.01 Unauthorized answers with an Echo value (RFC 9175): amplification
     /// challenges and freshness checks.
     pub echo_challenges: u64,
+    /// Observe registrations declined (answered without Observe, RFC 7641 §4.1): their
+    /// peer held its share of the observer places, or none could be reclaimed.
+    pub observers_declined: u64,
 }
 
 impl core::fmt::Display for Stats {
@@ -34,14 +37,16 @@ impl core::fmt::Display for Stats {
     /// assert_eq!(
     ///     s.to_string(),
     ///     "3 retransmissions, 0 duplicates, 0 malformed, 0 refused (0 over a peer's share), \
-    ///      0 control messages dropped, 0 unmatched ACK/RST, 0 Echo challenges"
+    ///      0 control messages dropped, 0 unmatched ACK/RST, 0 Echo challenges, \
+    ///      0 registrations declined"
     /// );
     /// ```
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
             "{} retransmissions, {} duplicates, {} malformed, {} refused ({} over a peer's \
-             share), {} control messages dropped, {} unmatched ACK/RST, {} Echo challenges",
+             share), {} control messages dropped, {} unmatched ACK/RST, {} Echo challenges, \
+             {} registrations declined",
             self.retransmissions,
             self.duplicates,
             self.malformed,
@@ -49,7 +54,8 @@ impl core::fmt::Display for Stats {
             self.over_share,
             self.control_dropped,
             self.unmatched,
-            self.echo_challenges
+            self.echo_challenges,
+            self.observers_declined
         )
     }
 }
