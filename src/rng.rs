@@ -23,6 +23,16 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// SipHash-2-4 keyed from `seed` for one purpose, `domain`: its own stream of the
+    /// seed, so that the values the PRNG gives for a seed stay what they were.
+    // SipHash is a keyed PRF made for short inputs; core still ships it (deprecated only
+    // as a HashMap default, which is not how it is used here).
+    #[allow(deprecated)]
+    pub(crate) fn keyed(seed: u64, domain: u64) -> core::hash::SipHasher {
+        let mut rng = Rng::new(seed ^ domain);
+        core::hash::SipHasher::new_with_keys(rng.next_u64(), rng.next_u64())
+    }
+
     pub(crate) fn fill(&mut self, out: &mut [u8]) {
         for chunk in out.chunks_mut(8) {
             let bytes = self.next_u64().to_le_bytes();

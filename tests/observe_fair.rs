@@ -147,3 +147,40 @@ fn confirmed_observers_that_vanished_are_checked_and_give_their_places_up() {
         "the newcomer's, within 95 s"
     );
 }
+
+#[test]
+fn spoofed_rsts_guessed_from_ones_own_message_ids_do_not_end_anothers_observation() {
+    // An attacker (peer 66) observes too and reads the message IDs of its own
+    // notifications; it sends RSTs from the victim's address (peer 77) with the IDs
+    // around its own, 32 of them after every notification. The victim's message IDs are
+    // offset by a keyed hash of its address (RFC 7252 §4.4 asks only that they differ),
+    // so none matches, and the victim keeps observing.
+    let mut s = server(None);
+    let (attacker, victim) = (66, 77);
+    assert!(register(&mut s, t(0), victim, 1));
+    assert!(register(&mut s, t(0), attacker, 2));
+    for round in 1..=20u64 {
+        let now = t(round * 1000);
+        s.notify(now, RESOURCE, false, Code::CONTENT, |b| {
+            b.payload(b"x").map(drop)
+        })
+        .unwrap();
+        let sent = drain(&mut s, now).sent;
+        let own = sent
+            .iter()
+            .find(|(p, _)| *p == attacker)
+            .map(|(_, m)| parse(m).message_id())
+            .unwrap();
+        for d in 0..32u16 {
+            let guess = own.wrapping_sub(16).wrapping_add(d);
+            let rst = msg(Type::Rst, Code::EMPTY, guess, &[], |_| {});
+            s.handle_datagram(now, victim, &rst);
+        }
+        drain(&mut s, now);
+        assert_eq!(
+            s.observers(RESOURCE),
+            2,
+            "round {round}: the victim still observes"
+        );
+    }
+}

@@ -380,7 +380,7 @@ impl<
                 return;
             }
         }
-        let mid = self.new_mid();
+        let mid = self.new_mid(peer);
         let random = self.rng.next_u64();
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;

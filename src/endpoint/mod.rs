@@ -11,7 +11,8 @@
 //!   are never answered; an unexpected one is ignored (`mod.rs`, `replies.rs`).
 //! - §4.3 NON: never acknowledged. A malformed or Empty NON is ignored; a NON request
 //!   with an unrecognized critical option is rejected with RST (`server.rs`).
-//! - §4.4 Message IDs: random start, then sequential; ACK/RST matched by peer and ID
+//! - §4.4 Message IDs: random start, then sequential, offset per peer by a keyed hash
+//!   (so that one peer cannot predict another's); ACK/RST matched by peer and ID
 //!   (`replies.rs`).
 //! - §4.5 Deduplication ([`crate::dedup`], `replies.rs`): a duplicate CON within
 //!   EXCHANGE_LIFETIME gets its first reply again (stored piggybacked response, or empty
@@ -452,10 +453,18 @@ impl<
         self.last_now
     }
 
-    fn new_mid(&mut self) -> u16 {
+    /// A message ID for a message to `peer` (RFC 7252 §4.4): one counter for the
+    /// endpoint, offset for each peer by 16 bits of SipHash keyed from the seed. A peer
+    /// sees its own IDs go up one by one (no reuse before 65,536 messages), but learns
+    /// nothing of another's: guessing the ID of a message to someone else (to end its
+    /// observation with a spoofed RST, say) is one chance in 65,536 per try.
+    fn new_mid(&mut self, peer: P) -> u16 {
+        use core::hash::Hasher;
         let mid = self.next_mid;
         self.next_mid = self.next_mid.wrapping_add(1);
-        mid
+        let mut h = crate::rng::Rng::keyed(self.config.seed, 0x4d49_4420_7065_6572);
+        peer.hash(&mut h);
+        mid.wrapping_add(h.finish() as u16)
     }
 
     // ---- inputs -------------------------------------------------------------
@@ -481,7 +490,7 @@ impl<
     /// requests: a request that comes is refused as one this endpoint cannot process
     /// (RST for a CON, nothing for a NON; RFC 7252 §4.2, §4.3), and the server role's
     /// code — request handling, deduplication of requests, refusals, Echo challenges —
-    /// is not linked (the size probe on a Cortex-M4: 25.1 KB instead of 46.4 KB for both
+    /// is not linked (the size probe on a Cortex-M4: 26.0 KB instead of 46.6 KB for both
     /// roles; see BENCHMARKS.md).
     pub fn handle_client_datagram<'b>(
         &mut self,
@@ -495,7 +504,7 @@ impl<
     /// [`handle_datagram`](Self::handle_datagram) for an endpoint that only serves: a
     /// response that comes matches nothing (RST for a CON, RFC 7252 §5.3.2), and the
     /// client role's matching of responses, block-wise follow-ups and Echo repetitions
-    /// is not linked (the size probe: 34.8 KB instead of 46.4 KB). ACKs and RSTs of the
+    /// is not linked (the size probe: 35.1 KB instead of 46.6 KB). ACKs and RSTs of the
     /// endpoint's own separate responses and notifications are processed as ever.
     pub fn handle_server_datagram<'b>(
         &mut self,

@@ -438,7 +438,7 @@ impl<
             }
             return Err(Error::BuffersFull);
         };
-        let mid = self.new_mid();
+        let mid = self.new_mid(o.peer);
         let built = self
             .pool
             .build_within(buf, (ty, code, mid), o.token(), limit, &mut |b| {

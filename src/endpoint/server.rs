@@ -93,7 +93,11 @@ impl<
             .pool
             .take(ty == Type::Con, reserve)
             .ok_or(Error::BuffersFull)?;
-        let mid = if piggyback { slot.mid } else { self.new_mid() };
+        let mid = if piggyback {
+            slot.mid
+        } else {
+            self.new_mid(slot.peer)
+        };
         // RFC 9175 §2.4: to an address not known to be the peer's, the answer is built
         // within the amplification budget: block-wise answers (`respond_body`,
         // `first_block`) pick a block size that fits.
@@ -457,7 +461,7 @@ impl<
         let (ty, mid) = if r.piggyback {
             (Type::Ack, r.mid)
         } else {
-            (Type::Non, self.new_mid())
+            (Type::Non, self.new_mid(r.to))
         };
         let max_age = retry_at.map(|at| self.max_age_until(now, at));
         let challenge = (code == Code::UNAUTHORIZED)

@@ -365,12 +365,9 @@ pub(super) fn has_etag(b: &MessageBuilder<'_>) -> bool {
 /// endpoint's seed (its own stream of it), so that a peer cannot make two bodies with
 /// one ETag and have a client join blocks of both (RFC 7959 §2.4; an unkeyed 32-bit
 /// hash gives a same-length collision in a fraction of a second).
-// SipHash is still in core; it is deprecated only as a HashMap default.
-#[allow(deprecated)]
 pub(super) fn etag_of(seed: u64, body: &[u8]) -> [u8; 8] {
     use core::hash::Hasher;
-    let mut rng = crate::rng::Rng::new(seed ^ 0x4554_6167_2052_4643);
-    let mut h = core::hash::SipHasher::new_with_keys(rng.next_u64(), rng.next_u64());
+    let mut h = crate::rng::Rng::keyed(seed, 0x4554_6167_2052_4643);
     h.write_usize(body.len());
     h.write(body);
     h.finish().to_be_bytes()
