@@ -1150,3 +1150,81 @@ fn upload_block_size_larger_than_the_buffer_holds_is_lowered_at_the_call() {
     );
     assert_eq!(c.exchanges_in_flight(), 1, "the failed call took nothing");
 }
+
+#[test]
+fn request_released_at_its_empty_ack_frees_its_buffer_and_fails_a_block_wise_answer() {
+    // 3 buffers, 2 kept for answers given at once: one request at a time holds one.
+    type Small = coap_proto::Endpoint<u8, 8, 3, 512, 16, 2048>;
+    let mut c = Small::new(config(4)).unwrap();
+    let released = RequestOptions {
+        release_on_ack: true,
+        ..RequestOptions::default()
+    };
+    let get = |c: &mut Small, options: &RequestOptions<'_>| {
+        c.request(t(0), SERVER, Code::GET, options, |b| {
+            b.uri_path("/slow").map(drop)
+        })
+    };
+    let first = get(&mut c, &released).unwrap();
+    let sent = drain(&mut c, t(0)).sent;
+    let req = parse(&sent[0].1);
+    assert!(matches!(
+        get(&mut c, &RequestOptions::default()),
+        Err(coap_proto::Error::BuffersFull)
+    ));
+    // The server's empty ACK: the buffer is free, another request can start.
+    let ack = msg(Type::Ack, Code::EMPTY, req.message_id(), &[], |_| {});
+    assert!(c.handle_datagram(t(10), SERVER, &ack).is_none());
+    drain(&mut c, t(10));
+    let second = get(&mut c, &RequestOptions::default()).unwrap();
+    drain(&mut c, t(10));
+    // The separate response, whole: delivered as ever.
+    let answer = msg(Type::Con, Code::CONTENT, 0x7001, req.token(), |b| {
+        b.payload(b"late").unwrap();
+    });
+    let Some(Incoming::Response {
+        handle,
+        message,
+        block,
+    }) = c.handle_datagram(t(20), SERVER, &answer)
+    else {
+        panic!("delivered")
+    };
+    assert_eq!(
+        (handle, message.payload(), block),
+        (first, &b"late"[..], None)
+    );
+    drain(&mut c, t(20));
+
+    // Released again, and this time the separate response is a first block: it is not
+    // passed off as the body; the request fails with Released.
+    let third = get(&mut c, &released);
+    assert!(
+        matches!(third, Err(coap_proto::Error::BuffersFull)),
+        "second holds it"
+    );
+    let _ = second;
+    let mut c = Small::new(config(5)).unwrap();
+    let h = get(&mut c, &released).unwrap();
+    let req = parse(&drain(&mut c, t(0)).sent[0].1).as_bytes().to_vec();
+    let req = parse(&req);
+    let ack = msg(Type::Ack, Code::EMPTY, req.message_id(), &[], |_| {});
+    c.handle_datagram(t(10), SERVER, &ack);
+    drain(&mut c, t(10));
+    let first_block = msg(Type::Con, Code::CONTENT, 0x7002, req.token(), |b| {
+        b.block2(coap_proto::wire::Block::new(0, true, 2).unwrap())
+            .unwrap();
+        b.payload(&[7; 64]).unwrap();
+    });
+    assert!(c.handle_datagram(t(20), SERVER, &first_block).is_none());
+    let out = drain(&mut c, t(20));
+    assert!(
+        out.events.contains(&Event::BlockFailed(
+            h,
+            coap_proto::block::DownloadError::Released
+        )),
+        "{:?}",
+        out.events
+    );
+    assert_eq!(c.exchanges_in_flight(), 0);
+}

@@ -50,6 +50,10 @@ pub enum DownloadError {
     TooLarge,
     /// The transfer already ended.
     Finished,
+    /// A separate response came in blocks, but the request was given up when its
+    /// empty ACK came ([`RequestOptions::release_on_ack`](crate::RequestOptions)), so
+    /// there is nothing to ask for the next block with: send the request again.
+    Released,
 }
 
 impl fmt::Display for DownloadError {
@@ -68,6 +72,9 @@ impl fmt::Display for DownloadError {
             DownloadError::MissingBlock2 => f.write_str("a follow-up response lacked Block2"),
             DownloadError::TooLarge => f.write_str("the body exceeds the size limit"),
             DownloadError::Finished => f.write_str("the transfer already ended"),
+            DownloadError::Released => {
+                f.write_str("a block-wise separate response to a request released at its empty ACK")
+            }
         }
     }
 }

@@ -25,6 +25,8 @@ pub(super) struct ClientBlocks {
     pub(super) upload: Option<Block1Upload>,
     pub(super) fresh_token: bool,
     pub(super) failed: Option<BlockFailure>,
+    /// Give the buffer back when the empty ACK comes (`RequestOptions::release_on_ack`).
+    pub(super) release_on_ack: bool,
 }
 
 /// What starting a client request — or restarting it for its next block — needs from
@@ -274,6 +276,7 @@ impl<
             upload: upload.map(Block1Upload::new),
             fresh_token: options.fresh_token_per_block,
             failed: None,
+            release_on_ack: options.release_on_ack && upload.is_none() && !observe,
         });
         let generation = self.occupy(index, slot);
         self.try_start(now, index);

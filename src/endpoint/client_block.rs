@@ -182,7 +182,17 @@ impl<
         msg: &Message<'_>,
     ) -> Result<Option<Received>, DownloadError> {
         let Some(blocks) = self.blocks_mut(index) else {
-            return Ok(None);
+            // A request released at its empty ACK has nothing to ask for a next block
+            // with: a first block is not passed off as the whole body.
+            let released = self.slots[index].as_ref().is_some_and(|s| {
+                s.buf == super::pool::NO_BUFFER && s.state == State::AwaitingSeparate
+            });
+            return match msg.block2() {
+                Ok(Some(b)) if released && b.more() && msg.code().is_success() => {
+                    Err(DownloadError::Released)
+                }
+                _ => Ok(None),
+            };
         };
         let block2 = msg.block2().ok().flatten();
         if !msg.code().is_success() || (block2.is_none() && blocks.download.received() == 0) {

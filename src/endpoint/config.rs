@@ -203,6 +203,16 @@ pub struct RequestOptions<'t> {
     /// block-wise answer is continued by unicast to that member alone (RFC 7959 §2.8). The
     /// request ends with [`Event::GroupEnded`](super::Event::GroupEnded).
     pub group: bool,
+    /// Give the request's message buffer back when its empty ACK comes (RFC 7252
+    /// §5.2.2): waiting for the separate response then costs an exchange record only,
+    /// so a few buffers serve many slow requests. The request cannot be sent again
+    /// after that: a separate response in blocks ends the request with
+    /// [`Event::BlockFailed`](super::Event::BlockFailed) and
+    /// [`DownloadError::Released`](crate::block::DownloadError::Released) (send it again
+    /// without this option), and a 4.01 with Echo is delivered rather than repeated.
+    /// Ignored for uploads and observations, which need their request later. The `net`
+    /// clients set it for GET and FETCH requests and resend on `Released`.
+    pub release_on_ack: bool,
 }
 
 impl Config {

@@ -157,6 +157,7 @@ impl<
             upload: None,
             fresh_token: false,
             failed: None,
+            release_on_ack: false,
         });
         // A neutral state until the rewrite below queues it.
         let mut slot = Slot::new(member, now, State::AwaitingBlock, &[], CON);

@@ -236,6 +236,11 @@ impl<
                 Outcome::BlockFailed => match self.blocks(index).and_then(|b| b.failed) {
                     Some(BlockFailure::Upload(e)) => Event::UploadFailed(request, e),
                     Some(BlockFailure::Download(e)) => Event::BlockFailed(request, e),
+                    // Only a request released at its empty ACK fails without its
+                    // block-wise state (`follow_block2`).
+                    None if slot.buf == super::pool::NO_BUFFER => {
+                        Event::BlockFailed(request, DownloadError::Released)
+                    }
                     None => Event::BlockFailed(request, DownloadError::Finished),
                 },
                 Outcome::Acknowledged => Event::ResponseAcknowledged(incoming),

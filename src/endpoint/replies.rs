@@ -47,6 +47,7 @@ impl<
         let separate_wait = self.blocks(index).map_or(self.separate_wait(), |b| {
             crate::time::duration_from_micros(b.start.separate_wait_ms as u64 * 1000)
         });
+        let release = self.blocks(index).is_some_and(|b| b.release_on_ack);
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;
         };
@@ -57,6 +58,12 @@ impl<
             State::AwaitingAck if msg.is_empty() => {
                 slot.state = State::AwaitingSeparate;
                 slot.deadline = now + separate_wait;
+                if release {
+                    // §5.2.2: never sent again from here; the record waits alone
+                    // (`RequestOptions::release_on_ack`).
+                    let buf = core::mem::replace(&mut slot.buf, super::pool::NO_BUFFER);
+                    self.pool.give_back(buf);
+                }
                 self.start_queued(now, from);
             }
             State::AwaitingAck => {} // piggybacked response: take_response finishes it

@@ -48,8 +48,13 @@ use std::time::Duration;
 /// # Ok::<(), coap_proto::net::Error>(())
 /// ```
 ///
-/// Its capacities are the endpoint's defaults; a client of other sizes is made by
-/// [`from_socket_sized`](Self::from_socket_sized).
+/// Its capacities are the endpoint's defaults (64 exchange records, 16 message buffers
+/// of 1,152 bytes); a client of other sizes is made by
+/// [`from_socket_sized`](Self::from_socket_sized). Each call waits for its answer, so
+/// one request is in flight at a time (with its block-wise follow-ups, and an
+/// observation's re-registrations); for many at once, use the tokio client.
+/// [`Request::retry_busy`] sends a request refused with 4.29 or 5.03 again after its
+/// Max-Age.
 pub struct Client<
     const EXCHANGES: usize = 64,
     const BUFFERS: usize = 16,
@@ -225,20 +230,35 @@ impl<
     /// Sends `req` to the server and waits for the response (the whole body of a
     /// block-wise one), or for the end of retransmission.
     pub fn request(&mut self, req: &Request) -> Result<Response, Error> {
-        let handle = self
-            .core
-            .start(self.core.clock().now(), self.peer, req, false, &mut None)?;
-        self.run(handle, &mut |_, _, _| true)
+        self.send(self.peer, req)
     }
 
     /// [`request`](Self::request) to another peer (over DTLS: one this client has a
     /// session with, which is only its server).
     pub fn request_to(&mut self, peer: SocketAddr, req: &Request) -> Result<Response, Error> {
         let peer = self.transport.peer_for(peer).ok_or_else(no_session)?;
-        let handle = self
-            .core
-            .start(self.core.clock().now(), peer, req, false, &mut None)?;
-        self.run(handle, &mut |_, _, _| true)
+        self.send(peer, req)
+    }
+
+    /// Sends `req` and waits for its answer; a 4.29 or 5.03 is waited out and the
+    /// request sent again when it asks ([`Request::retry_busy`]).
+    fn send(&mut self, peer: T::Peer, req: &Request) -> Result<Response, Error> {
+        let mut again: Option<Request> = None;
+        loop {
+            let req = again.as_ref().unwrap_or(req);
+            let now = self.core.clock().now();
+            let handle = self.core.start(now, peer, req, false, &mut None)?;
+            let response = self.run(handle, &mut |_, _, _| true)?;
+            match req.retry_after(&response) {
+                Some(wait) if req.timeout.is_none_or(|t| wait < t) => {
+                    std::thread::sleep(wait);
+                    let mut next = req.clone();
+                    next.retries += 1;
+                    again = Some(next);
+                }
+                _ => return Ok(response),
+            }
+        }
     }
 
     /// GET `path`.

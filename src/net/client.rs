@@ -195,6 +195,10 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
             block2_szx: req.block2_szx,
             block2_offset: req.block2_offset,
             observe: req.observe,
+            release_on_ack: self.release_on_ack
+                && !stream
+                && !req.held
+                && matches!(req.method, Code::GET | Code::FETCH),
             ..RequestOptions::default()
         };
         let blockwise =

@@ -108,6 +108,16 @@ pub struct Request {
     /// `timeout` is how long it collects answers. Set by the clients' `group_request`
     /// calls.
     pub group: bool,
+    /// Client only: when the server answers 4.29 Too Many Requests or 5.03 Service
+    /// Unavailable, wait its Max-Age (default 60 s; RFC 8516 §4, RFC 7252 §5.9.3.4) and
+    /// send the request again, at most 3 times, within `timeout` if one is set; the last
+    /// answer is returned. Off by default: the answer is returned as it came.
+    pub retry_busy: bool,
+    /// Client only: keep the request's buffer until its answer is in (set when a
+    /// separate response in blocks came to a request released at its empty ACK).
+    pub(crate) held: bool,
+    /// Client only: how many times it was sent again for `retry_busy`.
+    pub(crate) retries: u8,
     /// Handler only: the peer that sent the request.
     pub peer: Option<std::net::SocketAddr>,
     /// Handler only, over DTLS (feature `dtls`): the PSK identity of the peer's
@@ -158,6 +168,9 @@ impl Request {
             separate_timeout: None,
             max_body: None,
             group: false,
+            retry_busy: false,
+            held: false,
+            retries: 0,
             peer: None,
             identity: None,
         }
@@ -222,6 +235,29 @@ impl Request {
     pub fn non_confirmable(mut self) -> Self {
         self.non_confirmable = true;
         self
+    }
+
+    /// Send again after the Max-Age of a 4.29 or 5.03 answer, at most 3 times (see
+    /// [`Request::retry_busy`]).
+    ///
+    /// ```
+    /// let req = coap_proto::net::Request::get("/busy").retry_busy();
+    /// assert!(req.retry_busy);
+    /// ```
+    pub fn retry_busy(mut self) -> Self {
+        self.retry_busy = true;
+        self
+    }
+
+    /// Whether `response` asks for this request to be sent again later (4.29 or 5.03,
+    /// with `retry_busy` and tries left), and after how long: its Max-Age.
+    pub(crate) fn retry_after(&self, response: &Response) -> Option<Duration> {
+        let busy = matches!(
+            response.code,
+            Code::TOO_MANY_REQUESTS | Code::SERVICE_UNAVAILABLE
+        );
+        (self.retry_busy && busy && self.retries < 3)
+            .then(|| Duration::from_secs(u64::from(response.max_age.unwrap_or(60))))
     }
 
     /// For an observation: register again when the last notification's Max-Age ran

@@ -103,6 +103,10 @@ pub(crate) struct Node<
     /// handled, for the [`Request`] handlers see (set by the adapter).
     origin: Option<SocketAddr>,
     identity: Option<Vec<u8>>,
+    /// Client: give a GET's or FETCH's buffer back at its empty ACK
+    /// ([`RequestOptions::release_on_ack`](crate::RequestOptions)); the tokio client
+    /// sets it, and sends a request again that then got its separate response in blocks.
+    pub(crate) release_on_ack: bool,
 }
 
 impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize, const R: usize>
@@ -125,6 +129,7 @@ impl<P: NetPeer, const E: usize, const B: usize, const M: usize, const D: usize,
             out: Vec::new(),
             origin: None,
             identity: None,
+            release_on_ack: false,
         })
     }
 

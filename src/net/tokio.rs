@@ -94,6 +94,16 @@ impl Notifier {
 /// socket. Requests beyond what the endpoint can hold in flight wait their turn, first
 /// come first served; dropping a request's future cancels it, waiting or in flight.
 ///
+/// In flight with the default capacities (256 exchange records, 16 message buffers of
+/// 1,152 bytes; see [`from_socket_sized`](Self::from_socket_sized)): over 250 requests
+/// waiting for separate responses (a GET or FETCH gives its buffer back at the empty
+/// ACK, RFC 7252 §5.2.2, and is sent again, keeping it, if the answer then comes in
+/// blocks), and 14 whose buffer must stay until acknowledged or answered (CON requests
+/// not yet acknowledged, uploads, other methods), two buffers being kept for answers
+/// given at once. NSTART (RFC 7252 §4.7, default 1) paces how many are unacknowledged
+/// at once per server. [`Request::retry_busy`](super::Request::retry_busy) sends a
+/// request refused with 4.29 or 5.03 again after its Max-Age.
+///
 /// ```no_run
 /// use coap_proto::net::tokio::Client;
 /// use coap_proto::net::Request;
@@ -135,7 +145,7 @@ impl Client {
         server: SocketAddr,
         config: Config,
     ) -> Result<Self, Error> {
-        Self::from_socket_sized::<64, 16, 1152, 512, 32768>(socket, server, config)
+        Self::from_socket_sized::<256, 16, 1152, 512, 32768>(socket, server, config)
     }
 
     /// [`from_socket`](Self::from_socket) with an endpoint of other capacities than the
@@ -173,7 +183,8 @@ impl Client {
             Node::<SocketAddr, EXCHANGES, BUFFERS, MSG_BYTES, DEDUP_ENTRIES, REPLY_BYTES>::new(
                 config,
             )?;
-        let driver = Driver::new(socket, node, Udp::default(), Handlers::default(), rx);
+        let driver =
+            Driver::new(socket, node, Udp::default(), Handlers::default(), rx).for_client(&tx);
         tokio::spawn(async move {
             // A client's task ends when every handle is gone or the socket fails; the
             // requests still open then end with `Error::Closed`.
@@ -226,7 +237,7 @@ impl Client {
         transport
             .connect(node.clock().now(), server)
             .map_err(Error::Dtls)?;
-        let driver = Driver::new(socket, node, transport, Handlers::default(), rx);
+        let driver = Driver::new(socket, node, transport, Handlers::default(), rx).for_client(&tx);
         tokio::spawn(async move {
             let _ = driver.run().await;
         });
@@ -811,6 +822,10 @@ struct InFlight {
     blocks: Option<Blocks>,
     notifications: Option<mpsc::UnboundedSender<Response>>,
     group: Option<oneshot::Sender<Vec<GroupResponse>>>,
+    /// The request and its target, to send it again (a block-wise separate response
+    /// after its buffer was released; a 4.29 or 5.03 with `retry_busy`). `None` for an
+    /// upload from a block source, which cannot be sent twice.
+    again: Option<(SocketAddr, Box<Request>)>,
 }
 
 /// The loop both roles run in: one socket, one endpoint, the handlers, the client's
@@ -834,6 +849,11 @@ struct Driver<
     queued: VecDeque<Start>,
     /// The groups joined, with their sockets, until `run` starts receiving on them.
     groups: Vec<(Group, std::net::UdpSocket)>,
+    /// A client's own command channel, weakly (it must not keep the driver alive),
+    /// for requests sent again later (`finish`).
+    again: Option<mpsc::WeakUnboundedSender<Command>>,
+    /// Requests started so far (a change means datagrams to flush).
+    starts: u64,
 }
 
 /// Where async handlers' answers go: `None` abandons the request.
@@ -859,7 +879,17 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
             ids: HashMap::new(),
             queued: VecDeque::new(),
             groups: Vec::new(),
+            again: None,
+            starts: 0,
         }
+    }
+
+    /// A client's driver: requests sent again go through `commands`, and a GET or
+    /// FETCH waiting for its separate response holds no message buffer.
+    fn for_client(mut self, commands: &mpsc::UnboundedSender<Command>) -> Self {
+        self.again = Some(commands.downgrade());
+        self.node.release_on_ack = true;
+        self
     }
 
     async fn run(mut self) -> Result<(), Error> {
@@ -882,7 +912,13 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
         loop {
             self.settle(now);
             let deadline = flush(&self.socket, &mut self.node, &mut self.transport, now).await?;
+            let starts = self.starts;
             self.settle(now);
+            if self.starts != starts {
+                // A request started after the flush (room freed, or one sent again):
+                // its datagram goes out before the loop waits.
+                continue;
+            }
             // Under load the next datagram is there already: take it without a trip
             // through the select below.
             match self.socket.try_recv_from(&mut buf) {
@@ -1061,11 +1097,13 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
                 let _ = start.reply.send(Err(super::no_session()));
                 continue;
             };
+            let repeatable = start.source.is_none();
             match self
                 .node
                 .start(now, peer, &start.req, stream, &mut start.source)
             {
                 Ok(handle) => {
+                    self.starts += 1;
                     self.ids.insert(start.id, handle);
                     let in_flight = InFlight {
                         id: start.id,
@@ -1073,6 +1111,7 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
                         blocks: start.blocks,
                         notifications: start.notifications,
                         group: start.group,
+                        again: repeatable.then_some((start.peer, start.req)),
                     };
                     self.in_flight.insert(handle, in_flight);
                 }
@@ -1085,6 +1124,69 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
                 Err(e) => drop(start.reply.send(Err(e))),
             }
         }
+    }
+
+    /// Hands a finished request its outcome, or sends it again: at once, keeping its
+    /// buffer, when its separate response came in blocks after the buffer was released
+    /// at the empty ACK; after the answer's Max-Age for a 4.29 or 5.03 when the request
+    /// asked (`Request::retry_busy`).
+    fn finish(&mut self, r: InFlight, outcome: Outcome) {
+        let InFlight {
+            id,
+            reply,
+            blocks,
+            notifications,
+            group,
+            again,
+        } = r;
+        let Some((peer, mut req)) = again else {
+            let _ = reply.send(outcome);
+            return;
+        };
+        let delay = match &outcome {
+            Err(Error::Block(crate::block::DownloadError::Released)) if !req.held => {
+                req.held = true;
+                None
+            }
+            Ok(response) => match req.retry_after(response) {
+                Some(d) if req.timeout.is_none_or(|t| d < t) => Some(d),
+                _ => {
+                    let _ = reply.send(outcome);
+                    return;
+                }
+            },
+            _ => {
+                let _ = reply.send(outcome);
+                return;
+            }
+        };
+        let start = Start {
+            id,
+            peer,
+            req,
+            source: None,
+            blocks,
+            notifications,
+            group,
+            reply,
+        };
+        let Some(delay) = delay else {
+            self.queued.push_front(start);
+            return;
+        };
+        let Some(commands) = self.again.clone() else {
+            let _ = start.reply.send(outcome);
+            return;
+        };
+        let mut start = start;
+        start.req.retries += 1;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // The client may be gone by now: then nobody waits for the answer either.
+            if let Some(tx) = commands.upgrade() {
+                let _ = tx.send(Command::Start(start));
+            }
+        });
     }
 
     /// Hands finished requests their outcome and lets waiting ones take their place
@@ -1118,10 +1220,11 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
             }
             self.node.cancel(now, handle);
         }
-        for (handle, outcome) in self.node.requests.drain_finished() {
+        let finished: Vec<_> = self.node.requests.drain_finished().collect();
+        for (handle, outcome) in finished {
             if let Some(r) = self.in_flight.remove(&handle) {
                 self.ids.remove(&r.id);
-                let _ = r.reply.send(outcome);
+                self.finish(r, outcome);
             }
         }
         for (handle, answers) in self.node.requests.drain_groups() {
