@@ -243,10 +243,10 @@ fn v6_our_client_with_libcoap_among_the_responders() {
 /// libcoap's client sends group GETs from the test's namespace; our servers answer.
 ///
 /// With one server, the whole discovery document: larger than three times the request,
-/// it is first a 4.01 with Echo (RFC 9175 §2.4), which libcoap repeats by unicast. With
-/// two, a query whose answer is small enough to need no Echo: libcoap 4.3.1 repeats only
-/// the first member's challenge of a group request (it then forgets the token), so
-/// challenged answers from a second server would not reach it.
+/// it comes in blocks small enough for the factor (RFC 9175 §2.4), which libcoap
+/// continues by unicast. With two, a query whose answer fits one message: libcoap 4.3.1
+/// continues only the first member's answer of a group request (it then forgets the
+/// token).
 fn libcoap_client_answered_by_ours(group: &str, base: &str, v6: bool) {
     let link = Link::new(2);
     let libcoap = |uri: &str| {
@@ -329,4 +329,99 @@ fn v4_our_coap_client_prints_each_servers_answer_with_its_address() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("-N"));
+}
+
+#[test]
+fn v6_ula_group_get_from_an_unbound_client_reaches_members_sharing_a_port() {
+    // Issue 23: hosts with ULA addresses beside their link-local ones. The client's
+    // socket is bound to [::], so its group request to ff02::fd leaves from its
+    // link-local address and the unicast follow-ups (the rest of a block-wise answer)
+    // from its ULA: the members must serve both (no Echo bound to the first source).
+    // Two of our servers share one host and the group's port (SO_REUSEADDR), beside
+    // libcoap's server on another host.
+    if !available("coap-server-notls")
+        || !private_network(
+            "v6_ula_group_get_from_an_unbound_client_reaches_members_sharing_a_port",
+        )
+    {
+        return;
+    }
+    let link = Link::new(2);
+    let (h, other) = (&link.hosts[0], &link.hosts[1]);
+    h.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "fd00::12/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let group = "ff02::fd";
+    let _ours = [
+        h.spawn(
+            &example("coap-server"),
+            &["-A", "fd00::2", "-g", group, "-G", "eth0"],
+            Some("listening"),
+        ),
+        h.spawn(
+            &example("tokio_server"),
+            &["-A", "fd00::12", "-g", group, "-G", "eth0"],
+            Some("listening"),
+        ),
+    ];
+    let _libcoap = other.spawn(
+        Path::new("coap-server-notls"),
+        &["-g", group, "-G", "eth0"],
+        None,
+    );
+    // The bridge's link-local address must be usable (DAD done) for the group request
+    // to leave from it.
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args(["-6", "addr", "show", "dev", "br0", "scope", "link"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("fe80") && !text.contains("tentative") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "br0 has no link-local address: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = SocketAddr::from(std::net::SocketAddrV6::new(
+        coap_proto::multicast::ALL_COAP_NODES_LINK_LOCAL,
+        5683,
+        0,
+        link.index,
+    ));
+    let (answers, _) = ask("[::]:0", target, Request::get("/"));
+    let got = by_source(&answers);
+    assert_eq!(got.len(), 3, "every member answered: {answers:?}");
+    for a in got.values() {
+        assert!(a.complete && a.response.code == Code::CONTENT, "{a}");
+    }
+    let ours: Vec<SocketAddr> = ["[fd00::2]:5683", "[fd00::12]:5683"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    for a in &ours {
+        assert!(got.contains_key(a), "{a} answered: {answers:?}");
+    }
+    // 1,500 bytes from each of ours: the first block by multicast, the rest by unicast
+    // from the client's other address.
+    let (answers, _) = ask("[::]:0", target, Request::get("/example_data"));
+    let got = by_source(&answers);
+    for a in &ours {
+        let answer = got
+            .get(a)
+            .unwrap_or_else(|| panic!("{a} answered: {answers:?}"));
+        assert!(answer.complete, "{answer}");
+        assert_eq!(answer.response.payload.len(), 1500, "{answer}");
+    }
 }

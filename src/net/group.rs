@@ -108,18 +108,32 @@ impl Group {
         }
         match self.address {
             IpAddr::V4(group) => {
-                let socket = UdpSocket::bind((group, port))?;
+                let socket = bind_shared((group, port).into())?;
                 socket.join_multicast_v4(&group, &self.interface_v4)?;
                 Ok(socket)
             }
             IpAddr::V6(group) => {
                 let at = SocketAddrV6::new(group, port, 0, self.interface_index);
-                let socket = UdpSocket::bind(at)?;
+                let socket = bind_shared(at.into())?;
                 socket.join_multicast_v6(&group, self.interface_index)?;
                 Ok(socket)
             }
         }
     }
+}
+
+/// A UDP socket bound to `at` with SO_REUSEADDR set first, as libcoap's group sockets
+/// are: every server on the host that joins the group on the same port gets a copy of
+/// each group datagram, rather than the second one failing to bind.
+fn bind_shared(at: std::net::SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    if at.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&at.into())?;
+    Ok(socket.into())
 }
 
 impl fmt::Display for Group {
