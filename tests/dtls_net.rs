@@ -79,6 +79,15 @@ fn our_coaps_client_and_server_exchange_every_kind_of_request() {
             .is_connected(c.sessions().established(addr).unwrap())
     );
     assert_eq!(c.get("/big").unwrap().payload, big(), "Block2");
+    // The session's address is proven by its handshake: no amplification limit, so
+    // the blocks are the size asked for (RFC 9175 §2.4 applies to unverified ones).
+    let mut sizes = Vec::new();
+    c.get_blockwise("/big", 6, |_, bytes, _| {
+        sizes.push(bytes.len());
+        true
+    })
+    .unwrap();
+    assert_eq!(sizes[0], 1024, "{sizes:?}");
     let body: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
     assert_eq!(
         c.put("/store", &body).unwrap().code,

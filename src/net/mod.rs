@@ -1065,6 +1065,18 @@ pub fn default_config() -> crate::Config {
     }
 }
 
+/// `config` for an endpoint whose peers are DTLS sessions: without amplification
+/// mitigation, since the handshake (its cookie exchange first, RFC 6347 §4.2.1) proved
+/// every session's address (RFC 9175 §2.4 asks only for addresses not known to be the
+/// peer's).
+#[cfg(feature = "dtls")]
+pub(crate) fn over_dtls(config: crate::Config) -> crate::Config {
+    crate::Config {
+        amplification: None,
+        ..config
+    }
+}
+
 /// A seed for the PRNG from the OS's hash randomness and the clock.
 pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};

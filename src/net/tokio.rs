@@ -688,7 +688,7 @@ impl Server<64, 16, 1152, 512, 32768, super::Dtls> {
         sessions: crate::dtls::Sessions,
         config: Config,
     ) -> Result<Self, Error> {
-        Self::over(socket, config, super::Dtls::new(sessions))
+        Self::over(socket, super::over_dtls(config), super::Dtls::new(sessions))
     }
 }
 
