@@ -16,7 +16,11 @@
 //!   the new one completes, and stays usable if the new one fails.
 //! - RFC 6347 §4.2.1: the cookie exchange is dimpl's; a session exists before the
 //!   cookie returns, so half-open sessions are capped ([`Limits::max_half_open`], the
-//!   oldest half-open one gives way) and live [`Limits::handshake_timeout`] at most.
+//!   oldest half-open one gives way) and live [`Limits::handshake_timeout`] at most. A
+//!   client whose handshake has not completed after a quarter of that starts over with
+//!   a fresh ClientHello, so that one whose half-open session the server dropped
+//!   recovers in seconds. (A ClientHello without a cookie still costs the server a
+//!   half-open place: dimpl 0.9 has no way to check a cookie without a session.)
 //! - Established sessions are capped too ([`Limits::max_sessions`]): when the table is
 //!   full the one idle longest is closed; a session idle for [`Limits::idle_timeout`] is
 //!   closed. Its requests in flight then end as any request to a silent peer does.
@@ -120,7 +124,8 @@ pub struct Limits {
     /// replaces the oldest of them.
     pub max_half_open: usize,
     /// A handshake not complete after this is given up (default 10 s): the client
-    /// gets [`SessionEvent::Failed`], the server forgets the session.
+    /// gets [`SessionEvent::Failed`], the server forgets the session. A client starts
+    /// over with a fresh ClientHello after each quarter of it without completing.
     pub handshake_timeout: Duration,
     /// An established session without a datagram either way for this long is closed
     /// (default 10 minutes).
@@ -231,6 +236,13 @@ impl KeyStore {
     }
 }
 
+/// How long a client's handshake may go without completing before it starts over
+/// with a fresh ClientHello: a quarter of the handshake timeout (2.5 s by default,
+/// past dimpl's second flight retransmission), so that it gets about three tries.
+fn restart_after(limits: &Limits) -> Duration {
+    limits.handshake_timeout / 4
+}
+
 /// The resolver dimpl calls during a handshake: it answers from the key store and
 /// notes the identity asked for, which the table then gives to the session whose
 /// packet was being handled (one at a time: the table is behind `&mut`).
@@ -259,6 +271,8 @@ struct Session {
     /// The client's PSK identity (server side), or ours (client side).
     identity: Option<Vec<u8>>,
     started: Instant,
+    /// When a client's handshake last (re)started with a fresh ClientHello.
+    restarted: Instant,
     last: Instant,
     /// dimpl's next timer, on std's clock.
     timer: Option<std::time::Instant>,
@@ -457,6 +471,7 @@ impl Sessions {
             connected: false,
             identity,
             started: now,
+            restarted: now,
             last: now,
             timer: None,
             early: Vec::new(),
@@ -699,10 +714,26 @@ impl Sessions {
             let Some(s) = self.slots[i].as_mut() else {
                 continue;
             };
+            let restart = self.resolver.is_none()
+                && !s.connected
+                && now.saturating_duration_since(s.restarted) >= restart_after(&self.limits);
             let verdict = if !s.connected
                 && now.saturating_duration_since(s.started) >= self.limits.handshake_timeout
             {
                 Some(Some(DtlsError::HandshakeTimeout))
+            } else if restart {
+                // A client whose handshake made no progress starts over with a fresh
+                // ClientHello rather than wait for its deadline: a server that lost
+                // its half-open session (displaced by others, or restarted) answers a
+                // cookie it no longer knows with a new HelloVerifyRequest, which a
+                // client past that step does not take (RFC 6347 §4.2.1).
+                let mut dtls = dimpl::Dtls::new_12_psk(self.config.clone(), std_now);
+                dtls.set_active(true);
+                let _ = dtls.handle_timeout(std_now);
+                s.dtls = dtls;
+                s.restarted = now;
+                s.timer = None;
+                None
             } else if s.connected
                 && now.saturating_duration_since(s.last) >= self.limits.idle_timeout
             {
@@ -735,7 +766,9 @@ impl Sessions {
                 } else {
                     s.started + self.limits.handshake_timeout
                 };
-                [Some(limit), s.timer.map(|t| self.our_time(t))]
+                let restart = (!s.connected && self.resolver.is_none())
+                    .then(|| s.restarted + restart_after(&self.limits));
+                [Some(limit), restart, s.timer.map(|t| self.our_time(t))]
             })
             .flatten()
             .min()

@@ -522,3 +522,49 @@ fn a_client_restarted_on_the_same_port_connects_again() {
     );
     assert_eq!(net.server.sessions.len(), 1);
 }
+
+#[test]
+fn a_client_whose_half_open_session_was_displaced_starts_over_within_seconds() {
+    // The client's ClientHello reaches the server, which answers with a
+    // HelloVerifyRequest; before the client's second ClientHello (with the cookie)
+    // arrives, 16 spoofed ClientHellos displace its half-open session. The client
+    // starts over with a fresh ClientHello after a quarter of its handshake timeout,
+    // rather than fail after the whole of it.
+    let mut probe = client("alice", KEY, 9);
+    probe.sessions.connect(Instant::ZERO, addr(SERVER)).unwrap();
+    let hello = match probe.poll_output(Instant::ZERO) {
+        DtlsOutput::Transmit(_, bytes) => bytes.to_vec(),
+        other => panic!("{other:?}"),
+    };
+    let mut net = Net::new(vec![(addr("127.0.0.1:40006"), client("alice", KEY, 10))]);
+    let session = net.clients[0]
+        .1
+        .sessions
+        .connect(net.now, addr(SERVER))
+        .unwrap();
+    let get = ask(&mut net, 0, session, Code::GET, "/hello", None);
+    // Until the server has answered the first ClientHello.
+    while net.server.sessions.half_open() == 0 {
+        let until = net.now + Duration::from_millis(1);
+        net.run(until);
+    }
+    let now = net.now;
+    for port in 0..16u16 {
+        let from = SocketAddr::from(([10, 1, 0, port as u8], 2000 + port));
+        net.server
+            .handle_datagram(now, from, &hello, |_, _, _| panic!("no plaintext"));
+        while let DtlsOutput::Transmit(..) | DtlsOutput::Session(_) = net.server.poll_output(now) {}
+    }
+    let start = net.now;
+    let mut connected = None;
+    while net.now < start + Duration::from_secs(12) && connected.is_none() {
+        let until = net.now + Duration::from_millis(100);
+        net.run(until);
+        if net.clients[0].2.done.contains_key(&get) {
+            connected = Some(net.now - start);
+        }
+    }
+    let took = connected.expect("the request was answered");
+    assert_eq!(net.clients[0].2.bodies[&get], b"hello alice");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+}
