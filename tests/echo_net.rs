@@ -196,3 +196,30 @@ fn mitigation_is_off_when_the_configuration_says_so() {
     );
     assert!(answer.len() > 1000);
 }
+
+#[test]
+fn an_echo_capable_client_proves_its_address_during_its_first_download() {
+    // The first download of an unverified client comes in small blocks, each offering
+    // an Echo value (RFC 9175 §2.3); our client echoes it in its next block request,
+    // which proves its address: its next download gets the 1,024-byte blocks it asks
+    // for. Nothing is challenged.
+    let (addr, handle) = server(Arc::new(AtomicUsize::new(0)));
+    let mut c = blocking::Client::connect(addr).unwrap();
+    let sizes = |c: &mut blocking::Client| {
+        let mut sizes = Vec::new();
+        let mut body = 0;
+        c.get_blockwise("/big", 6, |_, bytes, _| {
+            sizes.push(bytes.len());
+            body += bytes.len();
+            true
+        })
+        .unwrap();
+        assert_eq!(body, BIG);
+        sizes
+    };
+    let first = sizes(&mut c);
+    assert!(first[0] < 1024, "{first:?}");
+    let second = sizes(&mut c);
+    assert_eq!(second[0], 1024, "{second:?}");
+    assert_eq!(handle.stats().unwrap().echo_challenges, 0);
+}

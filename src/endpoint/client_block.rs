@@ -213,7 +213,11 @@ impl<
             .next_request_block()
             .ok_or(DownloadError::TooLarge)?;
         let fresh = blocks.fresh_token;
-        self.queue_follow_up(now, index, next, fresh)
+        // RFC 9175 §2.3: an Echo value in a response is for the next request, which
+        // proves the client's address to a server that serves it smaller blocks until
+        // then (`Endpoint::answer_limit`).
+        let echo = msg.echo().ok().flatten();
+        self.queue_follow_up(now, index, next, fresh, echo)
             .map_err(|_| DownloadError::TooLarge)?;
         Ok(Some(received))
     }
@@ -226,6 +230,7 @@ impl<
         index: usize,
         next: Block,
         fresh_token: bool,
+        echo: Option<&[u8]>,
     ) -> Result<(), BuildError> {
         let mut token = [0u8; MAX_TOKEN_LEN];
         let (peer, old_token) = match self.slots.get(index) {
@@ -244,8 +249,9 @@ impl<
             .stored_request(index)
             .is_some_and(|m| m.has_option(OptionNumber::BLOCK1));
         // A follow-up is a plain GET for a block, never another registration: Observe
-        // goes too (RFC 7959 §2.6). So does an Echo: each message is repeated for one
-        // at most once (`repeat_with_echo`).
+        // goes too (RFC 7959 §2.6). So does the request's Echo: each message is repeated
+        // for one at most once (`repeat_with_echo`); one the last response carried goes
+        // instead.
         let (drop, payload): (&[OptionNumber], _) = if uploaded {
             (
                 &[
@@ -275,7 +281,7 @@ impl<
                 drop,
                 block1: None,
                 block2: Some(next),
-                echo: None,
+                echo,
                 payload,
             },
         )

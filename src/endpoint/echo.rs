@@ -29,6 +29,10 @@
 //!   registration's budget. Only the client that registered acknowledges a
 //!   notification of its token (anyone else rejects it, §3.6), so a registration from
 //!   a spoofed address ends with its first notification.
+//! - A block-wise answer kept small so offers an Echo value where the block keeps its
+//!   size (§2.3: a response may carry one for the next request). A client that echoes
+//!   it in its next block request proves its address, and its later transfers get the
+//!   block size it asks for; one that ignores it loses nothing.
 //! - Peers behind a DTLS session are not limited: the handshake proved the address
 //!   ([`crate::dtls`]).
 //! - §2.2, §2.3: a request carrying an Echo value this endpoint made for that peer, at
@@ -51,8 +55,10 @@
 //!
 //! Client (`client.rs`, §2.3): a 4.01 with Echo to a request that carried no Echo is
 //! answered by sending the request again under the same handle, with a new message ID
-//! and token and the Echo value; the block-wise follow-ups after it go without Echo, so
-//! each message the application or the block machinery makes is repeated at most once.
+//! and token and the Echo value; the block-wise follow-ups after it go without that
+//! Echo, so each message the application or the block machinery makes is repeated at
+//! most once. A block-wise response that carries an Echo value has it echoed in the
+//! next block request (`client_block.rs`).
 
 use core::hash::{Hash, Hasher};
 use core::time::Duration;
@@ -247,6 +253,21 @@ impl<
         (limit < MSG_BYTES).then_some(limit)
     }
 
+    /// An Echo value to offer `peer` in a block-wise answer kept small by the
+    /// amplification budget (RFC 9175 §2.3: a response may carry one for the next
+    /// request): a client that echoes it in its next block request proves its address,
+    /// and its later transfers get blocks of the size it asks for. `None` when the
+    /// answer is not limited.
+    pub(super) fn offered_echo(
+        &self,
+        now: Instant,
+        handle: super::IncomingHandle,
+    ) -> Option<[u8; ECHO_MAX]> {
+        let slot = self.slots.get(handle.index as usize)?.as_ref()?;
+        self.answer_limit(now, handle)?;
+        Some(self.echo_value(slot.peer, ticks(now), ECHO_MAX))
+    }
+
     /// Whether `peer` has echoed a value within [`Amplification::verified_for`] and
     /// still has its place among the verified peers.
     pub fn is_verified(&self, now: Instant, peer: P) -> bool {
@@ -258,7 +279,7 @@ impl<
     }
 
     /// The Echo value for `peer` at `now`, `len` bytes (6–8).
-    fn echo_value(&self, peer: P, t: u64, len: usize) -> [u8; ECHO_MAX] {
+    pub(super) fn echo_value(&self, peer: P, t: u64, len: usize) -> [u8; ECHO_MAX] {
         let mut value = [0; ECHO_MAX];
         value[..2].copy_from_slice(&self.stamp(t).to_be_bytes());
         let mac = self.mac(peer, t).to_be_bytes();

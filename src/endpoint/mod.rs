@@ -490,7 +490,7 @@ impl<
     /// requests: a request that comes is refused as one this endpoint cannot process
     /// (RST for a CON, nothing for a NON; RFC 7252 §4.2, §4.3), and the server role's
     /// code — request handling, deduplication of requests, refusals, Echo challenges —
-    /// is not linked (the size probe on a Cortex-M4: 26.3 KB instead of 47.0 KB for both
+    /// is not linked (the size probe on a Cortex-M4: 26.3 KB instead of 47.5 KB for both
     /// roles; see BENCHMARKS.md).
     pub fn handle_client_datagram<'b>(
         &mut self,
@@ -504,7 +504,7 @@ impl<
     /// [`handle_datagram`](Self::handle_datagram) for an endpoint that only serves: a
     /// response that comes matches nothing (RST for a CON, RFC 7252 §5.3.2), and the
     /// client role's matching of responses, block-wise follow-ups and Echo repetitions
-    /// is not linked (the size probe: 35.2 KB instead of 47.0 KB). ACKs and RSTs of the
+    /// is not linked (the size probe: 35.3 KB instead of 47.5 KB). ACKs and RSTs of the
     /// endpoint's own separate responses and notifications are processed as ever.
     pub fn handle_server_datagram<'b>(
         &mut self,

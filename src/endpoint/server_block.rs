@@ -247,6 +247,7 @@ impl<
         let size2_requested =
             (requested.is_some() || body_len > 16) && matches!(request.size2(), Ok(Some(0)));
         let max_block_szx = self.config.max_block_szx;
+        let offered = self.offered_echo(now, handle);
         self.respond_filled(now, handle, ResponseMode::Auto, code, &mut |b| {
             build(b)?;
             // Room for the payload once Block2 (at most 4 bytes), Size2 (5) and the
@@ -259,6 +260,13 @@ impl<
                     b.block2(slice.block)?;
                     if let Some(n) = slice.size2 {
                         b.size2(n)?;
+                    }
+                    // Echo (its option header and 8 bytes) only where the block keeps
+                    // its size: a client that ignores it loses nothing.
+                    if let Some(echo) = offered
+                        .filter(|_| b.payload_capacity() >= slice.range.len() + etag_room + 10)
+                    {
+                        b.echo(&echo)?;
                     }
                     write(slice.range, b)
                 }
