@@ -166,6 +166,22 @@ impl<P> Requests<P> {
     pub(crate) fn drain_finished(&mut self) -> std::vec::Drain<'_, (RequestHandle, Outcome)> {
         self.finished.drain(..)
     }
+
+    /// The finished requests, taken out whole (their buffer moves, nothing is
+    /// allocated), for a caller that needs `&mut` access to more than this table while
+    /// it goes through them; [`give_back`](Self::give_back) returns the buffer.
+    pub(crate) fn take_finished(&mut self) -> Vec<(RequestHandle, Outcome)> {
+        core::mem::take(&mut self.finished)
+    }
+
+    /// Returns an emptied buffer from [`take_finished`](Self::take_finished), so that
+    /// its capacity serves again.
+    pub(crate) fn give_back(&mut self, mut taken: Vec<(RequestHandle, Outcome)>) {
+        if self.finished.is_empty() {
+            taken.clear();
+            self.finished = taken;
+        }
+    }
 }
 
 /// The client role of the adapters' core.

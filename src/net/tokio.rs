@@ -1220,13 +1220,15 @@ impl<T: Transport, const E: usize, const B: usize, const M: usize, const D: usiz
             }
             self.node.cancel(now, handle);
         }
-        let finished: Vec<_> = self.node.requests.drain_finished().collect();
-        for (handle, outcome) in finished {
+        // Taken out whole, since `finish` needs the driver (no allocation per request).
+        let mut finished = self.node.requests.take_finished();
+        for (handle, outcome) in finished.drain(..) {
             if let Some(r) = self.in_flight.remove(&handle) {
                 self.ids.remove(&r.id);
                 self.finish(r, outcome);
             }
         }
+        self.node.requests.give_back(finished);
         for (handle, answers) in self.node.requests.drain_groups() {
             if let Some(r) = self.in_flight.remove(&handle) {
                 self.ids.remove(&r.id);
