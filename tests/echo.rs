@@ -649,3 +649,39 @@ fn burst_of_verifications_in_one_tick_evicts_only_the_oldest() {
         );
     }
 }
+
+#[test]
+fn a_notification_that_fits_no_block_of_a_tiny_budget_ends_only_that_observation() {
+    // Counted over CoAP bytes alone, a 5-byte registration (no token, no path) allows
+    // 15 bytes: a 10-byte state fits neither whole nor as a 16-byte block. The
+    // observation ends (its client registers again, RFC 7641 §3.3.1); nothing panics
+    // and the other observer is notified.
+    let mut s = server(22);
+    for (peer, token) in [(7u8, &[][..]), (8, &[1, 2, 3, 4][..])] {
+        let register = msg(Type::Con, Code::GET, 1, token, |b| {
+            b.observe(0).unwrap();
+            if !token.is_empty() {
+                b.uri_path("/a-longer-path-for-a-larger-budget").unwrap();
+            }
+        });
+        let Some(Incoming::Request { handle, .. }) = s.handle_datagram(t(0), peer, &register)
+        else {
+            panic!()
+        };
+        assert!(
+            s.respond_observe(t(0), handle, 0, Code::CONTENT, |b| b
+                .payload(b"1")
+                .map(drop))
+                .unwrap()
+        );
+        drain(&mut s, t(0));
+    }
+    let sent = s
+        .notify_body(t(1000), 0, false, Code::CONTENT, b"0123456789", |_| Ok(()))
+        .unwrap();
+    assert_eq!(sent.sent, 1);
+    let out = drain(&mut s, t(1000));
+    assert_eq!(out.sent.len(), 1);
+    assert_eq!(out.sent[0].0, 8);
+    assert_eq!(s.observers(0), 1);
+}

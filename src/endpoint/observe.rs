@@ -295,7 +295,7 @@ impl<
                 continue;
             }
             match self.send_notification(now, i, confirmable, code, seq, build) {
-                Ok(()) => done.sent += 1,
+                Ok(sent) => done.sent += usize::from(sent),
                 Err(Error::TableFull | Error::BuffersFull) => {
                     // No room for this one means none for the rest: count them, and
                     // say when room frees.
@@ -404,9 +404,9 @@ impl<
         code: Code,
         seq: u32,
         build: &dyn Fn(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let Some(o) = self.observers[i] else {
-            return Ok(());
+            return Ok(false);
         };
         let last = !code.is_success();
         let replacing = o
@@ -457,7 +457,7 @@ impl<
                 // RFC 7641 §3.3.1), the other observers are notified.
                 log_info!("ending an unconfirmed observation: its notification exceeds the budget");
                 self.observers[i] = None;
-                return Ok(());
+                return Ok(false);
             }
             return Err(e.into());
         }
@@ -515,7 +515,7 @@ impl<
                 ..o
             })
         };
-        Ok(())
+        Ok(true)
     }
 
     /// The place for an observation by `peer` and `token`, by the table's overflow
@@ -662,22 +662,26 @@ fn first_block(
     szx: u8,
     etag: &[u8],
 ) -> Result<(), BuildError> {
-    if body.len() <= 16usize << szx && body.len() <= b.payload_capacity() {
+    let capacity = b.payload_capacity();
+    let tagged = super::server_block::has_etag(b);
+    // Room for the payload once the ETag, Block2 (at most 4 bytes) and Size2 (5) are
+    // in: smaller than the buffer when the answer must stay within an amplification
+    // budget.
+    let room = capacity.saturating_sub(if tagged { 9 } else { 11 + etag.len() });
+    let whole = body.len() <= capacity && body.len() <= 16usize << szx;
+    let szx = szx.min(crate::wire::Block::szx_at_most(room).unwrap_or(0));
+    let size = 16usize << szx;
+    if whole || body.len() <= size {
+        // Whole; or, when not even one block fits, the builder's error for the caller.
         return b.payload(body).map(drop);
     }
-    let mut room = b.payload_capacity();
-    if !super::server_block::has_etag(b) {
+    if !tagged {
         b.etag(etag)?;
-        room = room.saturating_sub(2 + etag.len());
     }
-    // Room for the payload once Block2 (at most 4 bytes) and Size2 (5) are in: smaller
-    // than the buffer when the answer must stay within an amplification budget.
-    let szx = szx.min(crate::wire::Block::szx_at_most(room.saturating_sub(9)).unwrap_or(0));
-    let size = 16usize << szx;
     let first = crate::wire::Block::new(0, true, szx).ok_or(BuildError::OptionTooLong)?;
     b.block2(first)?;
     b.size2(u32::try_from(body.len()).unwrap_or(u32::MAX))?;
-    b.payload(&body[..size]).map(drop)
+    b.payload(body.get(..size).unwrap_or(body)).map(drop)
 }
 
 /// Marks a client slot whose request asked to observe (Observe: 0).
