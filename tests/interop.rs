@@ -398,6 +398,26 @@ fn aiocoap_client_with_its_defaults_against_both_our_servers_with_theirs() {
             report.contains("ECHO 0"),
             "{name}: no request was challenged"
         );
+        // And aiocoap's command-line client, as a user would type it.
+        if available("aiocoap-client", "aiocoap-client", &["--help"]) {
+            let example_data: String = (0..1500u32)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            for (path, expect) in [
+                ("/", "This is a test server made with coap-proto"),
+                ("/example_data", example_data.as_str()),
+            ] {
+                let out = Command::new("aiocoap-client")
+                    .arg(format!("coap://127.0.0.1:{port}{path}"))
+                    .output()
+                    .unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success() && stdout.contains(expect),
+                    "{name}: aiocoap-client {path}: {out:?}"
+                );
+            }
+        }
         assert_eq!(
             report.matches("PASS").count(),
             15,
