@@ -21,13 +21,16 @@
 //!   a fresh ClientHello, so that one whose half-open session the server dropped
 //!   recovers in seconds. (A ClientHello without a cookie still costs the server a
 //!   half-open place: dimpl 0.9 has no way to check a cookie without a session.)
-//! - Established sessions are capped too ([`Limits::max_sessions`]): when the table is
-//!   full the one idle longest is closed; a session idle for [`Limits::idle_timeout`] is
-//!   closed. Its requests in flight then end as any request to a silent peer does.
+//! - Established sessions are capped too ([`Limits::max_sessions`]), in places of their
+//!   own: a handshake that completes past the cap closes the one idle longest (a
+//!   ClientHello never does: half-open sessions only displace each other); a session
+//!   idle for [`Limits::idle_timeout`] is closed. Its requests in flight then end as any
+//!   request to a silent peer does.
 //! - Key material for DTLS-SRTP, which dimpl may emit, is ignored.
 //!
 //! Memory: a session is about 3.4 KB inline plus up to about 7 KB of heap during its
-//! handshake, so the table never holds more than `max_sessions` × ~10 KB.
+//! handshake, so the table never holds more than (`max_sessions` + `max_half_open`) ×
+//! ~10 KB.
 //!
 //! Certificates and raw public keys (RFC 7252 §9.1.3.2, §9.1.3.3) are not supported:
 //! dimpl's certificate suites are ECDHE-ECDSA with GCM or ChaCha20, not the
@@ -118,10 +121,12 @@ impl core::fmt::Display for SessionId {
 /// Bounds of the session table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Sessions at once, half-open ones included (default 64).
+    /// Established sessions at once (default 64): past it, a handshake that completes
+    /// closes the session idle longest.
     pub max_sessions: usize,
-    /// Sessions whose handshake has not completed (default 16): a ClientHello past it
-    /// replaces the oldest of them.
+    /// Sessions whose handshake has not completed (default 16), in places of their own
+    /// (a ClientHello, which anyone can send, never displaces an established session):
+    /// a ClientHello past it replaces the oldest of them.
     pub max_half_open: usize,
     /// A handshake not complete after this is given up (default 10 s): the client
     /// gets [`SessionEvent::Failed`], the server forgets the session. A client starts
@@ -357,7 +362,9 @@ impl Sessions {
         client_identity: Option<Vec<u8>>,
         limits: Limits,
     ) -> Self {
-        let n = limits.max_sessions.clamp(1, u16::MAX as usize);
+        // Half-open sessions have places of their own: a ClientHello, which anyone can
+        // send from any address, never takes an established session's place.
+        let n = (limits.max_sessions.max(1) + limits.max_half_open.max(1)).min(u16::MAX as usize);
         Sessions {
             config: Arc::new(config),
             resolver,
@@ -478,18 +485,15 @@ impl Sessions {
         });
     }
 
-    /// A free place, after closing the oldest half-open session if there are too
-    /// many, or the idlest established one if the table is full.
+    /// A place for a new handshake, after closing the oldest half-open session if
+    /// there are `max_half_open` of them. Established sessions are never closed for it:
+    /// the table has `max_half_open` places beyond `max_sessions` (`on_connected` keeps
+    /// the established ones within their cap).
     fn place(&mut self) -> Option<usize> {
-        if self.half_open() >= self.limits.max_half_open {
+        if self.half_open() >= self.limits.max_half_open.max(1) {
             let oldest = self.oldest(|s| !s.connected)?;
             self.close(oldest, None);
         }
-        if let Some(i) = self.slots.iter().position(Option::is_none) {
-            return Some(i);
-        }
-        let idlest = self.oldest(|_| true)?;
-        self.close(idlest, None);
         self.slots.iter().position(Option::is_none)
     }
 
@@ -700,6 +704,14 @@ impl Sessions {
                 generation: self.gens[o],
             };
             self.events.push_back(SessionEvent::Closed(oid));
+        }
+        // A handshake that completed proved its address: past the cap, the session
+        // idle longest gives way to it.
+        let established = self.slots.iter().flatten().filter(|s| s.connected).count();
+        if established > self.limits.max_sessions.max(1) {
+            if let Some(idlest) = self.oldest(|s| s.connected && s.addr != addr) {
+                self.close(idlest, None);
+            }
         }
         self.events.push_back(SessionEvent::Connected(id));
         for p in early {

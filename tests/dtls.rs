@@ -568,3 +568,67 @@ fn a_client_whose_half_open_session_was_displaced_starts_over_within_seconds() {
     assert_eq!(net.clients[0].2.bodies[&get], b"hello alice");
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
 }
+
+#[test]
+fn spoofed_client_hellos_never_close_an_established_session() {
+    // A server with room for 2 established sessions and 4 half-open ones. Two clients
+    // connect; then 1,000 spoofed ClientHellos come. Half-open sessions only displace
+    // each other: both established sessions stay, and both clients are served again.
+    let keys = KeyStore::new().with("alice", KEY);
+    let limits = Limits {
+        max_sessions: 2,
+        max_half_open: 4,
+        ..Limits::default()
+    };
+    let mut net = Net::new(vec![
+        (addr("127.0.0.1:40007"), client("alice", KEY, 11)),
+        (addr("127.0.0.1:40008"), client("alice", KEY, 12)),
+    ]);
+    net.server = DtlsEndpoint::new(
+        Sessions::server(keys, limits).unwrap(),
+        Config {
+            seed: 2,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let mut sessions = Vec::new();
+    for k in 0..2 {
+        let now = net.now;
+        let s = net.clients[k]
+            .1
+            .sessions
+            .connect(now, addr(SERVER))
+            .unwrap();
+        let get = ask(&mut net, k, s, Code::GET, "/hello", None);
+        let until = net.now + Duration::from_secs(5);
+        net.run(until);
+        assert_eq!(net.clients[k].2.bodies[&get], b"hello alice");
+        sessions.push(s);
+    }
+    let mut probe = client("alice", KEY, 13);
+    probe.sessions.connect(Instant::ZERO, addr(SERVER)).unwrap();
+    let hello = match probe.poll_output(Instant::ZERO) {
+        DtlsOutput::Transmit(_, bytes) => bytes.to_vec(),
+        other => panic!("{other:?}"),
+    };
+    let now = net.now;
+    for port in 0..1000u32 {
+        let from = SocketAddr::from(([10, 2, (port >> 8) as u8, port as u8], 3000));
+        net.server
+            .handle_datagram(now, from, &hello, |_, _, _| panic!("no plaintext"));
+        while let DtlsOutput::Transmit(..) | DtlsOutput::Session(_) = net.server.poll_output(now) {}
+    }
+    assert_eq!(net.server.sessions.half_open(), 4);
+    assert_eq!(
+        net.server.sessions.len(),
+        6,
+        "2 established beside the 4 half-open"
+    );
+    for (k, &s) in sessions.iter().enumerate() {
+        let get = ask(&mut net, k, s, Code::GET, "/hello", None);
+        let until = net.now + Duration::from_secs(5);
+        net.run(until);
+        assert_eq!(net.clients[k].2.bodies[&get], b"hello alice", "client {k}");
+    }
+}
