@@ -224,6 +224,29 @@ impl Net {
     }
 }
 
+/// A real client's first ClientHello, to replay from spoofed addresses.
+fn client_hello(seed: u64) -> Vec<u8> {
+    let mut probe = client("alice", KEY, seed);
+    probe.sessions.connect(Instant::ZERO, addr(SERVER)).unwrap();
+    match probe.poll_output(Instant::ZERO) {
+        DtlsOutput::Transmit(_, bytes) => bytes.to_vec(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `hello` from each of `from` at `now`, the server's answers drained and dropped.
+fn flood(
+    server: &mut DtlsEndpoint,
+    now: Instant,
+    hello: &[u8],
+    from: impl Iterator<Item = SocketAddr>,
+) {
+    for from in from {
+        server.handle_datagram(now, from, hello, |_, _, _| panic!("no plaintext"));
+        while let DtlsOutput::Transmit(..) | DtlsOutput::Session(_) = server.poll_output(now) {}
+    }
+}
+
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -450,12 +473,7 @@ fn a_wrong_key_or_unknown_identity_fails_within_the_handshake_timeout() {
 #[test]
 fn spoofed_client_hellos_stay_within_the_half_open_cap_and_a_real_client_connects() {
     // A real ClientHello, replayed from 10,000 spoofed ports.
-    let mut probe = client("alice", KEY, 5);
-    probe.sessions.connect(Instant::ZERO, addr(SERVER)).unwrap();
-    let hello = match probe.poll_output(Instant::ZERO) {
-        DtlsOutput::Transmit(_, bytes) => bytes.to_vec(),
-        other => panic!("{other:?}"),
-    };
+    let hello = client_hello(5);
     let mut net = Net::new(vec![(addr("127.0.0.1:40004"), client("alice", KEY, 6))]);
     let limits = Limits::default();
     let mut most = 0;
@@ -530,12 +548,7 @@ fn a_client_whose_half_open_session_was_displaced_starts_over_within_seconds() {
     // arrives, 16 spoofed ClientHellos displace its half-open session. The client
     // starts over with a fresh ClientHello after a quarter of its handshake timeout,
     // rather than fail after the whole of it.
-    let mut probe = client("alice", KEY, 9);
-    probe.sessions.connect(Instant::ZERO, addr(SERVER)).unwrap();
-    let hello = match probe.poll_output(Instant::ZERO) {
-        DtlsOutput::Transmit(_, bytes) => bytes.to_vec(),
-        other => panic!("{other:?}"),
-    };
+    let hello = client_hello(9);
     let mut net = Net::new(vec![(addr("127.0.0.1:40006"), client("alice", KEY, 10))]);
     let session = net.clients[0]
         .1
@@ -548,13 +561,8 @@ fn a_client_whose_half_open_session_was_displaced_starts_over_within_seconds() {
         let until = net.now + Duration::from_millis(1);
         net.run(until);
     }
-    let now = net.now;
-    for port in 0..16u16 {
-        let from = SocketAddr::from(([10, 1, 0, port as u8], 2000 + port));
-        net.server
-            .handle_datagram(now, from, &hello, |_, _, _| panic!("no plaintext"));
-        while let DtlsOutput::Transmit(..) | DtlsOutput::Session(_) = net.server.poll_output(now) {}
-    }
+    let spoofed = (0..16u16).map(|p| SocketAddr::from(([10, 1, 0, p as u8], 2000 + p)));
+    flood(&mut net.server, net.now, &hello, spoofed);
     let start = net.now;
     let mut connected = None;
     while net.now < start + Duration::from_secs(12) && connected.is_none() {
@@ -606,19 +614,9 @@ fn spoofed_client_hellos_never_close_an_established_session() {
         assert_eq!(net.clients[k].2.bodies[&get], b"hello alice");
         sessions.push(s);
     }
-    let mut probe = client("alice", KEY, 13);
-    probe.sessions.connect(Instant::ZERO, addr(SERVER)).unwrap();
-    let hello = match probe.poll_output(Instant::ZERO) {
-        DtlsOutput::Transmit(_, bytes) => bytes.to_vec(),
-        other => panic!("{other:?}"),
-    };
-    let now = net.now;
-    for port in 0..1000u32 {
-        let from = SocketAddr::from(([10, 2, (port >> 8) as u8, port as u8], 3000));
-        net.server
-            .handle_datagram(now, from, &hello, |_, _, _| panic!("no plaintext"));
-        while let DtlsOutput::Transmit(..) | DtlsOutput::Session(_) = net.server.poll_output(now) {}
-    }
+    let hello = client_hello(13);
+    let spoofed = (0..1000u32).map(|p| SocketAddr::from(([10, 2, (p >> 8) as u8, p as u8], 3000)));
+    flood(&mut net.server, net.now, &hello, spoofed);
     assert_eq!(net.server.sessions.half_open(), 4);
     assert_eq!(
         net.server.sessions.len(),

@@ -275,6 +275,20 @@ fn observe_registration_from_unverified_peer_is_served_within_budget_and_confirm
     assert_eq!(s.observers(0), 1);
 }
 
+/// `peer`'s registration `register` of resource 0 at time 0, registered and answered.
+fn observe(s: &mut Server, peer: u8, register: &[u8]) {
+    let Some(Incoming::Request { handle, .. }) = s.handle_datagram(t(0), peer, register) else {
+        panic!("the registration is delivered")
+    };
+    assert!(
+        s.respond_observe(t(0), handle, 0, Code::CONTENT, |b| b
+            .payload(b"1")
+            .map(drop))
+            .unwrap()
+    );
+    drain(s, t(0));
+}
+
 #[test]
 fn spoofed_registration_ends_at_its_first_notification() {
     // A registration from a victim's address (peer 7), who knows nothing of it: the
@@ -283,16 +297,7 @@ fn spoofed_registration_ends_at_its_first_notification() {
     let register = msg(Type::Con, Code::GET, 1, &[3, 4], |b| {
         b.observe(0).unwrap();
     });
-    let Some(Incoming::Request { handle, .. }) = s.handle_datagram(t(0), 7, &register) else {
-        panic!()
-    };
-    assert!(
-        s.respond_observe(t(0), handle, 0, Code::CONTENT, |b| b
-            .payload(b"1")
-            .map(drop))
-            .unwrap()
-    );
-    drain(&mut s, t(0));
+    observe(&mut s, 7, &register);
     s.notify(t(1000), 0, false, Code::CONTENT, |b| {
         b.payload(b"2").map(drop)
     })
@@ -664,17 +669,7 @@ fn a_notification_that_fits_no_block_of_a_tiny_budget_ends_only_that_observation
                 b.uri_path("/a-longer-path-for-a-larger-budget").unwrap();
             }
         });
-        let Some(Incoming::Request { handle, .. }) = s.handle_datagram(t(0), peer, &register)
-        else {
-            panic!()
-        };
-        assert!(
-            s.respond_observe(t(0), handle, 0, Code::CONTENT, |b| b
-                .payload(b"1")
-                .map(drop))
-                .unwrap()
-        );
-        drain(&mut s, t(0));
+        observe(&mut s, peer, &register);
     }
     let sent = s
         .notify_body(t(1000), 0, false, Code::CONTENT, b"0123456789", |_| Ok(()))
